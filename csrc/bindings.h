@@ -1,0 +1,9 @@
+// Each area of the core registers its functions on the one `_C` module.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace ript {
+void bind_common(pybind11::module_& m);  // common/bindings.cpp: TensorRef, thread pool, CUDA availability
+void bind_ops(pybind11::module_& m);     // ops/bindings.cpp: the fused RL kernels
+}  // namespace ript

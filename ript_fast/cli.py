@@ -1,0 +1,76 @@
+"""The `ript-fast` command line: one subcommand per stage of the pipeline.
+
+User mistakes (bad config, missing file) end with one clear line on stderr and exit code 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for; reported as one line, exit code 2."""
+
+
+def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise UsageError(f"`ript-fast {name}` is not built yet in this version of ript-fast")
+
+    return run
+
+
+def _add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. env=metaworld/reach-v3")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ript-fast", description="Reinforcement interactive post-training for VLAs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="RIPT-VLA post-training (Algorithm 1) of a policy")
+    train.add_argument("--config", help="YAML run config (default: configs/default.yaml)")
+    train.add_argument("--init", help="stage-2 checkpoint to start from (default: collect demos and run SFT)")
+    train.add_argument("--out", help="run folder")
+    train.add_argument("--resume", help="run folder to resume")
+    _add_overrides(train)
+    train.set_defaults(func=_not_built("train"))
+
+    sft = sub.add_parser("sft", help="supervised training (stage 1/2) of a policy on a demo file")
+    sft.add_argument("--config", required=True, help="YAML config")
+    _add_overrides(sft)
+    sft.set_defaults(func=_not_built("sft"))
+
+    ev = sub.add_parser("eval", help="success rate of a checkpoint on held-out contexts")
+    ev.add_argument("--ckpt", required=True)
+    ev.add_argument("--env", required=True, help="e.g. metaworld/reach-v3")
+    ev.add_argument("--episodes", type=int, default=50)
+    ev.add_argument("--video", action="store_true", help="also write a video of a few episodes")
+    ev.set_defaults(func=_not_built("eval"))
+
+    demos = sub.add_parser("collect-demos", help="scripted-expert demonstrations to an HDF5 file")
+    demos.add_argument("--env", required=True, help="e.g. metaworld/pick-place-v3")
+    demos.add_argument("--num-demos", type=int, required=True)
+    demos.add_argument("--out", required=True)
+    demos.set_defaults(func=_not_built("collect-demos"))
+
+    bench = sub.add_parser("bench", help="run the benchmarks and print ratio tables")
+    bench.add_argument("what", nargs="?", default="all", help="ops | engine | all")
+    bench.set_defaults(func=_not_built("bench"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as err:
+        print(f"ript-fast {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
