@@ -58,7 +58,7 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
         load_config(Outer, tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: [1,\n")
-    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML"):
         load_config(Outer, bad)
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("steps: x\n")
