@@ -7,6 +7,7 @@
 
 #include "bindings.h"
 #include "sim/batch_sim.h"
+#include "sim/raw_step.h"
 
 namespace py = pybind11;
 
@@ -204,6 +205,14 @@ void bind_sim(py::module_& root) {
       py::arg("model"), py::arg("data"), py::arg("mocap"), py::arg("pos"), py::arg("quat"), py::arg("ctrl"),
       py::arg("iterations"), py::arg("frame_skip"),
       "MetaWorld's reset settling loop in C++: hold the mocap at pos/quat with ctrl, frame_skip steps each time");
+  m.def(
+      "step_raw",
+      [](const std::vector<uintptr_t>& models, const std::vector<uintptr_t>& datas, int32_t nstep) {
+        py::gil_scoped_release nogil;
+        return step_raw(models, datas, nstep);
+      },
+      py::arg("models"), py::arg("datas"), py::arg("nstep"),
+      "nstep mj_steps on every (model, data) address pair, in parallel; per env: stayed finite");
   m.def("context_header_size", [] { return ContextLayout::kHeader; });
   m.def("context_version", [] { return ContextLayout::kVersion; });
 }

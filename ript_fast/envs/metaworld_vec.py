@@ -17,6 +17,7 @@ Semantics (see docs/ARCHITECTURE.md, "Environments"):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import gymnasium as gym
@@ -70,6 +71,8 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
         self._frozen = np.zeros(self.num_envs, dtype=bool)
         self._all = np.ones(self.num_envs, dtype=bool)
         self._renderer = None
+        self._reset_threads: ThreadPoolExecutor | None = None
+        self._reset_thread_count = 0
         if obs_mode != "state":
             from ript_fast.envs.rendering import BatchRenderer
 
@@ -143,8 +146,7 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
             states = contexts.rows_for(options["init_state"], ids, self.num_envs, self._sim.context_dim)
             self._restart(ids, states, noise)
         else:
-            for i in ids:
-                self._sample_episode(int(i))
+            self._sample_episodes(ids)
         self._needs_reset[ids] = False
         self._frozen[ids] = False
         return self._observation(), self._info(self._all)
@@ -154,8 +156,8 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
         pending = self._needs_reset.copy()
         active = ~(pending | self._frozen)
         self._sim.step(actions, active)
-        for i in np.flatnonzero(pending):
-            self._sample_episode(int(i))
+        if pending.any():
+            self._sample_episodes(np.flatnonzero(pending))
         done = (self._sim.terminated | self._sim.truncated) & active
         if self.autoreset:
             self._needs_reset = done
@@ -174,6 +176,9 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
         return self._sim.context.copy()
 
     def close(self, **kwargs: Any) -> None:
+        if self._reset_threads is not None:
+            self._reset_threads.shutdown()
+            self._reset_threads = None
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
@@ -198,10 +203,27 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
             raise ValueError(f"actions: expected shape ({self.num_envs}, 4), got {arr.shape}")
         return np.ascontiguousarray(arr)
 
-    def _sample_episode(self, i: int) -> None:
-        """A fresh episode of env i: MetaWorld samples the task (C++ settling), the engine takes over."""
-        reset_task_env(self.envs[i])
-        self._begin(i)
+    def _sample_episodes(self, ids: np.ndarray) -> None:
+        """Fresh episodes: MetaWorld samples each task, the engine takes over.
+
+        Most of a MetaWorld reset is its settling loop, which runs in C++ with the GIL released, so the resets
+        of several envs overlap on Python threads (one per core-pool thread). Each env has its own model, data
+        and random stream, so which thread resets it does not change the result.
+        """
+        envs = [self.envs[int(i)] for i in ids]
+        threads = min(_C.num_threads(), len(envs))
+        if threads > 1:
+            if self._reset_threads is None or self._reset_thread_count != threads:
+                if self._reset_threads is not None:
+                    self._reset_threads.shutdown()
+                self._reset_threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ript-reset")
+                self._reset_thread_count = threads
+            list(self._reset_threads.map(reset_task_env, envs))
+        else:
+            for env in envs:
+                reset_task_env(env)
+        for i in ids:
+            self._begin(int(i))
 
     def _begin(self, i: int) -> None:
         env = self.envs[i]
