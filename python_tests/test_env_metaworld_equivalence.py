@@ -7,9 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
-from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
 from ript_fast.envs import TASK_NAMES, expert_actions, make_vec_env
+from ript_fast.envs.metaworld_task_env import reference_env
 
 FAST_TASKS = [
     "reach-v3",
@@ -24,19 +24,6 @@ FAST_TASKS = [
     "lever-pull-v3",  # qpos rule
     "assembly-v3",  # two-condition rule
 ]
-
-
-def reference_env(task: str, seed: int, max_steps: int = 500):
-    """MetaWorld's own env class, set up as ours: goal observable, a fresh random episode per reset."""
-    env = ALL_V3_ENVIRONMENTS[task]()
-    env._partially_observable = False
-    del env.sawyer_observation_space
-    env._freeze_rand_vec = False
-    env.seeded_rand_vec = True
-    env._set_task_called = True
-    env.max_path_length = max_steps
-    env.seed(seed)
-    return env
 
 
 def compare_rollout(task: str, steps: int, seed: int, policy: str) -> None:

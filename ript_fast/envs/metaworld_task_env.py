@@ -85,6 +85,20 @@ def make_task_env(task: str, goal_observable: bool, seed: int | None) -> Any:
     return env
 
 
+def reference_env(task: str, seed: int, max_steps: int = 500) -> Any:
+    """MetaWorld's own, unmodified env class configured as ours (goal observable, a fresh random episode per
+    reset from its seeded stream): the baseline our tests and benchmark compare against."""
+    env = ALL_V3_ENVIRONMENTS[task]()
+    env._partially_observable = False
+    del env.sawyer_observation_space
+    env._freeze_rand_vec = False
+    env.seeded_rand_vec = True
+    env._set_task_called = True
+    env.max_path_length = max_steps
+    env.seed(seed)
+    return env
+
+
 def reset_task_env(env: Any, rand_vec: RandVecOverride | None = None) -> None:
     """MetaWorld's own reset (both of its reset_model passes), optionally with a given random vector."""
     env._rand_vec_override = rand_vec
