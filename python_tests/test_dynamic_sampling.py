@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ript_fast.train.dynamic_sampling import ContextSampler, collect_informative_groups
+from ript_fast.train.context_sampling import ContextSampler, TaskGroupSampler
+from ript_fast.train.dynamic_sampling import collect_informative_groups
 from ript_fast.train.rollout import RolloutBatch, RolloutTiming
 
 K = 4
@@ -135,3 +136,17 @@ def test_sampler_state_round_trip() -> None:
     b = ContextSampler(7, seed=99)
     b.load_state_dict(state)
     assert a.draw(20).tolist() == b.draw(20).tolist()
+
+
+def test_task_group_sampler_draws_each_group_from_its_task() -> None:
+    tasks = ["a", "b", "a", "b", "b", "a"]
+    sampler = TaskGroupSampler(tasks, ["a", "b", "a", "b"], seed=0)
+    for _ in range(5):
+        rows = sampler.draw(4)
+        assert [tasks[r] for r in rows] == ["a", "b", "a", "b"]
+    state = sampler.state_dict()
+    twin = TaskGroupSampler(tasks, ["a", "b", "a", "b"], seed=5)
+    twin.load_state_dict(state)
+    assert sampler.draw(4).tolist() == twin.draw(4).tolist()
+    with pytest.raises(ValueError, match="no contexts for task"):
+        TaskGroupSampler(tasks, ["c"], seed=0)

@@ -14,46 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from ript_fast import ops
 from ript_fast.train.rollout import RolloutBatch, RolloutTiming
-
-
-class ContextSampler:
-    """Draws context indices without replacement, reshuffling after each pass over the dataset.
-
-    Its state (a numpy Generator plus the position in the current permutation) is checkpointed, so a
-    resumed run draws the same contexts as an uninterrupted one.
-    """
-
-    def __init__(self, num_contexts: int, seed: int) -> None:
-        if num_contexts < 1:
-            raise ValueError("the context dataset is empty")
-        self.num_contexts = num_contexts
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(num_contexts)
-        self._pos = 0
-
-    def draw(self, count: int) -> np.ndarray:
-        out = np.empty(count, dtype=np.int64)
-        for i in range(count):
-            if self._pos == self.num_contexts:
-                self._order = self._rng.permutation(self.num_contexts)
-                self._pos = 0
-            out[i] = self._order[self._pos]
-            self._pos += 1
-        return out
-
-    def state_dict(self) -> dict:
-        return {"rng": self._rng.bit_generator.state, "order": self._order.tolist(), "pos": self._pos}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._rng.bit_generator.state = state["rng"]
-        self._order = np.asarray(state["order"], dtype=np.int64)
-        self._pos = int(state["pos"])
 
 
 @dataclass
@@ -73,13 +40,19 @@ class SamplingStats:
         return self.successes / max(self.rollouts_run, 1)
 
 
+class GroupSampler(Protocol):
+    def draw(self, count: int) -> np.ndarray:
+        """Context indices for `count` groups."""
+        ...
+
+
 # Runs K rollouts for each of the given context indices; returns them group-major (K consecutive per context).
 CollectGroups = Callable[[np.ndarray], tuple[RolloutBatch, RolloutTiming]]
 
 
 def collect_informative_groups(
     collect: CollectGroups,
-    sampler: ContextSampler,
+    sampler: GroupSampler,
     contexts_per_round: int,
     group_size: int,
     target_rollouts: int,

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ript_fast.train.atomic import atomic_write_text
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -46,6 +48,11 @@ class RunLogger:
     def plot(self, filename: str, keys: Sequence[str], title: str, ylabel: str) -> Path:
         """Draws the given metric keys against the step key into `run_dir/<filename>` (PNG)."""
         return plot_metrics(self.history, self.run_dir / filename, keys, title, ylabel, self.step_key)
+
+    def truncate(self, last_step: int) -> None:
+        """Drops records after `last_step` (a resumed run logs them again) from the file and the history."""
+        self.history = [r for r in self.history if int(r[self.step_key]) <= last_step]
+        atomic_write_text(self.run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
 
     def close(self) -> None:
         self._tb.close()
