@@ -130,3 +130,12 @@ def test_bad_reset_options_are_named(env) -> None:
         env.reset(options={"init_states": None})
     with pytest.raises(ValueError, match="context_noise_std"):
         env.reset(options={"context_noise_std": -1.0})
+
+
+def test_goal_hidden_mode_zeroes_the_goal() -> None:
+    env = make_vec_env("metaworld/ML45-test", num_envs=5, seed=0, goal_observable=False)
+    obs, _ = env.reset()
+    assert env.task_names[0] == "bin-picking-v3"
+    for _ in range(3):
+        obs, *_ = env.step(np.zeros((5, 4), np.float32))
+        assert np.all(obs[:, 36:39] == 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import importlib
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,14 @@ def light_profile(model: mujoco.MjModel, width: int, height: int) -> None:
     model.vis.quality.offsamples = 0
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
     model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+
+
+def _release(contexts: dict[str, Any], gl: Any) -> None:
+    """Frees the render contexts, then the GL context (once: on close(), collection or interpreter exit)."""
+    for _, _, context, _ in contexts.values():
+        context.free()
+    contexts.clear()
+    gl.free()
 
 
 class BatchRenderer:
@@ -62,6 +71,7 @@ class BatchRenderer:
                 self._contexts[task] = self._task_context(env.model, camera, width, height)
         self._frame = np.empty((height, width, 3), dtype=np.uint8)
         self.rgb = np.zeros((len(self._envs), height, width, 3), dtype=np.uint8)
+        self._finalizer = weakref.finalize(self, _release, self._contexts, self._gl)
 
     @staticmethod
     def _task_context(
@@ -102,9 +112,4 @@ class BatchRenderer:
         return self.rgb
 
     def close(self) -> None:
-        for _, _, context, _ in self._contexts.values():
-            context.free()
-        self._contexts.clear()
-        if self._gl is not None:
-            self._gl.free()
-            self._gl = None
+        self._finalizer()
