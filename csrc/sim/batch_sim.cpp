@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/thread_pool.h"
+#include "sim/actions.h"
 #include "sim/guarded.h"
 
 namespace ript::sim {
@@ -84,19 +85,7 @@ Vec3 BatchSim::goal_of(int64_t i) const {
 
 void BatchSim::step(const void* actions, bool actions_are_float32, const bool* active) {
   const int64_t n = size();
-  auto action_at = [&](int64_t i, int k) {
-    return actions_are_float32 ? static_cast<double>(static_cast<const float*>(actions)[4 * i + k])
-                               : static_cast<const double*>(actions)[4 * i + k];
-  };
-  for (int64_t i = 0; i < n; ++i) {
-    if (!active[i]) continue;
-    for (int k = 0; k < 4; ++k) {
-      if (!std::isfinite(action_at(i, k))) {
-        throw std::invalid_argument("actions: non-finite value at env " + std::to_string(i) + ", component " +
-                                    std::to_string(k));
-      }
-    }
-  }
+  require_finite_actions(actions, actions_are_float32, active, n, 4);
   parallel_for(n, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       if (!active[i]) {
@@ -110,7 +99,7 @@ void BatchSim::step(const void* actions, bool actions_are_float32, const bool* a
                        ? mocap_delta(static_cast<const float*>(actions)[4 * i + k], c.control.action_scale)
                        : mocap_delta(static_cast<const double*>(actions)[4 * i + k], c.control.action_scale);
       }
-      const double act[4] = {delta[0], delta[1], delta[2], action_at(i, 3)};
+      const double act[4] = {delta[0], delta[1], delta[2], action_value(actions, actions_are_float32, i, 4, 3)};
       step_one(i, act);
     }
   });

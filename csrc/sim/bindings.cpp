@@ -7,6 +7,7 @@
 
 #include "bindings.h"
 #include "sim/batch_sim.h"
+#include "sim/binding_helpers.h"
 #include "sim/raw_step.h"
 
 namespace py = pybind11;
@@ -15,19 +16,9 @@ namespace ript {
 namespace {
 
 using namespace ript::sim;
-
-template <typename T>
-py::array_t<T> zeros(std::vector<py::ssize_t> shape) {
-  py::array_t<T> a(shape);
-  std::fill(a.mutable_data(), a.mutable_data() + a.size(), T{});
-  return a;
-}
-
-void require(bool ok, const std::string& message) {
-  if (!ok) throw std::invalid_argument(message);
-}
-
-bool c_contiguous(const py::array& a) { return (a.flags() & py::array::c_style) != 0; }
+using sim_bindings::check_step_args;
+using sim_bindings::require;
+using sim_bindings::zeros;
 
 // The Python-facing batch: the simulator plus the numpy arrays it writes into.
 class PyBatchSim {
@@ -49,14 +40,7 @@ class PyBatchSim {
   }
 
   void step(const py::array& actions, const py::array& active) {
-    const auto n = sim->size();
-    const bool f32 = actions.dtype().is(py::dtype::of<float>());
-    require(f32 || actions.dtype().is(py::dtype::of<double>()), "actions: dtype must be float32 or float64");
-    require(actions.ndim() == 2 && actions.shape(0) == n && actions.shape(1) == 4 && c_contiguous(actions),
-            "actions: must be a C-contiguous (" + std::to_string(n) + ", 4) array");
-    require(active.dtype().is(py::dtype::of<bool>()) && active.ndim() == 1 && active.shape(0) == n &&
-                c_contiguous(active),
-            "active: must be a C-contiguous (" + std::to_string(n) + ",) bool array");
+    const bool f32 = check_step_args(actions, active, sim->size(), 4);
     const void* a = actions.data();
     const bool* m = static_cast<const bool*>(active.data());
     py::gil_scoped_release nogil;
@@ -213,6 +197,7 @@ void bind_sim(py::module_& root) {
       },
       py::arg("models"), py::arg("datas"), py::arg("nstep"),
       "nstep mj_steps on every (model, data) address pair, in parallel; per env: stayed finite");
+  bind_libero(m);
   m.def("context_header_size", [] { return ContextLayout::kHeader; });
   m.def("context_version", [] { return ContextLayout::kVersion; });
 }

@@ -83,13 +83,41 @@ void repeat_call(void* p) {
   for (int i = 0; i < c->times; ++i) c->fn(c->m, c->d);
 }
 
+struct ControlledSteps {
+  const mjModel* m;
+  mjData* d;
+  int nstep;
+  void (*control)(void*, int);
+  void* ctx;
+};
+
+void run_controlled(void* p) {
+  const ControlledSteps* c = static_cast<const ControlledSteps*>(p);
+  for (int k = 0; k < c->nstep; ++k) {
+    mj_step1(c->m, c->d);
+    c->control(c->ctx, k);
+    mj_step2(c->m, c->d);
+  }
+}
+
+bool stayed_finite(const mjModel* m, const mjData* d, int warnings_before) {
+  return divergence_warnings(d) == warnings_before && all_finite(d->qpos, m->nq) && all_finite(d->qvel, m->nv);
+}
+
 }  // namespace
 
 bool step_guarded(const mjModel* m, mjData* d, int nstep) {
   const int warnings_before = divergence_warnings(d);
   Call call{mj_step, m, d, nstep};
   if (!run_trapped(repeat_call, &call, m, d)) return false;
-  return divergence_warnings(d) == warnings_before && all_finite(d->qpos, m->nq) && all_finite(d->qvel, m->nv);
+  return stayed_finite(m, d, warnings_before);
+}
+
+bool step_controlled_guarded(const mjModel* m, mjData* d, int nstep, void (*control)(void* ctx, int substep), void* ctx) {
+  const int warnings_before = divergence_warnings(d);
+  ControlledSteps steps{m, d, nstep, control, ctx};
+  if (!run_trapped(run_controlled, &steps, m, d)) return false;
+  return stayed_finite(m, d, warnings_before);
 }
 
 bool call_guarded(void (*fn)(const mjModel*, mjData*), const mjModel* m, mjData* d) {

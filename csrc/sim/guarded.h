@@ -16,6 +16,12 @@ namespace ript::sim {
 // raised (MuJoCo then resets the data itself) or qpos/qvel hold a non-finite value.
 bool step_guarded(const mjModel* m, mjData* d, int nstep);
 
+// Runs `nstep` physics steps split around a controller, as MuJoCo intends for state-feedback control: per
+// step mj_step1 (positions, velocities, mass matrix, bias forces at the current state), then `control(ctx, k)`
+// (writes d->ctrl for substep k), then mj_step2 (actuation, constraints, integration). Same trap and
+// divergence test as step_guarded. `control` must not own objects with destructors (a MuJoCo error jumps over it).
+bool step_controlled_guarded(const mjModel* m, mjData* d, int nstep, void (*control)(void* ctx, int substep), void* ctx);
+
 // Runs `fn(m, d)` (a kinematics or forward pass) with the same error trap; false when MuJoCo raised an error.
 bool call_guarded(void (*fn)(const mjModel*, mjData*), const mjModel* m, mjData* d);
 

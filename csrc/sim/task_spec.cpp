@@ -33,15 +33,6 @@ Vec3 raw_point(const Point& p, const mjData* d, const EpisodeValues& ep) {
   return {0.0, 0.0, 0.0};
 }
 
-bool compare(double v, Compare c, double threshold) {
-  switch (c) {
-    case Compare::kLE: return v <= threshold;
-    case Compare::kLT: return v < threshold;
-    case Compare::kGE: return v >= threshold;
-    case Compare::kGT: return v > threshold;
-  }
-  return false;
-}
 
 // Summed constraint force of the contacts between two geoms. A contact left out of the constraints has
 // efc_address -1, which MetaWorld's Python indexes as efc_force[-1] (the last row); we read the same row so
@@ -59,6 +50,16 @@ double contact_force(const mjData* d, int32_t g1, int32_t g2) {
 }
 
 }  // namespace
+
+bool compare(double v, Compare c, double threshold) {
+  switch (c) {
+    case Compare::kLE: return v <= threshold;
+    case Compare::kLT: return v < threshold;
+    case Compare::kGE: return v >= threshold;
+    case Compare::kGT: return v > threshold;
+  }
+  return false;
+}
 
 Vec3 eval_point(const Point& p, const mjModel* m, const mjData* d, const EpisodeValues& ep) {
   (void)m;

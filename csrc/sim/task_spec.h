@@ -98,6 +98,9 @@ struct EpisodeValues {
   const double* obs = nullptr;  // the clipped current observation (kObs points)
 };
 
+// v <compare> threshold.
+bool compare(double v, Compare c, double threshold);
+
 Vec3 eval_point(const Point& p, const mjModel* m, const mjData* d, const EpisodeValues& ep);
 Vec4 eval_quat(const Quat& q, const mjData* d);
 bool eval_term(const Term& t, const mjModel* m, const mjData* d, const EpisodeValues& ep);

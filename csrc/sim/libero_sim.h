@@ -1,0 +1,80 @@
+// A batch of N LIBERO scenes (a Panda under robosuite's OSC_POSE) stepped together on the core's thread pool.
+//
+// LIBERO's Python builds each task's MuJoCo model once (ript_fast/envs/libero_*.py); from then on one control
+// step of every env runs here, independently per env (so results do not depend on the thread count):
+// `substeps` x (mj_step1, OSC_POSE + gripper control, mj_step2), the goal predicates on the state the last
+// substep left (as LIBERO's check_success reads it), then a kinematics pass so that the observation and the
+// images show the state the step ended in. Contexts are the engine's context vectors (context_layout.h) whose
+// params section holds the controller state (goal orientation 9, gripper command 2); LIBERO's own init states
+// ([time, qpos, qvel] rows of its *.pruned_init files) are turned into contexts by load_init_states.
+#pragma once
+
+#include <mujoco/mujoco.h>
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "sim/batch_sim.h"
+#include "sim/context_layout.h"
+#include "sim/goal_predicates.h"
+#include "sim/osc_control.h"
+
+namespace ript::sim {
+
+// Proprioception, robosuite's names: joint_pos(7) | eef_pos(3) | eef_quat(4, x y z w) | gripper_qpos(2).
+constexpr int kLiberoObsDim = 16;
+constexpr int kLiberoParams = 11;  // OscState.goal_ori (9) + OscState.gripper (2)
+
+struct LiberoEnvConfig {
+  uintptr_t model = 0;  // mujoco.MjModel._address
+  uintptr_t data = 0;   // mujoco.MjData._address
+  int32_t task_id = -1;
+  OscConfig control;
+  OscState initial;                          // controller state at the start of a LIBERO init state
+  std::array<int32_t, 2> gripper_qpos{-1, -1};  // finger joints' qpos addresses
+  int32_t eef_body = -1;                     // the body whose orientation is observed (robosuite's eef_quat)
+  std::vector<GoalTerm> goal;                // conjunction; empty = never succeeds
+  int32_t max_steps = 600;
+  bool terminate_on_success = true;
+};
+
+class LiberoSim {
+ public:
+  LiberoSim(std::vector<LiberoEnvConfig> envs, Outputs out);
+
+  static int64_t context_dim_of(const std::vector<LiberoEnvConfig>& envs);
+
+  int64_t size() const { return static_cast<int64_t>(envs_.size()); }
+  int64_t context_dim() const { return context_dim_; }
+
+  // actions: (N, 7) C-contiguous float32 or float64; envs with active[i] false are not touched (reward 0).
+  // Throws std::invalid_argument before stepping anything if an active env's action is not finite.
+  void step(const void* actions, bool actions_are_float32, const bool* active);
+
+  // Starts envs env_ids[r] from LIBERO init states rows[r] = [time, qpos(nq), qvel(nv)] (LIBERO's
+  // set_init_state: the rest of the data reset, then a forward pass), with the config's initial controller
+  // state, and captures their contexts. Validates every row first.
+  void load_init_states(const double* rows, int64_t count, int64_t stride, const int64_t* env_ids);
+
+  // Restarts envs env_ids[r] from context rows (as get_state returned them), bit for bit.
+  void restore(const double* states, int64_t count, int64_t stride, const int64_t* env_ids);
+
+ private:
+  void step_one(int64_t i, const double action[kOscActionDim]);
+  void fail_one(int64_t i);
+  void observe(int64_t i);
+  void start_episode(int64_t i);
+  void capture_context(int64_t i);
+  void check_ids(const int64_t* env_ids, int64_t count, const char* what) const;
+
+  std::vector<LiberoEnvConfig> envs_;
+  std::vector<OscState> states_;
+  std::vector<OscScratch> scratch_;
+  std::vector<int32_t> steps_;
+  std::vector<ContextLayout> layouts_;
+  Outputs out_;
+  int64_t context_dim_ = 0;
+};
+
+}  // namespace ript::sim
