@@ -90,6 +90,15 @@ void bind_records(py::module_& m) {
       .def_readwrite("compare", &GoalTerm::compare)
       .def_readwrite("threshold", &GoalTerm::threshold)
       .def_readwrite("all", &GoalTerm::all);
+  py::class_<ArmView>(m, "ArmView")
+      .def(py::init<>())
+      .def_readwrite("ee_pos", &ArmView::ee_pos)
+      .def_readwrite("ee_ori", &ArmView::ee_ori)
+      .def_readwrite("ee_vel", &ArmView::ee_vel)
+      .def_readwrite("jac", &ArmView::jac)
+      .def_readwrite("mass", &ArmView::mass)
+      .def_readwrite("q", &ArmView::q)
+      .def_readwrite("qdot", &ArmView::qdot);
   py::class_<OscConfig>(m, "OscConfig")
       .def(py::init<>())
       .def_readwrite("qpos", &OscConfig::qpos)
@@ -112,12 +121,14 @@ void bind_records(py::module_& m) {
       .def_readwrite("gripper_speed", &OscConfig::gripper_speed)
       .def_readwrite("gripper_bias", &OscConfig::gripper_bias)
       .def_readwrite("gripper_weight", &OscConfig::gripper_weight)
-      .def_readwrite("substeps", &OscConfig::substeps);
+      .def_readwrite("substeps", &OscConfig::substeps)
+      .def_readwrite("reset_view", &OscConfig::reset_view);
   py::class_<OscState>(m, "OscState")
       .def(py::init<>())
       .def_readwrite("goal_ori", &OscState::goal_ori)
       .def_readwrite("goal_pos", &OscState::goal_pos)
-      .def_readwrite("gripper", &OscState::gripper);
+      .def_readwrite("gripper", &OscState::gripper)
+      .def_readwrite("stale", &OscState::stale);
   py::class_<LiberoEnvConfig>(m, "LiberoEnvConfig")
       .def(py::init<>())
       .def_readwrite("model", &LiberoEnvConfig::model)

@@ -35,11 +35,13 @@ void control_substep(void* p, int k) {
 void write_params(const OscState& s, double* out) {
   std::copy(s.goal_ori.begin(), s.goal_ori.end(), out);
   std::copy(s.gripper.begin(), s.gripper.end(), out + 9);
+  out[11] = s.stale ? 1.0 : 0.0;
 }
 
 void read_params(const double* in, OscState& s) {
   std::copy(in, in + 9, s.goal_ori.begin());
   std::copy(in + 9, in + 11, s.gripper.begin());
+  s.stale = in[11] != 0.0;
 }
 
 }  // namespace

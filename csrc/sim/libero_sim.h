@@ -5,7 +5,7 @@
 // `substeps` x (mj_step1, OSC_POSE + gripper control, mj_step2), the goal predicates on the state the last
 // substep left (as LIBERO's check_success reads it), then a kinematics pass so that the observation and the
 // images show the state the step ended in. Contexts are the engine's context vectors (context_layout.h) whose
-// params section holds the controller state (goal orientation 9, gripper command 2); LIBERO's own init states
+// params section holds the controller state (goal orientation 9, gripper command 2, stale flag 1); LIBERO's own init states
 // ([time, qpos, qvel] rows of its *.pruned_init files) are turned into contexts by load_init_states.
 #pragma once
 
@@ -24,7 +24,7 @@ namespace ript::sim {
 
 // Proprioception, robosuite's names: joint_pos(7) | eef_pos(3) | eef_quat(4, x y z w) | gripper_qpos(2).
 constexpr int kLiberoObsDim = 16;
-constexpr int kLiberoParams = 11;  // OscState.goal_ori (9) + OscState.gripper (2)
+constexpr int kLiberoParams = 12;  // OscState.goal_ori (9), .gripper (2), .stale (1)
 
 struct LiberoEnvConfig {
   uintptr_t model = 0;  // mujoco.MjModel._address

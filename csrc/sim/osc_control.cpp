@@ -88,8 +88,8 @@ void osc_set_goal(const OscConfig& c, const mjModel* m, const mjData* d, const d
     const double a = std::min(std::max(action[k], c.input_min[k]), c.input_max[k]);
     scaled[k] = (a - c.input_mid[k]) * c.action_scale[k] + c.output_mid[k];
   }
-  const double* ee_pos = d->site_xpos + 3 * c.eef_site;
-  const double* ee_ori = d->site_xmat + 9 * c.eef_site;
+  const double* ee_pos = s.stale ? c.reset_view.ee_pos.data() : d->site_xpos + 3 * c.eef_site;
+  const double* ee_ori = s.stale ? c.reset_view.ee_ori.data() : d->site_xmat + 9 * c.eef_site;
   // robosuite keeps the previous orientation goal when the rotation command is exactly zero.
   if (scaled[3] != 0.0 || scaled[4] != 0.0 || scaled[5] != 0.0) {
     double r[9];
@@ -99,32 +99,41 @@ void osc_set_goal(const OscConfig& c, const mjModel* m, const mjData* d, const d
   for (int k = 0; k < 3; ++k) s.goal_pos[k] = ee_pos[k] + scaled[k];
 }
 
-void osc_apply(const OscConfig& c, const mjModel* m, mjData* d, double gripper_action, OscState& s,
-               OscScratch& scratch) {
+void read_arm(const OscConfig& c, const mjModel* m, const mjData* d, OscScratch& scratch, ArmView& v) {
   constexpr int n = kArmDof;
   const int nv = m->nv;
   mj_jacSite(m, d, scratch.jacp.data(), scratch.jacr.data(), c.eef_site);
   mj_fullM(m, scratch.full_m.data(), d->qM);
-  double j[6 * n], mass[n * n], qvel[n];
   for (int r = 0; r < 3; ++r) {
     for (int k = 0; k < n; ++k) {
-      j[r * n + k] = scratch.jacp[r * nv + c.dofs[k]];
-      j[(3 + r) * n + k] = scratch.jacr[r * nv + c.dofs[k]];
+      v.jac[r * n + k] = scratch.jacp[r * nv + c.dofs[k]];
+      v.jac[(3 + r) * n + k] = scratch.jacr[r * nv + c.dofs[k]];
     }
   }
   for (int a = 0; a < n; ++a) {
-    qvel[a] = d->qvel[c.dofs[a]];
-    for (int b = 0; b < n; ++b) mass[a * n + b] = scratch.full_m[c.dofs[a] * nv + c.dofs[b]];
+    v.q[a] = d->qpos[c.qpos[a]];
+    v.qdot[a] = d->qvel[c.dofs[a]];
+    for (int b = 0; b < n; ++b) v.mass[a * n + b] = scratch.full_m[c.dofs[a] * nv + c.dofs[b]];
   }
   // End-effector velocity over every dof, as robosuite's get_site_xvelp/xvelr (jac @ qvel).
-  double vel[6];
-  linalg::matvec(scratch.jacp.data(), d->qvel, vel, 3, nv);
-  linalg::matvec(scratch.jacr.data(), d->qvel, vel + 3, 3, nv);
+  linalg::matvec(scratch.jacp.data(), d->qvel, v.ee_vel.data(), 3, nv);
+  linalg::matvec(scratch.jacr.data(), d->qvel, v.ee_vel.data() + 3, 3, nv);
+  std::copy(d->site_xpos + 3 * c.eef_site, d->site_xpos + 3 * c.eef_site + 3, v.ee_pos.begin());
+  std::copy(d->site_xmat + 9 * c.eef_site, d->site_xmat + 9 * c.eef_site + 9, v.ee_ori.begin());
+}
 
-  const double* ee_pos = d->site_xpos + 3 * c.eef_site;
-  const double* ee_ori = d->site_xmat + 9 * c.eef_site;
+void osc_apply(const OscConfig& c, const mjModel* m, mjData* d, double gripper_action, OscState& s,
+               OscScratch& scratch) {
+  constexpr int n = kArmDof;
+  if (!s.stale) read_arm(c, m, d, scratch, scratch.view);
+  const ArmView& v = s.stale ? c.reset_view : scratch.view;
+  s.stale = false;
+  const double* j = v.jac.data();
+  const double* mass = v.mass.data();
+  const double* vel = v.ee_vel.data();
+  const double* ee_pos = v.ee_pos.data();
   double ori_err[3];
-  orientation_error(s.goal_ori.data(), ee_ori, ori_err);
+  orientation_error(s.goal_ori.data(), v.ee_ori.data(), ori_err);
   double force[6];
   for (int k = 0; k < 3; ++k) {
     force[k] = (s.goal_pos[k] - ee_pos[k]) * c.kp[k] + (-vel[k]) * c.kd[k];
@@ -165,7 +174,7 @@ void osc_apply(const OscConfig& c, const mjModel* m, mjData* d, double gripper_a
   const double kv = std::sqrt(c.nullspace_kp) * 2.0;
   double posture[n], pose_torque[n], null_torque[n];
   for (int k = 0; k < n; ++k) {
-    posture[k] = c.nullspace_kp * (c.initial_joint[k] - d->qpos[c.qpos[k]]) - kv * qvel[k];
+    posture[k] = c.nullspace_kp * (c.initial_joint[k] - v.q[k]) - kv * v.qdot[k];
   }
   linalg::matvec(mass, posture, pose_torque, n, n);
   linalg::matvec_t(nullspace, pose_torque, null_torque, n, n);

@@ -21,6 +21,16 @@ namespace ript::sim {
 constexpr int kArmDof = 7;
 constexpr int kOscActionDim = 7;  // dx dy dz, ax ay az (axis-angle), gripper
 
+// What the controller reads of the arm at one instant.
+struct ArmView {
+  std::array<double, 3> ee_pos{};
+  std::array<double, 9> ee_ori{};  // row-major
+  std::array<double, 6> ee_vel{};  // linear, angular
+  std::array<double, 6 * kArmDof> jac{};  // rows: position (3), rotation (3)
+  std::array<double, kArmDof * kArmDof> mass{};
+  std::array<double, kArmDof> q{}, qdot{};
+};
+
 struct OscConfig {
   std::array<int32_t, kArmDof> qpos{};       // arm joints' qpos addresses
   std::array<int32_t, kArmDof> dofs{};       // arm joints' dof (qvel) addresses
@@ -37,6 +47,10 @@ struct OscConfig {
   double gripper_speed = 0.01;
   std::array<double, 2> gripper_bias{}, gripper_weight{};  // ctrl = bias + weight * command
   int32_t substeps = 25;
+  // robosuite refreshes its controller's view of the arm only after it has run once: right after LIBERO's
+  // set_init_state, the first policy step still sees the arm as the env's reset left it (this snapshot), for
+  // the goal and for the first substep's torques (bias forces are read live). Reproduced for equivalence.
+  ArmView reset_view;
 };
 
 // What the controller carries between control steps.
@@ -44,16 +58,21 @@ struct OscState {
   std::array<double, 9> goal_ori{};  // row-major rotation matrix
   std::array<double, 3> goal_pos{};
   std::array<double, 2> gripper{};   // the gripper command in [-1, 1] per finger actuator
+  bool stale = false;                // the next policy step reads `reset_view` (see OscConfig)
 };
 
 // Per-env scratch (sized once for the model; no allocation while stepping).
 struct OscScratch {
   std::vector<mjtNum> full_m, jacp, jacr;
+  ArmView view;
   void size_for(const mjModel* m);
 };
 
 // Validates ids and limits against the model; throws std::invalid_argument naming what is wrong.
 void check_osc(const OscConfig& c, const mjModel* m);
+
+// Reads the arm's current state (mj_step1's quantities must be up to date) into `v`.
+void read_arm(const OscConfig& c, const mjModel* m, const mjData* d, OscScratch& scratch, ArmView& v);
 
 // The policy-step part: reads the current end-effector pose (kinematics must be up to date) and sets the goal.
 void osc_set_goal(const OscConfig& c, const mjModel* m, const mjData* d, const double action[kOscActionDim],

