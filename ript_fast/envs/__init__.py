@@ -12,32 +12,42 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ript_fast.envs.batch_vec_env import BatchVecEnv
 from ript_fast.envs.experts import expert_actions
 from ript_fast.envs.metaworld_tasks import TASK_NAMES
 from ript_fast.envs.metaworld_vec import MetaWorldVecEnv
-from ript_fast.envs.registry import GROUPS, resolve_tasks
+from ript_fast.envs.registry import GROUPS, is_libero, resolve_libero, resolve_tasks
 
 
 def make_vec_env(
     name: str | Sequence[str], num_envs: int, seed: int | None = None, obs_mode: str = "state", **options: Any
-) -> MetaWorldVecEnv:
+) -> BatchVecEnv:
     """A vector env of `num_envs` envs.
 
     name: "metaworld/<task>" (any of the 50 v3 tasks, e.g. "metaworld/reach-v3"), a benchmark group
       ("metaworld/ML45", "metaworld/ML45-test", "metaworld/MT10", "metaworld/MT50", "metaworld/ML10",
       "metaworld/ML10-test"), or a list of those; env i runs task i % len(tasks).
+      Or "libero/<suite>/<task>" (suite: spatial, object, goal, 10 or long, 90; task: a LIBERO task name or its
+      index in the suite), a whole suite "libero/<suite>", or a list of those (needs the LIBERO extra).
     seed: env i samples its episodes from seed + i.
-    obs_mode: "state" -> (N, 39) float64; "rgb" -> (N, H, W, 3) uint8; "state+rgb" -> {"state", "rgb"}.
-    options: autoreset (True), terminate_on_success (True), goal_observable (True: the goal is in obs[36:39]
-      as in MetaWorld's MT/goal-observable envs and QueST; False zeroes it as MetaWorld's ML benchmarks do),
-      max_episode_steps (500), render_size ((128, 128)), camera ("corner2"), copy (False).
+    obs_mode: "state" -> MetaWorld (N, 39) / LIBERO (N, 16) float64; "rgb" -> MetaWorld (N, H, W, 3) uint8 /
+      LIBERO {"agentview_rgb", "eye_in_hand_rgb"}; "state+rgb" -> a dict of both (see libero_vec.py).
+    options: autoreset (True), terminate_on_success (True), max_episode_steps (MetaWorld 500; LIBERO the
+      suite's: spatial 220, object 280, goal 300, 10 520, 90 400), render_size ((128, 128)), copy (False);
+      MetaWorld only: goal_observable (True: the goal is in obs[36:39] as in MetaWorld's MT/goal-observable
+      envs and QueST; False zeroes it as MetaWorld's ML benchmarks do), camera ("corner2").
     """
     if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs: must be a positive int, got {num_envs!r}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ValueError(f"seed: must be None or a non-negative int, got {seed!r}")
+    if is_libero(name):
+        from ript_fast.envs.libero_vec import LiberoVecEnv
+
+        libero_tasks = resolve_libero(name)
+        return LiberoVecEnv([libero_tasks[i % len(libero_tasks)] for i in range(num_envs)], seed, obs_mode, **options)
     tasks = resolve_tasks(name)
     return MetaWorldVecEnv([tasks[i % len(tasks)] for i in range(num_envs)], seed, obs_mode, **options)
 
 
-__all__ = ["GROUPS", "TASK_NAMES", "MetaWorldVecEnv", "expert_actions", "make_vec_env"]
+__all__ = ["GROUPS", "TASK_NAMES", "BatchVecEnv", "MetaWorldVecEnv", "expert_actions", "make_vec_env"]

@@ -24,18 +24,27 @@ VERSION = 1
 SECTIONS = ("target", "params", "rand_vec", "cur0", "goal0", "physics", "body_pos", "site_pos")
 
 
-def sections(row: np.ndarray) -> dict[str, np.ndarray]:
-    """The named parts of one context row (views), e.g. sections(row)["target"]."""
-    row = np.asarray(row, dtype=np.float64)
+def _section_bounds(row: np.ndarray) -> dict[str, tuple[int, int]]:
     if row.ndim != 1 or row.size < HEADER or row[0] != VERSION:
         raise ValueError("init_state: not a context vector of layout version 1")
     nstate, nbody, nsite, nparam, cur_dim, nrand = (int(v) for v in row[3:9])
     sizes = (3, nparam, nrand, cur_dim, 3, nstate, 3 * nbody, 3 * nsite)
     out, start = {}, HEADER
     for name, size in zip(SECTIONS, sizes, strict=True):
-        out[name] = row[start : start + size]
+        out[name] = (start, start + size)
         start += size
     return out
+
+
+def sections(row: np.ndarray) -> dict[str, np.ndarray]:
+    """The named parts of one context row (views), e.g. sections(row)["target"]."""
+    row = np.asarray(row, dtype=np.float64)
+    return {name: row[a:b] for name, (a, b) in _section_bounds(row).items()}
+
+
+def section_start(row: np.ndarray, name: str) -> int:
+    """Where section `name` starts in a context row (e.g. "physics": MuJoCo's state, time then qpos)."""
+    return _section_bounds(np.asarray(row, dtype=np.float64))[name][0]
 
 
 def task_id(row: np.ndarray) -> int:

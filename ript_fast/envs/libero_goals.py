@@ -30,8 +30,12 @@ UNDER_MARGIN, UNDER_HEIGHT = 0.005, 0.10  # SiteObject.under's slab
 UP_HEIGHT = 1.0  # the Up predicate
 
 # Which joints must satisfy the object's method: any of them (LIBERO returns True on the first) or all.
-_JOINT_PREDICATES = {"open": ("is_open", "open", False), "close": ("is_close", "close", True),
-                     "turnon": ("turn_on", "turnon", False), "turnoff": ("turn_off", "turnoff", True)}
+_JOINT_PREDICATES = {
+    "open": ("is_open", "open", False),
+    "close": ("is_close", "close", True),
+    "turnon": ("turn_on", "turnon", False),
+    "turnoff": ("turn_off", "turnoff", True),
+}
 
 
 def _id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str) -> int:
@@ -136,7 +140,9 @@ class GoalCompiler:
             return []
         site = _id(self.model, mujoco.mjtObj.mjOBJ_SITE, support)
         size = [float(v) for v in region.size]
-        terms = [_term("on_site_top", a=self._body(thing), site=site, size=size, margin=UNDER_MARGIN, height=UNDER_HEIGHT)]
+        terms = [
+            _term("on_site_top", a=self._body(thing), site=site, size=size, margin=UNDER_MARGIN, height=UNDER_HEIGHT)
+        ]
         parent = self.problem.get_object(self._state(support).parent_name)
         if parent is not None:
             terms.append(_contact(self.model, parent, obj))

@@ -22,19 +22,16 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
-from gymnasium.vector.utils import batch_space
 
 from ript_fast._core import _C
 from ript_fast.envs import contexts
+from ript_fast.envs.batch_vec_env import BatchVecEnv
 from ript_fast.envs.metaworld_task_env import make_task_env, reset_task_env
 from ript_fast.envs.metaworld_tasks import TASK_NAMES, TASKS
 from ript_fast.envs.spec_compiler import compile_env, live_goal
 
-OBS_MODES = ("state", "rgb", "state+rgb")
 
-
-class MetaWorldVecEnv(gym.vector.VectorEnv):
+class MetaWorldVecEnv(BatchVecEnv):
     """N MetaWorld v3 envs (any mix of tasks) stepped as one batch in C++."""
 
     def __init__(
@@ -51,25 +48,14 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
         camera: str = "corner2",
         copy: bool = False,
     ) -> None:
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode: must be one of {OBS_MODES}, got {obs_mode!r}")
+        super().__init__(tasks, [TASKS[t].instruction for t in tasks], obs_mode, autoreset, copy)
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps: must be >= 1, got {max_episode_steps}")
-        self.num_envs = len(tasks)
-        self.task_names = list(tasks)
-        self.instructions = [TASKS[t].instruction for t in tasks]
-        self.obs_mode = obs_mode
-        self.autoreset = autoreset
-        self.copy = copy
-        self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP if autoreset else AutoresetMode.DISABLED}
         self._seed = seed
         self.envs = [make_task_env(t, goal_observable, None) for t in tasks]
         self._sim = _C.sim.BatchSim(self._compile(goal_observable, max_episode_steps, terminate_on_success))
         self._noise_rngs: list[np.random.Generator] = []
         self._seed_all(seed)
-        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
-        self._frozen = np.zeros(self.num_envs, dtype=bool)
-        self._all = np.ones(self.num_envs, dtype=bool)
         self._renderer = None
         self._reset_threads: ThreadPoolExecutor | None = None
         self._reset_thread_count = 0
@@ -106,10 +92,7 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
         state = gym.spaces.Box(-np.inf, np.inf, shape=(self._sim.obs_dim,), dtype=np.float64)
         rgb = gym.spaces.Box(0, 255, shape=(*render_size, 3), dtype=np.uint8)
         both = gym.spaces.Dict({"state": state, "rgb": rgb})
-        self.single_observation_space = {"state": state, "rgb": rgb, "state+rgb": both}[self.obs_mode]
-        self.single_action_space = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._set_spaces({"state": state, "rgb": rgb, "state+rgb": both}[self.obs_mode], 4)
 
     def _seed_all(self, seed: int | None) -> None:
         """Env i draws its task parameters from seed + i (as a MetaWorld env seeded so) and context noise from
@@ -120,61 +103,6 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
 
     # ---- gymnasium API -------------------------------------------------------------------------------
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        """Reset all envs, or those in options["reset_mask"].
-
-        options:
-          reset_mask: (N,) bool, the envs to reset (default all); the others keep their state and outputs.
-          init_state: context vectors (from get_state() or a demo's states[0]) to restart from instead of
-            sampling: (N, S) (row i for env i) or (number of reset envs, S) (one row per reset env, in order).
-          context_noise_std: with init_state, Gaussian noise (metres) added to the x, y of each context's
-            sampled object position (MetaWorld's random vector[0:2]) before the task is rebuilt from it (paper
-            App. A.4); drawn from each env's stream, reproducible from the reset seed.
-        """
-        options = dict(options or {})
-        unknown = set(options) - {"reset_mask", "init_state", "context_noise_std"}
-        if unknown:
-            raise ValueError(f"options: unknown keys {sorted(unknown)}")
-        if seed is not None:
-            self._seed_all(seed)
-        mask = self._reset_mask(options.get("reset_mask"))
-        ids = np.flatnonzero(mask)
-        noise = float(options.get("context_noise_std", 0.0))
-        if not np.isfinite(noise) or noise < 0:
-            raise ValueError(f"context_noise_std: must be a finite number >= 0, got {noise}")
-        if options.get("init_state") is not None:
-            states = contexts.rows_for(options["init_state"], ids, self.num_envs, self._sim.context_dim)
-            self._restart(ids, states, noise)
-        else:
-            self._sample_episodes(ids)
-        self._needs_reset[ids] = False
-        self._frozen[ids] = False
-        return self._observation(), self._info(self._all)
-
-    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        actions = self._check_actions(actions)
-        pending = self._needs_reset.copy()
-        active = ~(pending | self._frozen)
-        self._sim.step(actions, active)
-        if pending.any():
-            self._sample_episodes(np.flatnonzero(pending))
-        done = (self._sim.terminated | self._sim.truncated) & active
-        if self.autoreset:
-            self._needs_reset = done
-        else:
-            self._frozen |= done
-        return (
-            self._observation(),
-            self._out(self._sim.reward),
-            self._out(self._sim.terminated),
-            self._out(self._sim.truncated),
-            self._info(active),
-        )
-
-    def get_state(self) -> np.ndarray:
-        """(N, S) float64: each env's current episode as a context vector (see ript_fast.envs.contexts)."""
-        return self._sim.context.copy()
-
     def close(self, **kwargs: Any) -> None:
         if self._reset_threads is not None:
             self._reset_threads.shutdown()
@@ -184,24 +112,6 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
             self._renderer = None
 
     # ---- internals -------------------------------------------------------------------------------------
-
-    def _reset_mask(self, mask: Any) -> np.ndarray:
-        if mask is None:
-            return self._all.copy()
-        mask = np.asarray(mask)
-        if mask.dtype != bool or mask.shape != (self.num_envs,):
-            raise ValueError(f"reset_mask: must be a ({self.num_envs},) bool array, got {mask.dtype} {mask.shape}")
-        return mask
-
-    def _check_actions(self, actions: Any) -> np.ndarray:
-        arr = np.asarray(actions)
-        if arr.dtype not in (np.float32, np.float64):
-            if not np.issubdtype(arr.dtype, np.floating):
-                raise TypeError(f"actions: dtype must be floating (float32 or float64), got {arr.dtype}")
-            arr = arr.astype(np.float32)
-        if arr.shape != (self.num_envs, 4):
-            raise ValueError(f"actions: expected shape ({self.num_envs}, 4), got {arr.shape}")
-        return np.ascontiguousarray(arr)
 
     def _sample_episodes(self, ids: np.ndarray) -> None:
         """Fresh episodes: MetaWorld samples each task, the engine takes over.
@@ -251,15 +161,9 @@ class MetaWorldVecEnv(gym.vector.VectorEnv):
             reset_task_env(self.envs[int(i)], perturbed)
             self._begin(int(i))
 
-    def _out(self, array: np.ndarray) -> np.ndarray:
-        return array.copy() if self.copy else array
-
     def _observation(self) -> Any:
         state = self._out(self._sim.obs)
         if self._renderer is None:
             return state
         rgb = self._renderer.render()
         return rgb if self.obs_mode == "rgb" else {"state": state, "rgb": rgb}
-
-    def _info(self, active: np.ndarray) -> dict[str, Any]:
-        return {"success": self._out(self._sim.success), "sim_error": self._out(self._sim.sim_error), "active": active}

@@ -1,4 +1,4 @@
-"""Environment names -> MetaWorld task lists, with errors that suggest close matches."""
+"""Environment names -> MetaWorld task lists or LIBERO tasks, with errors that suggest close matches."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from metaworld import env_dict
 from ript_fast.envs.metaworld_tasks import TASK_NAMES
 
 PREFIX = "metaworld/"
+LIBERO_PREFIX = "libero/"
 
 # Benchmark groups by MetaWorld's own lists, in MetaWorld's order (env i of a group batch runs task i % len).
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -26,18 +27,36 @@ def known_names() -> list[str]:
     return [PREFIX + t for t in TASK_NAMES] + [PREFIX + g for g in GROUPS]
 
 
-def resolve_tasks(name: str | Sequence[str]) -> list[str]:
-    """The MetaWorld tasks a name stands for: one task, a benchmark group, or a list of those (concatenated)."""
+def names_of(name: str | Sequence[str]) -> list[str]:
+    """The name as a list of names, each a string."""
     if isinstance(name, str):
-        return _resolve_one(name)
+        return [name]
     if not name:
         raise ValueError("name: an empty list names no environment")
-    tasks: list[str] = []
     for item in name:
         if not isinstance(item, str):
             raise TypeError(f"name: list items must be strings, got {type(item).__name__}")
-        tasks.extend(_resolve_one(item))
-    return tasks
+    return list(name)
+
+
+def is_libero(name: str | Sequence[str]) -> bool:
+    """True for LIBERO names; ValueError if a list mixes LIBERO and MetaWorld (one engine batch each)."""
+    flags = {n.startswith(LIBERO_PREFIX) for n in names_of(name)}
+    if len(flags) > 1:
+        raise ValueError("name: a batch cannot mix LIBERO and MetaWorld environments")
+    return flags.pop()
+
+
+def resolve_libero(name: str | Sequence[str]) -> list:
+    """The LIBERO tasks (ript_fast.envs.libero_suites.LiberoTask) a name or list of names stands for."""
+    from ript_fast.envs.libero_suites import resolve
+
+    return [task for n in names_of(name) for task in resolve(n)]
+
+
+def resolve_tasks(name: str | Sequence[str]) -> list[str]:
+    """The MetaWorld tasks a name stands for: one task, a benchmark group, or a list of those (concatenated)."""
+    return [task for item in names_of(name) for task in _resolve_one(item)]
 
 
 def _resolve_one(name: str) -> list[str]:
@@ -47,8 +66,8 @@ def _resolve_one(name: str) -> list[str]:
             return list(GROUPS[key])
         if key in TASK_NAMES:
             return [key]
-    if name.startswith("libero/"):
-        raise NotImplementedError(f"name: {name!r}: LIBERO environments are not available in this build yet")
     close = difflib.get_close_matches(name, known_names(), n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"name: unknown environment {name!r}{hint} (e.g. 'metaworld/reach-v3', 'metaworld/ML45')")
+    raise ValueError(
+        f"name: unknown environment {name!r}{hint} (e.g. 'metaworld/reach-v3', 'metaworld/ML45', 'libero/goal/0')"
+    )

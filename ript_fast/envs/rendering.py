@@ -11,6 +11,7 @@ libegl1 and libgl1-mesa-dri, or libosmesa6 for MUJOCO_GL=osmesa).
 
 from __future__ import annotations
 
+import atexit
 import copy
 import importlib
 import os
@@ -47,17 +48,19 @@ def _release(contexts: dict[str, Any], gl: Any) -> None:
 
 
 class BatchRenderer:
-    """Renders every env of a batch from one fixed camera into a preallocated (N, H, W, 3) uint8 array."""
+    """Renders every env of a batch from one or more fixed cameras into preallocated (N, H, W, 3) uint8 arrays:
+    `images[camera]` per camera, `rgb` the first camera's (what render() returns)."""
 
     def __init__(
         self,
         envs: Sequence[Any],
         task_names: Sequence[str],
         size: tuple[int, int] = (128, 128),
-        camera: str = "corner2",
+        camera: str | Sequence[str] = "corner2",
         flip_vertical: bool = True,
     ) -> None:
         height, width = size
+        self.cameras = (camera,) if isinstance(camera, str) else tuple(camera)
         self._envs = list(envs)
         self._tasks = list(task_names)
         self._flip = flip_vertical
@@ -65,50 +68,62 @@ class BatchRenderer:
         self._gl.make_current()
         self._rect = mujoco.MjrRect(0, 0, width, height)
         self._option = mujoco.MjvOption()
-        self._contexts: dict[str, tuple[mujoco.MjModel, mujoco.MjvScene, mujoco.MjrContext, mujoco.MjvCamera]] = {}
+        self._contexts: dict[
+            str, tuple[mujoco.MjModel, mujoco.MjvScene, mujoco.MjrContext, list[mujoco.MjvCamera]]
+        ] = {}
         for task, env in zip(self._tasks, self._envs, strict=True):
             if task not in self._contexts:
-                self._contexts[task] = self._task_context(env.model, camera, width, height)
+                self._contexts[task] = self._task_context(env.model, self.cameras, width, height)
         self._frame = np.empty((height, width, 3), dtype=np.uint8)
-        self.rgb = np.zeros((len(self._envs), height, width, 3), dtype=np.uint8)
+        self.images = {c: np.zeros((len(self._envs), height, width, 3), dtype=np.uint8) for c in self.cameras}
+        self.rgb = self.images[self.cameras[0]]
         self._finalizer = weakref.finalize(self, _release, self._contexts, self._gl)
+        # Also at exit, before the exit hooks of libraries imported earlier (atexit runs last-in first-out):
+        # robosuite's terminates the EGL display, after which no context can be freed.
+        atexit.register(self._finalizer)
 
     @staticmethod
     def _task_context(
-        env_model: mujoco.MjModel, camera: str, width: int, height: int
-    ) -> tuple[mujoco.MjModel, mujoco.MjvScene, mujoco.MjrContext, mujoco.MjvCamera]:
+        env_model: mujoco.MjModel, cameras: Sequence[str], width: int, height: int
+    ) -> tuple[mujoco.MjModel, mujoco.MjvScene, mujoco.MjrContext, list[mujoco.MjvCamera]]:
         model = copy.copy(env_model)
         light_profile(model, width, height)
-        cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
-        if cam_id < 0:
-            raise ValueError(f"camera: the model has no camera named {camera!r}")
-        if camera == "corner2":
-            model.cam_pos[cam_id] = QUEST_CORNER2_POS
+        cams = []
+        for camera in cameras:
+            cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+            if cam_id < 0:
+                raise ValueError(f"camera: the model has no camera named {camera!r}")
+            if camera == "corner2":
+                model.cam_pos[cam_id] = QUEST_CORNER2_POS
+            cam = mujoco.MjvCamera()
+            cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
+            cam.fixedcamid = cam_id
+            cams.append(cam)
         scene = mujoco.MjvScene(model, maxgeom=1000)
         scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
         context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, context)
-        cam = mujoco.MjvCamera()
-        cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
-        cam.fixedcamid = cam_id
-        return model, scene, context, cam
+        return model, scene, context, cams
 
     def render(self) -> np.ndarray:
-        """The current frame of every env (the same array each call, overwritten)."""
+        """Renders the current frame of every env from every camera into `images`; returns the first camera's
+        (the same arrays each call, overwritten)."""
         self._gl.make_current()
         for i, (task, env) in enumerate(zip(self._tasks, self._envs, strict=True)):
-            model, scene, context, cam = self._contexts[task]
+            model, scene, context, cams = self._contexts[task]
             # Camera and light frames are not part of the engine's per-step kinematics; place them from the
             # render model (whose corner2 may be moved) without touching the physics state.
             mujoco.mj_camlight(model, env.data)
-            mujoco.mjv_updateScene(model, env.data, self._option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, scene)
             # Every task context has its own offscreen framebuffer; bind this one before drawing into it.
             mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, context)
-            mujoco.mjr_render(self._rect, scene, context)
-            mujoco.mjr_readPixels(self._frame, None, self._rect, context)
-            # readPixels gives rows bottom-up; the upright image is frame[::-1], and QueST flips that again.
-            np.copyto(self.rgb[i], self._frame if self._flip else self._frame[::-1])
+            for camera, cam in zip(self.cameras, cams, strict=True):
+                mujoco.mjv_updateScene(model, env.data, self._option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, scene)
+                mujoco.mjr_render(self._rect, scene, context)
+                mujoco.mjr_readPixels(self._frame, None, self._rect, context)
+                # readPixels gives rows bottom-up; the upright image is frame[::-1], and QueST flips that again
+                # (robosuite, hence LIBERO's demos, also keep OpenGL's bottom-up rows).
+                np.copyto(self.images[camera][i], self._frame if self._flip else self._frame[::-1])
         return self.rgb
 
     def close(self) -> None:

@@ -1,0 +1,168 @@
+"""Vectorized LIBERO on the C++ batch engine, with gymnasium's VectorEnv API.
+
+Each task is built once by LIBERO (libero_compiler.py); every env of the batch steps its own copy of the
+task's MjModel in C++: robosuite's OSC_POSE controller and the Panda gripper per physics substep, the goal
+predicates after each control step (csrc/sim/libero_sim.h). Python runs only at reset (choosing init states)
+and for the images.
+
+Observations (docs/ARCHITECTURE.md, "Environments"):
+  * "state": (N, 16) float64 proprioception, robosuite's quantities at the end of the step:
+    joint_states [0:7] | ee_pos [7:10] | ee_quat [10:14] (x, y, z, w) | gripper_states [14:16]
+    (PROPRIO_SLICES names them, as LIBERO's demo files do);
+  * "rgb": {"agentview_rgb", "eye_in_hand_rgb"}: (N, H, W, 3) uint8 from LIBERO's agentview and wrist cameras,
+    rows bottom-up as robosuite returns them and LIBERO's demos store them, rendered in the light profile;
+  * "state+rgb": both, plus the named proprioception views.
+Contexts: reset(options={"init_state": rows}) takes context vectors (get_state()) or LIBERO's own init states
+([time, qpos, qvel] rows: the suite's *.pruned_init files, or states[0] of a LIBERO demo); a plain reset starts
+each env from one of its task's shipped init states, drawn from the env's stream (seed + i).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from ript_fast._core import _C
+from ript_fast.envs import contexts
+from ript_fast.envs.batch_vec_env import BatchVecEnv
+from ript_fast.envs.libero_compiler import LiberoTemplate, compile_task
+from ript_fast.envs.libero_suites import MAX_STEPS, LiberoTask
+
+PROPRIO_SLICES = {
+    "joint_states": slice(0, 7),
+    "ee_pos": slice(7, 10),
+    "ee_quat": slice(10, 14),
+    "gripper_states": slice(14, 16),
+}
+CAMERAS = {"agentview_rgb": "agentview", "eye_in_hand_rgb": "robot0_eye_in_hand"}
+ACTION_DIM = 7
+
+
+@functools.cache
+def task_template(task: LiberoTask) -> LiberoTemplate:
+    """The compiled task, built by LIBERO once per process."""
+    return compile_task(task)
+
+
+class _Scene:
+    """What the renderer reads of an env: its model and data."""
+
+    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData) -> None:
+        self.model, self.data = model, data
+
+
+class LiberoVecEnv(BatchVecEnv):
+    """N LIBERO envs (any mix of tasks and suites) stepped as one batch in C++."""
+
+    def __init__(
+        self,
+        tasks: list[LiberoTask],
+        seed: int | None = None,
+        obs_mode: str = "state",
+        *,
+        autoreset: bool = True,
+        terminate_on_success: bool = True,
+        max_episode_steps: int | None = None,
+        render_size: tuple[int, int] = (128, 128),
+        copy: bool = False,
+    ) -> None:
+        self.templates = [task_template(t) for t in tasks]
+        super().__init__(
+            [t.env_name for t in tasks], [t.instruction for t in self.templates], obs_mode, autoreset, copy
+        )
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps: must be >= 1, got {max_episode_steps}")
+        self.tasks = list(tasks)
+        scenes = [tpl.new_env() for tpl in self.templates]
+        self.models = [m for m, _ in scenes]
+        self.datas = [d for _, d in scenes]
+        configs = [
+            tpl.config(m, d, max_episode_steps or MAX_STEPS[tpl.task.suite], terminate_on_success)
+            for tpl, (m, d) in zip(self.templates, scenes, strict=True)
+        ]
+        self._sim = _C.sim.LiberoSim(configs)
+        self._free_qpos = [self._object_qpos(m) for m in self.models]
+        self._rngs: list[np.random.Generator] = []
+        self._seed_all(seed)
+        self._renderer = None
+        if obs_mode != "state":
+            from ript_fast.envs.rendering import BatchRenderer
+
+            self._renderer = BatchRenderer(
+                [_Scene(m, d) for m, d in scenes], self.task_names, render_size, list(CAMERAS.values())
+            )
+        state = gym.spaces.Box(-np.inf, np.inf, shape=(self._sim.obs_dim,), dtype=np.float64)
+        image = gym.spaces.Box(0, 255, shape=(*render_size, 3), dtype=np.uint8)
+        images = {key: image for key in CAMERAS}
+        proprio = {k: gym.spaces.Box(-np.inf, np.inf, shape=(s.stop - s.start,)) for k, s in PROPRIO_SLICES.items()}
+        single = {
+            "state": state,
+            "rgb": gym.spaces.Dict(images),
+            "state+rgb": gym.spaces.Dict({"state": state, **proprio, **images}),
+        }[obs_mode]
+        self._set_spaces(single, ACTION_DIM)
+
+    @staticmethod
+    def _object_qpos(model: mujoco.MjModel) -> np.ndarray:
+        """qpos addresses of the free objects' x (y follows): what context noise moves."""
+        free = np.flatnonzero(model.jnt_type == mujoco.mjtJoint.mjJNT_FREE)
+        return model.jnt_qposadr[free].astype(np.int64)
+
+    @property
+    def shipped_init_states(self) -> list[np.ndarray]:
+        """Per env, its task's init states as LIBERO ships them: (50, 1 + nq + nv) [time, qpos, qvel] rows."""
+        return [tpl.init_states for tpl in self.templates]
+
+    def _seed_all(self, seed: int | None) -> None:
+        """Env i draws its init states and its context noise from a stream derived from (seed, i)."""
+        self._rngs = [np.random.default_rng(None if seed is None else [seed, i]) for i in range(self.num_envs)]
+
+    def close(self, **kwargs: Any) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # ---- episodes --------------------------------------------------------------------------------------
+
+    def _sample_episodes(self, ids: np.ndarray) -> None:
+        rows = []
+        for i in ids:
+            shipped = self.templates[int(i)].init_states
+            rows.append(shipped[int(self._rngs[int(i)].integers(len(shipped)))])
+        width = max(len(r) for r in rows)
+        batch = np.zeros((len(rows), width), dtype=np.float64)
+        for r, row in enumerate(rows):
+            batch[r, : len(row)] = row
+        self._sim.load_init_states(batch, ids.astype(np.int64))
+
+    def _is_context(self, row: np.ndarray, env: int) -> bool:
+        """Context vectors start with the layout header; LIBERO's rows with the time, then the robot's qpos."""
+        model = self.models[env]
+        return row[0] == contexts.VERSION and row[2] > 1 + model.nq + model.nv and row[2] == int(row[2])
+
+    def _restart(self, ids: np.ndarray, states: np.ndarray, noise: float) -> None:
+        states = states.copy()
+        kinds = np.array([self._is_context(row, int(i)) for row, i in zip(states, ids, strict=True)], dtype=bool)
+        if noise > 0.0:
+            for row, i, is_context in zip(states, ids, kinds, strict=True):
+                qpos0 = contexts.section_start(row, "physics") + 1 if is_context else 1
+                xy = qpos0 + self._free_qpos[int(i)][:, None] + np.arange(2)[None, :]
+                row[xy] += self._rngs[int(i)].normal(0.0, noise, size=xy.shape)
+        if kinds.any():
+            self._sim.restore(np.ascontiguousarray(states[kinds]), ids[kinds].astype(np.int64))
+        if (~kinds).any():
+            self._sim.load_init_states(np.ascontiguousarray(states[~kinds]), ids[~kinds].astype(np.int64))
+
+    def _observation(self) -> Any:
+        state = self._out(self._sim.obs)
+        if self._renderer is None:
+            return state
+        self._renderer.render()
+        images = {key: self._out(self._renderer.images[cam]) for key, cam in CAMERAS.items()}
+        if self.obs_mode == "rgb":
+            return images
+        return {"state": state, **{k: state[:, s] for k, s in PROPRIO_SLICES.items()}, **images}
