@@ -170,7 +170,10 @@ void bind_libero(py::module_& m) {
           "restore",
           [](PyLiberoSim& s, const py::array_t<double, py::array::c_style>& rows,
              const py::array_t<int64_t, py::array::c_style>& ids) { s.start(rows, ids, false); },
-          py::arg("states"), py::arg("env_ids"), "Restart envs from context vectors");
+          py::arg("states"), py::arg("env_ids"), "Restart envs from context vectors")
+      .def(
+          "goal_holds", [](const PyLiberoSim& s, int64_t env) { return s.sim->goal_holds(env); }, py::arg("env"),
+          "Whether env's goal holds on its data as it is now");
 }
 
 }  // namespace ript

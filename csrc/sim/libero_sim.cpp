@@ -118,8 +118,7 @@ void LiberoSim::step_one(int64_t i, const double action[kOscActionDim]) {
     fail_one(i);
     return;
   }
-  bool success = !c.goal.empty();
-  for (const GoalTerm& t : c.goal) success = eval_goal_term(t, m, d) && success;
+  const bool success = goal_holds(i);
   // Positions for the observation and the renderer: the state the step ended in. The next mj_step1 recomputes
   // everything from qpos/qvel, so this pass does not change the trajectory.
   if (!call_guarded(mj_kinematics, m, d)) {
@@ -132,6 +131,14 @@ void LiberoSim::step_one(int64_t i, const double action[kOscActionDim]) {
   out_.terminated[i] = success && c.terminate_on_success;
   out_.truncated[i] = steps_[static_cast<size_t>(i)] >= c.max_steps;
   out_.sim_error[i] = false;
+}
+
+bool LiberoSim::goal_holds(int64_t i) const {
+  if (i < 0 || i >= size()) throw std::out_of_range("goal_holds: env index " + std::to_string(i));
+  const LiberoEnvConfig& c = envs_[static_cast<size_t>(i)];
+  bool holds = !c.goal.empty();
+  for (const GoalTerm& t : c.goal) holds = eval_goal_term(t, model_of(c), data_of(c)) && holds;
+  return holds;
 }
 
 void LiberoSim::observe(int64_t i) {

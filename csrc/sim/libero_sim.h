@@ -57,6 +57,9 @@ class LiberoSim {
   // state, and captures their contexts. Validates every row first.
   void load_init_states(const double* rows, int64_t count, int64_t stride, const int64_t* env_ids);
 
+  // Whether env i's goal holds on its data as it is now (what step() evaluates after the physics).
+  bool goal_holds(int64_t i) const;
+
   // Restarts envs env_ids[r] from context rows (as get_state returned them), bit for bit.
   void restore(const double* states, int64_t count, int64_t stride, const int64_t* env_ids);
 
