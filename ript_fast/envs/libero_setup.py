@@ -17,7 +17,9 @@ from types import ModuleType
 
 import yaml
 
-INSTALL_HINT = "install it with `bash scripts/install_libero.sh` (or `pip install '.[libero]'`, see README)"
+INSTALL_HINT = (
+    "install it with `bash scripts/install_libero.sh` (not a pip extra: LIBERO must go in without its dependencies)"
+)
 
 
 class LiberoNotInstalled(ImportError):
