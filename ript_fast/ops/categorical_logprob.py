@@ -139,7 +139,8 @@ def categorical_logprob(
     temperature: float = 1.0,
     reduction: str = "sum",
 ) -> torch.Tensor:
-    """Masked log-probability of sampled tokens, sum_t mask[b, t] * log softmax(logits[b, t] / temperature)[tokens[b, t]].
+    """Masked log-probability of sampled tokens: sum over t of
+    mask[b, t] * log_softmax(logits[b, t] / temperature)[tokens[b, t]].
 
     Args:
         logits: (B, T, V) float32/float64/float16/bfloat16, any strides (a vocab dim that is not unit-stride is
