@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "common/dispatch.h"
 #include "common/scalar.h"
@@ -103,6 +105,12 @@ struct UpstreamCoef {
   Strided2<const A> grad;
   RIPT_HD A operator()(int64_t b, int64_t t, A /*logp*/, A weight) const { return grad(b, t) * weight; }
 };
+
+// The error for a token outside [0, V) at an unmasked position (std::out_of_range is Python's IndexError).
+inline std::out_of_range bad_token_error(int64_t b, int64_t t, int64_t token, int64_t vocab) {
+  return std::out_of_range("tokens: value " + std::to_string(token) + " at (b=" + std::to_string(b) + ", t=" +
+                           std::to_string(t) + ") is outside [0, V=" + std::to_string(vocab) + ")");
+}
 
 // Builds the input views from the buffers, checking ranks, sizes, dtypes and the unit vocab stride.
 template <typename T>

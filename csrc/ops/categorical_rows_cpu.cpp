@@ -34,12 +34,12 @@ RIPT_ALWAYS_INLINE f8 load8(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-RIPT_ALWAYS_INLINE void store8(float* p, f8 v) { std::memcpy(p, &v, sizeof v); }
+RIPT_ALWAYS_INLINE void store8(float* p, const f8& v) { std::memcpy(p, &v, sizeof v); }
 
 // exp(x) for x <= 88 to within a few ulp: x = n ln2 + r with |r| <= ln2 / 2, e^r by its degree-7 Taylor
 // polynomial (error < 6e-9 relative), 2^n assembled in the exponent bits. Below -87.3 it flushes to 0 (what
 // would be a subnormal result); NaN stays NaN. Only called with x <= 0 plus rounding, hence no overflow path.
-RIPT_ALWAYS_INLINE f8 exp8(f8 x) {
+RIPT_ALWAYS_INLINE f8 exp8(const f8& x) {
   const f8 lo = splat(-87.3f), hi = splat(88.0f);
   const f8 round = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer held in the low mantissa
   const f8 xc = x < lo ? lo : (x > hi ? hi : x);
@@ -81,7 +81,7 @@ RIPT_ALWAYS_INLINE void for_vectors(const float* x, int64_t n, float pad, const 
 
 RIPT_CPU_CLONES float chunk_max(const float* x, int64_t n) {
   f8 m = splat(-std::numeric_limits<float>::infinity());
-  for_vectors(x, n, -std::numeric_limits<float>::infinity(), [&](int64_t, f8 v, int) {
+  for_vectors(x, n, -std::numeric_limits<float>::infinity(), [&](int64_t, const f8& v, int) {
     m = ((v > m) | (v != v)) ? v : m;
   });
   float out = m[0];
@@ -92,14 +92,14 @@ RIPT_CPU_CLONES float chunk_max(const float* x, int64_t n) {
 RIPT_CPU_CLONES float chunk_sum_exp(const float* x, int64_t n, float shift, float scale) {
   f8 acc = splat(0.0f);
   for_vectors(x, n, -std::numeric_limits<float>::infinity(),
-              [&](int64_t, f8 v, int) { acc += exp8((v - shift) * scale); });
+              [&](int64_t, const f8& v, int) { acc += exp8((v - shift) * scale); });
   float out = 0;
   for (int j = 0; j < kWidth; ++j) out += acc[j];
   return out;
 }
 
 RIPT_CPU_CLONES void chunk_neg_softmax(const float* x, int64_t n, float scale, float lse, float c, float* out) {
-  for_vectors(x, n, 0.0f, [&](int64_t i, f8 v, int count) {
+  for_vectors(x, n, 0.0f, [&](int64_t i, const f8& v, int count) {
     const f8 g = -c * exp8(v * scale - lse);
     if (count == kWidth) {
       store8(out + i, g);

@@ -7,8 +7,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <stdexcept>
-#include <string>
 #include <type_traits>
 
 #include "common/thread_pool.h"
@@ -72,12 +70,6 @@ void row_logprob_grad(const T* x, int64_t n, acc_t<T> scale, acc_t<T> lse, int64
   store(out + tok, logprob_grad_one<A>(load(x + tok) * scale, lse, true, c_times_s));
 }
 
-template <typename T>
-[[noreturn]] void throw_bad_token(const CategoricalIn<T>& in, int64_t b, int64_t t, int64_t tok) {
-  throw std::out_of_range("tokens: value " + std::to_string(tok) + " at (b=" + std::to_string(b) + ", t=" +
-                          std::to_string(t) + ") is outside [0, V=" + std::to_string(in.vocab) + ")");
-}
-
 // One row: skip it if masked out, check its token, get its lse (computed or saved), write its log-prob and
 // lse, then its gradient scaled by coef(b, t, logp, weight).
 template <typename T, typename Coef>
@@ -92,7 +84,7 @@ void categorical_row(const CategoricalIn<T>& in, const CategoricalOut<T>& out, c
     return;
   }
   const int64_t tok = in.tokens(b, t);
-  if (!in.token_ok(tok)) throw_bad_token(in, b, t, tok);
+  if (!in.token_ok(tok)) throw bad_token_error(b, t, tok, in.vocab);
   const T* x = in.row(b, t);
   const A lse = out.saved_lse ? out.saved_lse(b, t) : row_logsumexp(x, in.vocab, in.inv_temp);
   const A logp = load(x + tok) * in.inv_temp - lse;

@@ -112,6 +112,33 @@ void dispatch_density(Density density, DType dtype, Fn&& fn) {
   });
 }
 
+// The argument plumbing both backends share. `be.forward(density, in, logp)` fills logp (B, T);
+// `be.backward(density, in, grad_logp, grad_mean, grad_log_scale)` fills the two (B, T, D) gradients.
+template <typename Backend>
+void continuous_logprob_impl(Density density, const TensorRef& mean, const TensorRef& log_scale,
+                             const TensorRef& actions, const std::optional<TensorRef>& mask, const TensorRef& logp,
+                             const Backend& be) {
+  dispatch_density(density, mean.dtype, [&](auto tag, auto dens) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const ContinuousIn<T> in = continuous_in<T>(mean, log_scale, actions, mask);
+    be.forward(dens, in, strided2<acc_t<T>>(logp, "logp", in.batch, in.steps));
+  });
+}
+
+template <typename Backend>
+void continuous_logprob_backward_impl(Density density, const TensorRef& grad_logp, const TensorRef& mean,
+                                      const TensorRef& log_scale, const TensorRef& actions,
+                                      const std::optional<TensorRef>& mask, const TensorRef& grad_mean,
+                                      const TensorRef& grad_log_scale, const Backend& be) {
+  dispatch_density(density, mean.dtype, [&](auto tag, auto dens) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const ContinuousIn<T> in = continuous_in<T>(mean, log_scale, actions, mask);
+    be.backward(dens, in, strided2<const acc_t<T>>(grad_logp, "grad_logp", in.batch, in.steps),
+                strided3<T>(grad_mean, "grad_mean", in.batch, in.steps, in.dims),
+                strided3<T>(grad_log_scale, "grad_log_scale", in.batch, in.steps, in.dims));
+  });
+}
+
 // logp (B, T) output in the accumulation dtype.
 void continuous_logprob_cpu(Density density, const TensorRef& mean, const TensorRef& log_scale,
                             const TensorRef& actions, const std::optional<TensorRef>& mask, const TensorRef& logp);
