@@ -9,6 +9,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "common/memory_hint.h"
 #include "common/thread_pool.h"
 #include "ops/categorical_logprob.h"
 
@@ -105,6 +106,9 @@ void categorical_row(const CategoricalIn<T>& in, const CategoricalOut<T>& out, c
 struct CpuRows {
   template <typename T, typename Coef>
   void operator()(const CategoricalIn<T>& in, const CategoricalOut<T>& out, const Coef& coef) const {
+    if (out.grad && out.gs1 == in.vocab && out.gs0 == in.steps * in.vocab) {
+      advise_huge_pages(out.grad, sizeof(T) * static_cast<size_t>(in.rows() * in.vocab));
+    }
     const int64_t grain = std::max<int64_t>(1, 8192 / in.vocab);
     parallel_for(in.rows(), grain, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) cpu_rows::categorical_row(in, out, coef, r / in.steps, r % in.steps);
