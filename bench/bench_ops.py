@@ -11,6 +11,7 @@ warm-up, compile time excluded) and measured for peak memory above what existed 
 The numbers are measurements only: nothing here asserts a timing.
 
     python bench/bench_ops.py [--device cpu|cuda] [--reps N] [--only SUBSTRING] [--markdown FILE]
+                              [--torch-threads N]
 """
 
 from __future__ import annotations
@@ -196,6 +197,12 @@ def median_seconds(step: Step, clear: Callable[[], None], device: str, reps: int
     return statistics.median(times)
 
 
+def reps_for(step: Step, clear: Callable[[], None], device: str, at_least: int) -> int:
+    """Enough repetitions to fill about half a second (at most 200), so that fast cases get a stable median."""
+    once = median_seconds(step, clear, device, 1)
+    return max(at_least, min(200, math.ceil(0.5 / max(once, 1e-6))))
+
+
 def make_step(
     fn: Callable[..., torch.Tensor], leaves: list[torch.Tensor], rest: tuple
 ) -> tuple[Step, Callable[[], None]]:
@@ -223,7 +230,7 @@ def run_case(case: Case, device: str, reps: int) -> dict[str, tuple[float, int]]
         for _ in range(2):  # warm-up (and compilation)
             clear()
             step()
-        seconds = median_seconds(step, clear, device, reps)
+        seconds = median_seconds(step, clear, device, reps_for(step, clear, device, reps))
         peak = peak_bytes(step, clear, device)
         del leaves, step, clear
         results[impl] = (seconds, peak)
@@ -257,10 +264,13 @@ def reexec_with_mmap_threshold() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per implementation (median)")
+    parser.add_argument("--reps", type=int, default=5, help="least timed repetitions per implementation (median)")
     parser.add_argument("--only", default="", help="run the cases whose name contains this")
     parser.add_argument("--markdown", default="", help="also write the table to this file")
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
     if args.device == "cpu":
         reexec_with_mmap_threshold()
     torch.manual_seed(0)
@@ -274,7 +284,7 @@ def main() -> None:
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
     header = (
         f"device: {device}; torch {torch.__version__}; torch threads {torch.get_num_threads()}, "
-        f"ript_fast threads {_C.num_threads()}; median of {args.reps}; "
+        f"ript_fast threads {_C.num_threads()}; median of >= {args.reps} repetitions (about 0.5 s each); "
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}"
     )
     out = f"{header}\n\n{table(rows)}\n"

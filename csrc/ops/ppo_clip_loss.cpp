@@ -5,7 +5,9 @@
 namespace ript {
 
 namespace {
-constexpr int64_t kBlock = 4096;
+// Fixed blocks of the deterministic reduction; one block (serial) below this many elements, where waking the
+// pool costs more than the arithmetic.
+constexpr int64_t kBlock = 32768;
 }  // namespace
 
 template <typename A>
