@@ -104,20 +104,21 @@ def test_int32_tokens_and_reduction_none(device: str) -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_extreme_logits(device: str) -> None:
-    v = 64
-    logits = torch.randn(2, 3, v, dtype=torch.float32, device=device)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_extreme_logits(device: str, dtype: torch.dtype) -> None:
+    v = 300
+    logits = torch.randn(2, 3, v, dtype=dtype, device=device)
     logits[0, 0, 5] = 1e4
     logits[0, 1, 6] = -1e4
-    logits[1, :, 10:] = float("-inf")  # masked-out vocab entries
-    tokens = torch.tensor([[5, 6, 0], [1, 2, 3]], device=device)
+    logits[1, :, :250] = float("-inf")  # masked-out vocab entries, ahead of every finite one
+    tokens = torch.tensor([[5, 6, 0], [251, 260, 299]], device=device)
     x = logits.clone().requires_grad_()
     got = ops.categorical_logprob(x, tokens, reduction="none")
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got.double(), categorical_logprob_ref(logits, tokens, reduction="none"))
     got.sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
-    assert (x.grad[1, :, 10:] == 0).all()
+    assert (x.grad[1, :, :250] == 0).all()
 
 
 @pytest.mark.parametrize("device", DEVICES)

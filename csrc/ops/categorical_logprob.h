@@ -44,13 +44,15 @@ RIPT_HD LseState<A> lse_merge(LseState<A> a, LseState<A> b) {
   return a;
 }
 
+// One element of the online update (a CUDA thread's loop, and the CPU float64 path). A -inf contributes
+// nothing (skipped: exp(-inf - -inf) would be NaN while the max is still -inf); a NaN propagates into the sum.
 template <typename A>
 RIPT_HD void lse_push(LseState<A>& st, A x) {
   if (x > st.max) {
-    st.sum = st.sum * std::exp(st.max - x) + A(1);  // exp(-inf) = 0 for the first element
+    st.sum = st.sum * std::exp(st.max - x) + A(1);  // exp(-inf) = 0 for the first finite element
     st.max = x;
-  } else {
-    st.sum += std::exp(x - st.max);  // x == -inf contributes 0; a NaN x propagates into the sum
+  } else if (x != -std::numeric_limits<A>::infinity()) {
+    st.sum += std::exp(x - st.max);
   }
 }
 

@@ -3,7 +3,7 @@
 // Float chunks are processed 8 values at a time with GCC/Clang vector extensions (lowered to whatever SIMD the
 // target has), with a branch-free polynomial exp since std::exp is a library call that cannot be vectorised.
 // Each float primitive is built twice, for x86-64-v3 (AVX2 + FMA) and the baseline, and the loader picks the one
-// the CPU supports. Double chunks (the float64 reference path) use plain loops and std::exp.
+// the CPU supports. The float64 gradient chunk (the precise path) is a plain loop over std::exp.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -107,18 +107,6 @@ RIPT_CPU_CLONES void chunk_neg_softmax(const float* x, int64_t n, float scale, f
       for (int j = 0; j < count; ++j) out[i + j] = g[j];
     }
   });
-}
-
-double chunk_max(const double* x, int64_t n) {
-  double m = -std::numeric_limits<double>::infinity();
-  for (int64_t i = 0; i < n; ++i) m = (x[i] > m || x[i] != x[i]) ? x[i] : m;
-  return m;
-}
-
-double chunk_sum_exp(const double* x, int64_t n, double shift, double scale) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += std::exp((x[i] - shift) * scale);
-  return s;
 }
 
 void chunk_neg_softmax(const double* x, int64_t n, double scale, double lse, double c, double* out) {

@@ -18,11 +18,10 @@ namespace cpu_rows {
 
 constexpr int64_t kChunk = 2048;
 
-// On widened values: the NaN-propagating max; sum_i exp((x_i - shift) * scale); out_i = -c exp(scale x_i - lse).
+// On widened float values: the NaN-propagating max; sum_i exp((x_i - shift) * scale);
+// out_i = -c exp(scale x_i - lse).
 float chunk_max(const float* x, int64_t n);
-double chunk_max(const double* x, int64_t n);
 float chunk_sum_exp(const float* x, int64_t n, float shift, float scale);
-double chunk_sum_exp(const double* x, int64_t n, double shift, double scale);
 void chunk_neg_softmax(const float* x, int64_t n, float scale, float lse, float c, float* out);
 void chunk_neg_softmax(const double* x, int64_t n, double scale, double lse, double c, double* out);
 
@@ -37,17 +36,23 @@ const acc_t<T>* widen(const T* x, int64_t n, acc_t<T>* buf) {
   }
 }
 
+// float32 (and half) rows: per chunk a vectorised max and sum of exp, chunks merged online. float64 rows, the
+// precise path, run the per-element online update the CUDA threads run (so CPU tests cover it too).
 template <typename T>
 acc_t<T> row_logsumexp(const T* x, int64_t n, acc_t<T> scale) {
   using A = acc_t<T>;
-  A buf[kChunk];
   LseState<A> state;
-  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
-    const int64_t len = std::min(kChunk, n - c0);
-    const A* xs = widen(x + c0, len, buf);
-    const A m = chunk_max(xs, len);
-    if (m == -std::numeric_limits<A>::infinity()) continue;  // an all -inf chunk adds nothing
-    state = lse_merge(state, LseState<A>{m * scale, chunk_sum_exp(xs, len, m, scale)});
+  if constexpr (std::is_same_v<A, double>) {
+    for (int64_t i = 0; i < n; ++i) lse_push(state, x[i] * scale);
+  } else {
+    A buf[kChunk];
+    for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+      const int64_t len = std::min(kChunk, n - c0);
+      const A* xs = widen(x + c0, len, buf);
+      const A m = chunk_max(xs, len);
+      if (m == -std::numeric_limits<A>::infinity()) continue;  // an all -inf chunk adds nothing
+      state = lse_merge(state, LseState<A>{m * scale, chunk_sum_exp(xs, len, m, scale)});
+    }
   }
   return lse_value(state);
 }
