@@ -189,3 +189,19 @@ def test_fuzz(b: int, t: int, d: int, family: str, scale_shape: str, mask: str) 
     expected.sum().backward()
     for a, c in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a.grad, c.grad)
+
+
+@pytest.mark.parametrize(("op", "reference"), FAMILIES)
+def test_double_backward_is_refused(op: Op, reference: Op) -> None:
+    mean, log_scale, actions = make_inputs(2, 3, 4, "cpu")
+    mean.requires_grad_()
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(op(mean, log_scale, actions).sum(), mean, create_graph=True)
+
+
+def test_no_gradient_buffers_without_grad() -> None:
+    """The forward computes the (B, T, D) gradients only when an input requires grad and grad mode is on."""
+    mean, log_scale, actions = make_inputs(2, 3, 4, "cpu")
+    with torch.no_grad():
+        no_grad = ops.gaussian_logprob(mean.requires_grad_(), log_scale, actions)
+    torch.testing.assert_close(no_grad, ops.gaussian_logprob(mean, log_scale, actions))

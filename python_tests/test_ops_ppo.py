@@ -177,3 +177,10 @@ def test_fuzz(b: int, t: int | None, spread: float, clip: tuple[float, float | N
     logp_new, logp_old, advantages = make_batch(shape, "cpu", spread=spread)
     m = torch.rand(shape) > 0.3 if mask else None
     check_against_reference(logp_new, logp_old, advantages, m, *clip)
+
+
+def test_double_backward_is_refused() -> None:
+    logp_new, logp_old, advantages = make_batch((5,), "cpu")
+    x = logp_new.requires_grad_()
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(ops.ppo_clip_loss(x, logp_old, advantages), x, create_graph=True)

@@ -25,10 +25,7 @@ void bind_ops(py::module_& m) {
   cpu.def("categorical_logprob_backward", &categorical_logprob_backward_cpu, py::arg("grad_logp"), py::arg("logits"),
           py::arg("tokens"), py::arg("mask"), py::arg("lse"), py::arg("temperature"), py::arg("grad_logits"), nogil);
   cpu.def("continuous_logprob", &continuous_logprob_cpu, py::arg("density"), py::arg("mean"), py::arg("log_scale"),
-          py::arg("actions"), py::arg("mask"), py::arg("logp"), nogil);
-  cpu.def("continuous_logprob_backward", &continuous_logprob_backward_cpu, py::arg("density"), py::arg("grad_logp"),
-          py::arg("mean"), py::arg("log_scale"), py::arg("actions"), py::arg("mask"), py::arg("grad_mean"),
-          py::arg("grad_log_scale"), nogil);
+          py::arg("actions"), py::arg("mask"), py::arg("logp"), py::arg("grad_mean"), py::arg("grad_log_scale"), nogil);
   cpu.def("ppo_clip_loss", &ppo_clip_loss_cpu, py::arg("logp_new"), py::arg("logp_old"), py::arg("advantages"),
           py::arg("mask"), py::arg("clip_eps"), py::arg("clip_eps_high"), py::arg("loss"), py::arg("stats"),
           py::arg("grad"), nogil);
@@ -48,10 +45,8 @@ void bind_ops(py::module_& m) {
            py::arg("logits"), py::arg("tokens"), py::arg("mask"), py::arg("lse"), py::arg("temperature"),
            py::arg("grad_logits"), py::arg("device"), py::arg("stream"), nogil);
   cuda.def("continuous_logprob", &continuous_logprob_cuda, py::arg("density"), py::arg("mean"), py::arg("log_scale"),
-           py::arg("actions"), py::arg("mask"), py::arg("logp"), py::arg("device"), py::arg("stream"), nogil);
-  cuda.def("continuous_logprob_backward", &continuous_logprob_backward_cuda, py::arg("density"),
-           py::arg("grad_logp"), py::arg("mean"), py::arg("log_scale"), py::arg("actions"), py::arg("mask"),
-           py::arg("grad_mean"), py::arg("grad_log_scale"), py::arg("device"), py::arg("stream"), nogil);
+           py::arg("actions"), py::arg("mask"), py::arg("logp"), py::arg("grad_mean"), py::arg("grad_log_scale"),
+           py::arg("device"), py::arg("stream"), nogil);
   cuda.def("ppo_clip_loss", &ppo_clip_loss_cuda, py::arg("logp_new"), py::arg("logp_old"), py::arg("advantages"),
            py::arg("mask"), py::arg("clip_eps"), py::arg("clip_eps_high"), py::arg("loss"), py::arg("stats"),
            py::arg("grad"), py::arg("device"), py::arg("stream"), nogil);

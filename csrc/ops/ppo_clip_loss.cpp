@@ -1,21 +1,29 @@
 #include "ops/ppo_clip_loss.h"
 
+#include <algorithm>
+
 #include "common/ordered_reduce.h"
 
 namespace ript {
 
 namespace {
-// Fixed blocks of the deterministic reduction; one block (serial) below this many elements, where waking the
-// pool costs more than the arithmetic.
-constexpr int64_t kBlock = 32768;
+
+// The deterministic reductions run over fixed blocks of whole rows, about kBlockElements elements each: one
+// block (serial) for typical PPO batches, where waking the pool would cost more than the arithmetic.
+constexpr int64_t kBlockElements = 32768;
+
+int64_t rows_per_block(int64_t steps) { return std::max<int64_t>(1, kBlockElements / std::max<int64_t>(steps, 1)); }
+
 }  // namespace
 
 template <typename A>
 A mask_total_cpu(const Strided2<const A>& mask, int64_t batch, int64_t steps) {
   if (!mask) return static_cast<A>(batch * steps);
-  return ordered_sum<A>(batch * steps, kBlock, [&](int64_t begin, int64_t end) {
+  return ordered_sum<A>(batch, rows_per_block(steps), [&](int64_t begin, int64_t end) {
     A sum = 0;
-    for (int64_t i = begin; i < end; ++i) sum += mask(i / steps, i % steps);
+    for (int64_t b = begin; b < end; ++b) {
+      for (int64_t t = 0; t < steps; ++t) sum += mask(b, t);
+    }
     return sum;
   });
 }
@@ -27,9 +35,11 @@ template <typename Logp>
 void ppo_reduce_cpu(const PpoIn<Logp>& in, const PpoOut<Logp>& out) {
   using A = acc_t<Logp>;
   const A total_weight = mask_total_cpu(in.mask, in.batch, in.steps);
-  const PpoSums<A> sums = ordered_sum<PpoSums<A>>(in.size(), kBlock, [&](int64_t begin, int64_t end) {
+  const PpoSums<A> sums = ordered_sum<PpoSums<A>>(in.batch, rows_per_block(in.steps), [&](int64_t begin, int64_t end) {
     PpoSums<A> acc;
-    for (int64_t i = begin; i < end; ++i) ppo_element(in, out, total_weight, i, acc);
+    for (int64_t b = begin; b < end; ++b) {
+      for (int64_t t = 0; t < in.steps; ++t) ppo_element(in, out, total_weight, b, t, acc);
+    }
     return acc;
   });
   sums.finish(out.loss, out.stats);

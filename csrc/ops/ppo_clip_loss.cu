@@ -22,7 +22,9 @@ __global__ void __launch_bounds__(kThreads) ppo_reduce_kernel(PpoIn<Logp> in, Pp
   using A = acc_t<Logp>;
   const A total = block_mask_total(in.mask, in.batch, in.steps);
   PpoSums<A> acc;
-  for (int64_t i = threadIdx.x; i < in.size(); i += kThreads) ppo_element(in, out, total, i, acc);
+  for (int64_t i = threadIdx.x; i < in.size(); i += kThreads) {
+    ppo_element(in, out, total, i / in.steps, i % in.steps, acc);
+  }
   const PpoSums<A> sums = block_reduce<kThreads>(acc, Plus{});
   if (threadIdx.x == 0) sums.finish(out.loss, out.stats);
 }

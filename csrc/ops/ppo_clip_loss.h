@@ -169,13 +169,12 @@ PpoOut<Logp> ppo_out(const TensorRef& logp_new, const TensorRef& loss, const Ten
   return out;
 }
 
-// Element i (row-major over (B, T)) of a reduction: skipped when its weight is 0, else added to `acc`, and
-// its share of d loss / d logp_new written when a gradient is wanted.
+// Element (b, t) of a reduction: skipped when its weight is 0, else added to `acc`, and its share of
+// d loss / d logp_new written when a gradient is wanted.
 template <typename Logp>
-RIPT_HD void ppo_element(const PpoIn<Logp>& in, const PpoOut<Logp>& out, acc_t<Logp> total_weight, int64_t i,
-                         PpoSums<acc_t<Logp>>& acc) {
+RIPT_HD void ppo_element(const PpoIn<Logp>& in, const PpoOut<Logp>& out, acc_t<Logp> total_weight, int64_t b,
+                         int64_t t, PpoSums<acc_t<Logp>>& acc) {
   using A = acc_t<Logp>;
-  const int64_t b = i / in.steps, t = i % in.steps;
   const A w = in.weight(b, t);
   if (w == 0) {
     if (out.grad) store(&out.grad(b, t), A(0));

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ript_fast.ops._autograd import first_order_only
+from ript_fast.ops._autograd import FusedOp, first_order_only
 from ript_fast.ops._buffers import launch, maybe_ref, ref
 from ript_fast.ops._checks import (
     acc_dtype,
@@ -25,8 +25,7 @@ from ript_fast.ops._checks import (
 )
 
 
-@torch.library.custom_op("ript_fast::categorical_logprob", mutates_args=())
-def _categorical_logprob(
+def _forward(
     logits: torch.Tensor, tokens: torch.Tensor, weights: torch.Tensor | None, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     logp = logits.new_empty(logits.shape[:2], dtype=acc_dtype(logits.dtype))
@@ -44,16 +43,14 @@ def _categorical_logprob(
     return logp, lse
 
 
-@_categorical_logprob.register_fake
-def _(
+def _forward_fake(
     logits: torch.Tensor, tokens: torch.Tensor, weights: torch.Tensor | None, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     logp = logits.new_empty(logits.shape[:2], dtype=acc_dtype(logits.dtype))
     return logp, torch.empty_like(logp)
 
 
-@torch.library.custom_op("ript_fast::categorical_logprob_backward", mutates_args=())
-def _categorical_logprob_backward(
+def _backward_kernel(
     grad_logp: torch.Tensor,
     logits: torch.Tensor,
     tokens: torch.Tensor,
@@ -76,8 +73,7 @@ def _categorical_logprob_backward(
     return grad
 
 
-@_categorical_logprob_backward.register_fake
-def _(
+def _backward_kernel_fake(
     grad_logp: torch.Tensor,
     logits: torch.Tensor,
     tokens: torch.Tensor,
@@ -86,6 +82,11 @@ def _(
     temperature: float,
 ) -> torch.Tensor:
     return torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+
+
+_categorical_logprob_backward = FusedOp(
+    "ript_fast::categorical_logprob_backward", _backward_kernel, _backward_kernel_fake
+)
 
 
 def _setup(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple) -> None:
@@ -107,7 +108,7 @@ def _backward(
     return _categorical_logprob_backward(grad_logp, logits, tokens, weights, lse, ctx.temperature), None, None, None
 
 
-_categorical_logprob.register_autograd(_backward, setup_context=_setup)
+_categorical_logprob = FusedOp("ript_fast::categorical_logprob", _forward, _forward_fake, _setup, _backward)
 
 
 def check_categorical(

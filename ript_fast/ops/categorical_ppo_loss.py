@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from ript_fast.ops._autograd import first_order_only, scale_saved_grad
+from ript_fast.ops._autograd import FusedOp, first_order_only, scale_saved_grad
 from ript_fast.ops._buffers import launch, maybe_ref, ref
 from ript_fast.ops._checks import acc_dtype, check_same_device
 from ript_fast.ops.categorical_logprob import check_categorical
 from ript_fast.ops.ppo_clip_loss import PPOStats, check_clip, check_targets
 
 
-@torch.library.custom_op("ript_fast::categorical_ppo_loss", mutates_args=())
-def _categorical_ppo_loss(
+def _forward(
     logits: torch.Tensor,
     tokens: torch.Tensor,
     weights: torch.Tensor | None,
@@ -59,8 +58,7 @@ def _outputs(logits: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, torch
     )
 
 
-@_categorical_ppo_loss.register_fake
-def _(
+def _forward_fake(
     logits: torch.Tensor,
     tokens: torch.Tensor,
     weights: torch.Tensor | None,
@@ -92,7 +90,7 @@ def _backward(
     return (scale_saved_grad(grad, grad_loss), *none)
 
 
-_categorical_ppo_loss.register_autograd(_backward, setup_context=_setup)
+_categorical_ppo_loss = FusedOp("ript_fast::categorical_ppo_loss", _forward, _forward_fake, _setup, _backward)
 
 
 def categorical_ppo_loss(

@@ -1,8 +1,10 @@
 """Log-probabilities of continuous actions under factorised Gaussian or Laplace heads (paper Sec. 4.3).
 
 A regression head (MSE or L1) plus a light scale head gives a closed-form density: Gaussian(mean, exp(log_std))
-or Laplace(loc, exp(log_scale)) per action dimension. Both families share one kernel pair (forward and
-backward) that differs only in the per-element formula, hence one custom op taking the family by name.
+or Laplace(loc, exp(log_scale)) per action dimension. Both families share one kernel that differs only in the
+per-element formula, hence one custom op taking the family by name. The kernel computes the gradients with the
+log-probs (they share its one exp per element; (B, T, D) is small for these heads), so the backward is a
+broadcast multiply.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from ript_fast._core import _C
-from ript_fast.ops._autograd import first_order_only
+from ript_fast.ops._autograd import FusedOp, first_order_only
 from ript_fast.ops._buffers import launch, maybe_ref, ref
 from ript_fast.ops._checks import (
     acc_dtype,
@@ -26,11 +28,15 @@ from ript_fast.ops._checks import (
 _DENSITIES = {"gaussian": _C.Density.gaussian, "laplace": _C.Density.laplace}
 
 
-@torch.library.custom_op("ript_fast::continuous_logprob", mutates_args=())
-def _continuous_logprob(
-    density: str, mean: torch.Tensor, log_scale: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor | None
-) -> torch.Tensor:
-    logp = mean.new_empty(mean.shape[:2], dtype=acc_dtype(mean.dtype))
+def _forward(
+    density: str,
+    mean: torch.Tensor,
+    log_scale: torch.Tensor,
+    actions: torch.Tensor,
+    weights: torch.Tensor | None,
+    need_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    logp, grad_mean, grad_log_scale = _outputs(mean, need_grad)
     launch(
         "continuous_logprob",
         mean.device,
@@ -40,73 +46,55 @@ def _continuous_logprob(
         actions=ref(actions),
         mask=maybe_ref(weights),
         logp=ref(logp),
+        grad_mean=ref(grad_mean) if need_grad else None,
+        grad_log_scale=ref(grad_log_scale) if need_grad else None,
     )
-    return logp
+    return logp, grad_mean, grad_log_scale
 
 
-@_continuous_logprob.register_fake
-def _(
-    density: str, mean: torch.Tensor, log_scale: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor | None
-) -> torch.Tensor:
-    return mean.new_empty(mean.shape[:2], dtype=acc_dtype(mean.dtype))
+def _outputs(mean: torch.Tensor, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, T) log-probs and the two (B, T, D) weighted gradients (empty placeholders when not wanted)."""
+    grad_shape = mean.shape if need_grad else (0,)
+    return (
+        mean.new_empty(mean.shape[:2], dtype=acc_dtype(mean.dtype)),
+        mean.new_empty(grad_shape),
+        mean.new_empty(grad_shape),
+    )
 
 
-@torch.library.custom_op("ript_fast::continuous_logprob_backward", mutates_args=())
-def _continuous_logprob_backward(
+def _forward_fake(
     density: str,
-    grad_logp: torch.Tensor,
     mean: torch.Tensor,
     log_scale: torch.Tensor,
     actions: torch.Tensor,
     weights: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    grad_mean = torch.empty(mean.shape, dtype=mean.dtype, device=mean.device)
-    grad_log_scale = torch.empty_like(grad_mean)
-    launch(
-        "continuous_logprob_backward",
-        mean.device,
-        density=_DENSITIES[density],
-        grad_logp=ref(grad_logp),
-        mean=ref(mean),
-        log_scale=ref(log_scale),
-        actions=ref(actions),
-        mask=maybe_ref(weights),
-        grad_mean=ref(grad_mean),
-        grad_log_scale=ref(grad_log_scale),
-    )
-    return grad_mean, grad_log_scale
+    need_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _outputs(mean, need_grad)
 
 
-@_continuous_logprob_backward.register_fake
-def _(
-    density: str,
-    grad_logp: torch.Tensor,
-    mean: torch.Tensor,
-    log_scale: torch.Tensor,
-    actions: torch.Tensor,
-    weights: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    grad_mean = torch.empty(mean.shape, dtype=mean.dtype, device=mean.device)
-    return grad_mean, torch.empty_like(grad_mean)
-
-
-def _setup(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: torch.Tensor) -> None:
-    density, mean, log_scale, actions, weights = inputs
-    ctx.save_for_backward(mean, log_scale, actions, weights)
-    ctx.density = density
+def _setup(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: tuple) -> None:
+    _, grad_mean, grad_log_scale = output
+    ctx.mark_non_differentiable(grad_mean, grad_log_scale)
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(grad_mean, grad_log_scale)
+    ctx.density = inputs[0]
 
 
 def _backward(
-    ctx: torch.autograd.function.FunctionCtx, grad_logp: torch.Tensor
-) -> tuple[None, torch.Tensor, torch.Tensor, torch.Tensor | None, None]:
+    ctx: torch.autograd.function.FunctionCtx, grad_logp: torch.Tensor | None, *_: torch.Tensor | None
+) -> tuple[torch.Tensor | None, ...]:
+    if grad_logp is None:
+        return (None,) * 6
     first_order_only(f"{ctx.density}_logprob")
-    mean, log_scale, actions, weights = ctx.saved_tensors
-    grad_mean, grad_log_scale = _continuous_logprob_backward(ctx.density, grad_logp, mean, log_scale, actions, weights)
-    grad_actions = -grad_mean if ctx.needs_input_grad[3] else None
-    return None, grad_mean, grad_log_scale, grad_actions, None
+    grad_mean, grad_log_scale = ctx.saved_tensors
+    scale = grad_logp.unsqueeze(-1)
+    d_mean = grad_mean * scale
+    d_actions = -d_mean if ctx.needs_input_grad[3] else None
+    return None, d_mean, grad_log_scale * scale, d_actions, None, None
 
 
-_continuous_logprob.register_autograd(_backward, setup_context=_setup)
+_continuous_logprob = FusedOp("ript_fast::continuous_logprob", _forward, _forward_fake, _setup, _backward)
 
 
 def _continuous(
@@ -138,8 +126,9 @@ def _continuous(
     dtype = torch.promote_types(torch.promote_types(mean.dtype, log_scale.dtype), actions.dtype)
     weights = check_weights(mask, tuple(mean.shape[:2]), acc_dtype(dtype), "(B, T)")
     check_same_device(**{mean_name: mean, scale_name: log_scale, "actions": actions, "mask": weights})
-    per_step = _continuous_logprob(
-        density, mean.to(dtype), log_scale.to(dtype).expand(mean.shape), actions.to(dtype), weights
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (mean, log_scale, actions))
+    per_step, _, _ = _continuous_logprob(
+        density, mean.to(dtype), log_scale.to(dtype).expand(mean.shape), actions.to(dtype), weights, need_grad
     )
     return per_step.sum(dim=1) if reduction == "sum" else per_step
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 
-from ript_fast.ops._autograd import first_order_only
+from ript_fast.ops._autograd import FusedOp, first_order_only
 from ript_fast.ops._buffers import launch, maybe_ref, ref
 from ript_fast.ops._checks import (
     acc_dtype,
@@ -39,8 +39,7 @@ class PPOStats(NamedTuple):
     mean_ratio: torch.Tensor
 
 
-@torch.library.custom_op("ript_fast::ppo_clip_loss", mutates_args=())
-def _ppo_clip_loss(
+def _forward(
     logp_new: torch.Tensor,
     logp_old: torch.Tensor,
     advantages: torch.Tensor,
@@ -72,8 +71,7 @@ def _ppo_outputs(logp_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
     return loss, stats, torch.empty(logp_new.shape, dtype=logp_new.dtype, device=logp_new.device)
 
 
-@_ppo_clip_loss.register_fake
-def _(
+def _forward_fake(
     logp_new: torch.Tensor,
     logp_old: torch.Tensor,
     advantages: torch.Tensor,
@@ -101,7 +99,7 @@ def _backward(
     return grad * grad_loss, None, None, None, None, None
 
 
-_ppo_clip_loss.register_autograd(_backward, setup_context=_setup)
+_ppo_clip_loss = FusedOp("ript_fast::ppo_clip_loss", _forward, _forward_fake, _setup, _backward)
 
 
 def check_clip(clip_eps: object, clip_eps_high: object) -> tuple[float, float]:
