@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -201,7 +202,11 @@ def test_double_backward_is_refused(op: Op, reference: Op) -> None:
 
 def test_no_gradient_buffers_without_grad() -> None:
     """The forward computes the (B, T, D) gradients only when an input requires grad and grad mode is on."""
+    module = sys.modules["ript_fast.ops.continuous_logprob"]
     mean, log_scale, actions = make_inputs(2, 3, 4, "cpu")
+    logp, grad_mean, grad_log_scale = module._continuous_logprob("gaussian", mean, log_scale, actions, None, False)
+    assert grad_mean.numel() == 0 and grad_log_scale.numel() == 0
+    torch.testing.assert_close(logp.sum(1), ops.gaussian_logprob(mean, log_scale, actions))
     with torch.no_grad():
         no_grad = ops.gaussian_logprob(mean.requires_grad_(), log_scale, actions)
     torch.testing.assert_close(no_grad, ops.gaussian_logprob(mean, log_scale, actions))
