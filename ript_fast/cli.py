@@ -23,6 +23,28 @@ def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean the user asked for something wrong (bad config, bad file), not a bug."""
+    from ript_fast.config import ConfigError
+    from ript_fast.data.demo_file import DemoFileError
+    from ript_fast.train.checkpoint import CheckpointError
+
+    return (ConfigError, DemoFileError, CheckpointError, FileNotFoundError)
+
+
+def _sft(args: argparse.Namespace) -> int:
+    from ript_fast.config import load_config
+    from ript_fast.train.sft import SftConfig, run_sft
+
+    try:
+        cfg = load_config(SftConfig, args.config, args.overrides)
+        path = run_sft(cfg, out_dir=args.out, resume=args.resume)
+    except _user_errors() as err:
+        raise UsageError(str(err)) from None
+    print(f"checkpoint: {path}")
+    return 0
+
+
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. env=metaworld/reach-v3")
 
@@ -40,9 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_not_built("train"))
 
     sft = sub.add_parser("sft", help="supervised training (stage 1/2) of a policy on a demo file")
-    sft.add_argument("--config", required=True, help="YAML config")
+    sft.add_argument("--config", required=True, help="YAML config, e.g. configs/sft_quest_metaworld_cpu.yaml")
+    sft.add_argument("--out", help="run folder (default: the config's out_dir)")
+    sft.add_argument(
+        "--resume", action="store_true", help="continue the run in the run folder from its last checkpoint"
+    )
     _add_overrides(sft)
-    sft.set_defaults(func=_not_built("sft"))
+    sft.set_defaults(func=_sft)
 
     ev = sub.add_parser("eval", help="success rate of a checkpoint on held-out contexts")
     ev.add_argument("--ckpt", required=True)
