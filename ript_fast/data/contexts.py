@@ -82,8 +82,12 @@ class ContextDataset:
         states = np.zeros((len(rows), width))
         for j, r in enumerate(rows):
             states[j, : r.shape[0]] = r
-        return ContextBatch(states, [self.task_names[i] for i in index], [self.instructions[i] for i in index],
-                            [self.env_names[i] for i in index])  # fmt: skip
+        return ContextBatch(
+            states,
+            [self.task_names[i] for i in index],
+            [self.instructions[i] for i in index],
+            [self.env_names[i] for i in index],
+        )
 
     def sample(self, n: int, generator: torch.Generator) -> ContextBatch:
         """n contexts drawn uniformly with replacement."""

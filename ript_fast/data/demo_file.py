@@ -169,8 +169,12 @@ def _read_episode(grp: h5py.Group, where: str, path: Path, obs_keys: list[str] |
         states = states.reshape(length, -1) if states.size else np.zeros((length, 0))
     rewards = _dataset(grp, "rewards", where, path, (1,)).astype(np.float32) if "rewards" in grp else np.zeros(length)
     dones = _dataset(grp, "dones", where, path, (1,)).astype(np.uint8) if "dones" in grp else np.zeros(length)
-    for key, arr in [*(("obs/" + k, v) for k, v in obs.items()), ("states", states), ("rewards", rewards),
-                     ("dones", dones)]:  # fmt: skip
+    for key, arr in [
+        *(("obs/" + k, v) for k, v in obs.items()),
+        ("states", states),
+        ("rewards", rewards),
+        ("dones", dones),
+    ]:
         if arr.shape[0] != length:
             raise DemoFileError(f"{path}: {where}/{key} has {arr.shape[0]} steps but actions has {length}")
     return Episode(actions, obs, states, rewards.astype(np.float32), dones.astype(np.uint8))

@@ -124,8 +124,9 @@ def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: boo
     if cfg.init_checkpoint:
         policy = load_policy(cfg.init_checkpoint)
         if policy.spec.task_names != data.task_names:
-            raise ValueError(f"init_checkpoint was trained on tasks {policy.spec.task_names}, the demos are "
-                             f"{data.task_names}")  # fmt: skip
+            raise ValueError(
+                f"init_checkpoint was trained on tasks {policy.spec.task_names}, the demos are {data.task_names}"
+            )
         return policy
     policy = build_policy(cfg.policy, data.spec)
     policy.fit_normalizers(data.states, data.actions)
@@ -187,9 +188,15 @@ def _run_stage(
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         if progress.stage_step % cfg.log_every == 0 or progress.stage_step == stage.steps:
             record = {f"{stage.name}/{k}": v for k, v in metrics.items()}
-            record.update({STEP_KEY: progress.step, "stage": stage.name, f"{stage.name}/grad_norm": float(grad_norm),
-                           f"{stage.name}/lr": scheduler.get_last_lr()[0],
-                           "elapsed_s": time.perf_counter() - start})  # fmt: skip
+            record.update(
+                {
+                    STEP_KEY: progress.step,
+                    "stage": stage.name,
+                    f"{stage.name}/grad_norm": float(grad_norm),
+                    f"{stage.name}/lr": scheduler.get_last_lr()[0],
+                    "elapsed_s": time.perf_counter() - start,
+                }
+            )
             logger.log(record)
         if progress.stage_step % cfg.checkpoint_every == 0 and progress.stage_step < stage.steps:
             _checkpoint(cfg, policy, data, progress, optimizer, scheduler, generator, out)
@@ -229,8 +236,14 @@ def _write_state(
 
 
 def _notes(cfg: SftConfig, data: ChunkDataset, progress: _Progress, stage: str) -> dict[str, Any]:
-    return {"producer": "sft", "stage": stage, "step": progress.step, "demos": list(cfg.demos),
-            "num_episodes": data.num_episodes, "num_samples": len(data)}  # fmt: skip
+    return {
+        "producer": "sft",
+        "stage": stage,
+        "step": progress.step,
+        "demos": list(cfg.demos),
+        "num_episodes": data.num_episodes,
+        "num_samples": len(data),
+    }
 
 
 def _truncate_metrics(out: Path, step: int) -> None:

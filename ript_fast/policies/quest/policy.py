@@ -49,9 +49,18 @@ class QuestPolicy(Policy):
         self.task_names = list(spec.task_names)
         levels = cfg.fsq_levels or levels_for_codebook(cfg.codebook_size)
         self.autoencoder = SkillAutoencoder(
-            spec.action_dim, cfg.chunk_size, cfg.downsample, levels, cfg.encoder_dim, cfg.decoder_dim,
-            cfg.encoder_heads, cfg.encoder_layers, cfg.decoder_heads, cfg.decoder_layers, cfg.dropout,
-        )  # fmt: skip
+            spec.action_dim,
+            cfg.chunk_size,
+            cfg.downsample,
+            levels,
+            cfg.encoder_dim,
+            cfg.decoder_dim,
+            cfg.encoder_heads,
+            cfg.encoder_layers,
+            cfg.decoder_heads,
+            cfg.decoder_layers,
+            cfg.dropout,
+        )
         self.obs_encoder = ObsEncoder(obs_cfg, spec.state_dim, cfg.embed_dim, reduction="cat")
         self.goal_encoder = GoalEncoder(obs_cfg.language, len(spec.task_names), cfg.embed_dim)
         self.prior = SkillPrior(
