@@ -69,13 +69,15 @@ class FSQ(nn.Module):
         digits = torch.round(codes * self._half_width() + self._half_width()).long()
         return (digits * self.basis).sum(-1)
 
+    def grid_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, T) tokens -> (B, T, len(levels)) their points on the [-1, 1] grid (inverse of codes_to_indices)."""
+        place = torch.div(indices.unsqueeze(-1), self.basis, rounding_mode="floor")
+        digits = torch.remainder(place, self.levels.long())
+        return (digits.float() - self._half_width()) / self._half_width()
+
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, T) tokens -> (B, T, out_dim) codes (what the decoder attends to)."""
-        digits = torch.remainder(
-            torch.div(indices.unsqueeze(-1), self.basis, rounding_mode="floor"), self.levels.long()
-        )
-        codes = (digits.float() - self._half_width()) / self._half_width()
-        return self.project_out(codes)
+        return self.project_out(self.grid_codes(indices))
 
     def forward(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes = self.quantize(self.project_in(latents).float())

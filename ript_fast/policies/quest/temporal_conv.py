@@ -1,7 +1,10 @@
 """QueST's causal temporal conv stack: action sequences downsampled in time before the skill encoder.
 
 Each block is Conv1d -> GroupNorm -> Mish with left-only padding (kernel - 1), so output step i sees input
-steps up to i*stride and nothing later: a skill token never depends on future actions. Kernels [5, 3, ...]
+steps up to i*stride and nothing later: a skill token never depends on future actions. The GroupNorm
+statistics are taken per time step (over the channels of a group): QueST applies GroupNorm over the whole
+chunk, whose mean and variance carry information from later actions into earlier steps and break the
+causality its left padding sets up. Kernels [5, 3, ...]
 with stride 2 per halving and a final stride-1 layer, as QueST builds them for a power-of-two downsample.
 """
 
@@ -34,7 +37,10 @@ class CausalConvBlock(nn.Module):
         self.norm = nn.GroupNorm(groups, cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.mish(self.norm(self.conv(F.pad(x, (self.pad, 0)))))
+        y = self.conv(F.pad(x, (self.pad, 0)))  # (B, C, T)
+        b, c, t = y.shape
+        y = self.norm(y.transpose(1, 2).reshape(b * t, c)).reshape(b, t, c).transpose(1, 2)
+        return F.mish(y)
 
 
 class CausalTemporalConv(nn.Module):
