@@ -28,6 +28,7 @@ from torch import nn
 from ript_fast.policies.logprob import per_element_logprob
 
 ActionKind = Literal["categorical", "gaussian", "laplace"]
+ACTION_LOW, ACTION_HIGH = -1.0, 1.0  # LIBERO's and MetaWorld's action boxes: executed actions are clipped to them
 
 
 @dataclass

@@ -76,5 +76,8 @@ def load_policy(
     meta = read_checkpoint_meta(path)
     cfg = from_dict(PolicyConfig, merge(meta["policy"], config_overrides or {}), "policy")
     policy = build_policy(cfg, PolicySpec(**meta["spec"]))
-    policy.load_checkpoint_state(load_file(str(path)))
+    try:
+        policy.load_checkpoint_state(load_file(str(path)))
+    except (RuntimeError, KeyError) as err:
+        raise CheckpointError(f"{path}: weights do not fit the policy its header describes ({err})") from None
     return policy.to(device)

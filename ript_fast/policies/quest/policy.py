@@ -18,7 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ript_fast.policies.base import ChunkSample, Observation, Policy, PolicySpec, Scores, SupervisedBatch
+from ript_fast.policies.base import (
+    ACTION_HIGH,
+    ACTION_LOW,
+    ChunkSample,
+    Observation,
+    Policy,
+    PolicySpec,
+    Scores,
+    SupervisedBatch,
+)
 from ript_fast.policies.language import GoalEncoder
 from ript_fast.policies.obs_encoder import ObsConfig, ObsEncoder
 from ript_fast.policies.param_groups import decay_groups
@@ -28,7 +37,6 @@ from ript_fast.policies.quest.prior import SkillPrior
 from ript_fast.policies.quest.sampling import draw, restrict_to_support, top_k_support
 from ript_fast.policies.quest.skill_autoencoder import SkillAutoencoder
 
-ACTION_LOW, ACTION_HIGH = -1.0, 1.0  # LIBERO's and MetaWorld's action boxes
 IMAGE_PREFIX = "image/"
 
 
