@@ -127,3 +127,40 @@ def test_bad_checkpoints_are_named(tmp_path: Path) -> None:
 def test_stage_of_another_family_is_rejected(demos: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a quest stage"):
         run_sft(config(demos, "stages=[{name: scale, steps: 3}]"), tmp_path)
+
+
+CONFIGS = SMOKE.parent
+
+
+PAPER = pytest.mark.slow  # paper-scale models: seconds each on 2 cores
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sft_quest_metaworld_cpu.yaml",
+        "sft_quest_smoke.yaml",
+        pytest.param("quest_libero_paper.yaml", marks=PAPER),
+        pytest.param("quest_ml45_paper.yaml", marks=PAPER),
+    ],
+)
+def test_quest_presets_build_and_act(name: str) -> None:
+    from ript_fast.policies.base import PolicySpec
+    from ript_fast.policies.factory import build_policy
+
+    cfg = load_config(SftConfig, CONFIGS / name)
+    state_dim = 12 if "libero" in name else 39
+    policy = build_policy(cfg.policy, PolicySpec(7, state_dim, ["task"], ["do the task"])).eval()
+    size = cfg.policy.obs.image_size
+    images = {k: torch.randint(0, 255, (2, size, size, 3), dtype=torch.uint8) for k in cfg.policy.obs.image_keys}
+    out = policy.act(
+        Observation(torch.randn(2, state_dim), ["do the task"] * 2, torch.zeros(2, dtype=torch.long), images)
+    )
+    assert out.actions.shape == (2, cfg.policy.quest.action_horizon, 7)
+    assert out.decision.shape == (2, cfg.policy.quest.chunk_size // cfg.policy.quest.downsample)
+
+
+def test_oft_preset_loads() -> None:
+    cfg = load_config(SftConfig, CONFIGS / "oft_libero_paper.yaml")
+    assert cfg.policy.family == "oft" and [s.name for s in cfg.stages] == ["action", "scale"]
+    assert cfg.stages[1].steps == 500 and cfg.policy.oft.lora_rank == 32

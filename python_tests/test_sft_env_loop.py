@@ -42,8 +42,8 @@ class PointReachEnv:
         self.t = np.zeros(num_envs, dtype=int)
         self.done = np.zeros(num_envs, dtype=bool)
 
-    def get_state(self) -> np.ndarray:
-        return np.concatenate([self.hand, self.goal], axis=1)
+    def get_state(self) -> np.ndarray:  # the context of the current episode, as the engine defines it
+        return self.context.copy()
 
     def reset(self, seed: int | None = None, options: dict | None = None):  # type: ignore[no-untyped-def]
         if options and "init_state" in options:
@@ -52,6 +52,7 @@ class PointReachEnv:
         else:
             rng = np.random.default_rng(seed)
             self.hand, self.goal = rng.uniform(-1, 1, (self.num_envs, 3)), rng.uniform(-1, 1, (self.num_envs, 3))
+        self.context = np.concatenate([self.hand, self.goal], axis=1)
         self.t[:] = 0
         self.done[:] = False
         return self._obs(), {}
@@ -81,18 +82,18 @@ class PointReachEnv:
         pass
 
 
-def expert(obs: np.ndarray) -> np.ndarray:
-    return np.append(np.clip((obs[36:39] - obs[:3]) * 10, -1, 1), 0.0).astype(np.float32)
+def expert_actions(obs: np.ndarray, task_names: list[str]) -> np.ndarray:
+    move = np.clip((obs[:, 36:39] - obs[:, :3]) * 10, -1, 1)
+    return np.concatenate([move, np.zeros((len(obs), 1))], axis=1).astype(np.float32)
 
 
 @pytest.fixture(autouse=True)
-def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module = types.ModuleType("ript_fast.envs")
     module.make_vec_env = PointReachEnv  # type: ignore[attr-defined]
+    module.expert_actions = expert_actions  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ript_fast.envs", module)
-    import ript_fast.data.collect as collect
-
-    monkeypatch.setattr(collect, "metaworld_expert", lambda task: expert)
+    return module
 
 
 def test_collect_keeps_successes_cut_at_success(tmp_path: Path) -> None:
@@ -113,10 +114,10 @@ def test_collect_keeps_successes_cut_at_success(tmp_path: Path) -> None:
     assert all(np.array_equal(a.actions, b.actions) for a, b in zip(demos.episodes, again.episodes, strict=True))
 
 
-def test_collect_gives_up_when_the_expert_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ript_fast.data.collect as collect
-
-    monkeypatch.setattr(collect, "metaworld_expert", lambda task: lambda obs: np.zeros(4, dtype=np.float32))
+def test_collect_gives_up_when_the_expert_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_engine: types.ModuleType
+) -> None:
+    monkeypatch.setattr(fake_engine, "expert_actions", lambda obs, tasks: np.zeros((len(obs), 4), dtype=np.float32))
     with pytest.raises(RuntimeError, match="only 0 of"):
         collect_demos("metaworld/point-reach-v3", 2, tmp_path / "d.hdf5", num_envs=2, progress=False)
     assert not (tmp_path / "d.hdf5").exists()
