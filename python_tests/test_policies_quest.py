@@ -203,3 +203,25 @@ def test_minilm_goal_embeddings_are_cached_and_distinct() -> None:
     assert not torch.allclose(reach, push) and torch.allclose(reach.norm(), torch.tensor(1.0), atol=1e-4)
     out = policy.act(obs)
     assert torch.allclose(policy.sequence_logprob(out.cond, out.decision), out.logprob, atol=1e-5)
+
+
+@pytest.mark.parametrize("trunk", ["small_cnn", "resnet18"])
+def test_image_observations_are_resized_encoded_and_rescored(trunk: str) -> None:
+    policy = make_policy(
+        "policy.obs.image_keys=[rgb]",
+        "policy.obs.image_size=32",
+        f"policy.obs.image_trunk={trunk}",
+        "policy.obs.image_embed_dim=16",
+        "policy.quest.rl_trainable=[prior, obs_encoder]",
+    )
+    obs = make_obs(3)
+    obs.images = {"rgb": torch.randint(0, 255, (3, 48, 48, 3), dtype=torch.uint8)}
+    out = policy.act(obs)
+    assert out.cond["image/rgb"].dtype == torch.uint8 and out.cond["image/rgb"].shape == (3, 48, 48, 3)
+    policy.freeze_for_rl()
+    recomputed = policy.sequence_logprob(out.cond, out.decision)
+    assert torch.allclose(recomputed, out.logprob, atol=1e-5)
+    recomputed.sum().backward()
+    assert policy.obs_encoder.images["rgb"].proj.weight.grad is not None
+    with pytest.raises(ValueError, match="lacks the image 'rgb'"):
+        policy.act(make_obs(2))

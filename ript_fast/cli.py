@@ -73,7 +73,7 @@ def _collect_demos(args: argparse.Namespace) -> int:
     from ript_fast.data.collect import collect_demos
 
     try:
-        path = collect_demos(args.env, args.num_demos, args.out, args.noise, args.seed, args.num_envs)
+        path = collect_demos(args.env, args.num_demos, args.out, args.noise, args.seed, args.num_envs, args.obs_mode)
     except ValueError as err:
         raise UsageError(str(err)) from None
     print(f"demos: {path}")
@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     demos.add_argument("--noise", type=float, default=0.0, help="Gaussian action noise std (QueST's data: 0.2)")
     demos.add_argument("--seed", type=int, default=0)
     demos.add_argument("--num-envs", type=int, default=16, help="episodes stepped as one batch")
+    demos.add_argument(
+        "--obs-mode", choices=["state", "state+rgb"], default="state", help="state+rgb also stores obs/rgb"
+    )
     demos.set_defaults(func=_collect_demos)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print ratio tables")

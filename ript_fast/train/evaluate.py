@@ -61,6 +61,7 @@ def evaluate(
     if episodes < 1 or batch_size < 1:
         raise ValueError("episodes and batch_size must be >= 1")
     sample = policy.samples_in_eval if sample is None else sample
+    obs_mode = "state+rgb" if policy.policy_config.obs.image_keys else "state"
     contexts = ContextDataset.from_env(env_name, episodes, seed)
     policy.eval()
     start = time.perf_counter()
@@ -70,7 +71,7 @@ def evaluate(
         for first in range(0, episodes, batch_size):
             index = list(range(first, min(first + batch_size, episodes)))
             ctx = contexts.gather(index)
-            env = make_vec_env(env_name, num_envs=len(index), seed=seed + first, autoreset=False)
+            env = make_vec_env(env_name, len(index), seed=seed + first, obs_mode=obs_mode, autoreset=False)
             try:
                 batch, timing = collect_rollouts(
                     env,
