@@ -15,6 +15,16 @@ from ript_fast.policies.language import LanguageMode
 from ript_fast.policies.normalizer import Normalizer
 from ript_fast.policies.vision import ImageEncoder, ImageTrunk
 
+IMAGE_PREFIX = "image/"  # images travel in a policy's `cond` as "image/<key>" (n, H, W, 3) uint8
+
+
+def images_to_cond(images: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {IMAGE_PREFIX + key: img.to(device) for key, img in images.items()}
+
+
+def images_from_cond(cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k[len(IMAGE_PREFIX) :]: v for k, v in cond.items() if k.startswith(IMAGE_PREFIX)}
+
 
 @dataclass
 class ObsConfig:

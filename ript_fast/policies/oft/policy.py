@@ -35,13 +35,11 @@ from ript_fast.policies.base import (
 )
 from ript_fast.policies.logprob import continuous_logprob
 from ript_fast.policies.normalizer import Normalizer
-from ript_fast.policies.obs_encoder import ObsConfig, ObsEncoder
+from ript_fast.policies.obs_encoder import ObsConfig, ObsEncoder, images_from_cond, images_to_cond
 from ript_fast.policies.oft.backbone import InstructionTokenizer, decoder_of, load_backbone
 from ript_fast.policies.oft.config import OftConfig
 from ript_fast.policies.oft.heads import MLPResNet, ScaleHead
 from ript_fast.policies.param_groups import decay_groups
-
-IMAGE_PREFIX = "image/"
 
 
 class OftPolicy(Policy):
@@ -77,12 +75,12 @@ class OftPolicy(Policy):
         ids, mask = self.tokenizer(list(obs.instructions))
         device = self.device
         cond = {"state": obs.state.to(device).float(), "input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        cond.update({IMAGE_PREFIX + key: img.to(device) for key, img in obs.images.items()})
+        cond.update(images_to_cond(obs.images, device))
         return cond
 
     def _heads(self, cond: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(loc, clipped log-scale), each (n, chunk, action_dim), in normalized action space."""
-        images = {k[len(IMAGE_PREFIX) :]: v for k, v in cond.items() if k.startswith(IMAGE_PREFIX)}
+        images = images_from_cond(cond)
         obs_tokens = self.obs_encoder(cond["state"], images)
         n = obs_tokens.shape[0]
         embed = self.backbone.get_input_embeddings()

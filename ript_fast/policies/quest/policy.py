@@ -29,15 +29,13 @@ from ript_fast.policies.base import (
     SupervisedBatch,
 )
 from ript_fast.policies.language import GoalEncoder
-from ript_fast.policies.obs_encoder import ObsConfig, ObsEncoder
+from ript_fast.policies.obs_encoder import ObsConfig, ObsEncoder, images_from_cond, images_to_cond
 from ript_fast.policies.param_groups import decay_groups
 from ript_fast.policies.quest.config import QuestConfig
 from ript_fast.policies.quest.fsq import levels_for_codebook
 from ript_fast.policies.quest.prior import SkillPrior
 from ript_fast.policies.quest.sampling import draw, restrict_to_support, top_k_support
 from ript_fast.policies.quest.skill_autoencoder import SkillAutoencoder
-
-IMAGE_PREFIX = "image/"
 
 
 class QuestPolicy(Policy):
@@ -87,12 +85,12 @@ class QuestPolicy(Policy):
         device = self.device
         goal = self.goal_encoder.features(obs.instructions, obs.task_ids).to(device)
         cond = {"state": obs.state.to(device).float(), "goal_features": goal}
-        cond.update({IMAGE_PREFIX + key: img.to(device) for key, img in obs.images.items()})
+        cond.update(images_to_cond(obs.images, device))
         return cond
 
     def _context(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
         """(n, 2, embed_dim): [goal token, observation token]."""
-        images = {k[len(IMAGE_PREFIX) :]: v for k, v in raw.items() if k.startswith(IMAGE_PREFIX)}
+        images = images_from_cond(raw)
         goal = self.goal_encoder.project(raw["goal_features"]).unsqueeze(1)
         return torch.cat([goal, self.obs_encoder(raw["state"], images)], dim=1)
 
