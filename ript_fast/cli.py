@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -15,13 +15,6 @@ EXIT_USAGE = 2
 
 class UsageError(Exception):
     """A mistake in what the user asked for; reported as one line, exit code 2."""
-
-
-def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise UsageError(f"`ript-fast {name}` is not built yet in this version of ript-fast")
-
-    return run
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -80,6 +73,47 @@ def _collect_demos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from ript_fast.config import find_config, load_config
+    from ript_fast.train.ript import run_train
+    from ript_fast.train.run_config import TrainConfig
+
+    overrides = list(args.overrides) + ([f"init={args.init}"] if args.init else [])
+    try:
+        if args.resume:
+            run_dir = Path(args.resume)
+            if not (run_dir / "config.yaml").is_file():
+                raise UsageError(f"{run_dir} is not a ript-fast run folder (no config.yaml)")
+            cfg = load_config(TrainConfig, run_dir / "config.yaml", overrides)
+            path = run_train(cfg, run_dir, resume=True)
+        else:
+            cfg = load_config(TrainConfig, find_config(args.config or "default"), overrides)
+            path = run_train(cfg, args.out, resume=False)
+    except _user_errors() as err:
+        raise UsageError(str(err)) from None
+    print(f"policy: {path}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    names = BENCHMARKS if args.what == "all" else [args.what]
+    scripts = [Path("bench") / f"bench_{name}.py" for name in names]
+    missing = [str(s) for s in scripts if not s.is_file()]
+    if missing:
+        raise UsageError(f"run `ript-fast bench` from a ript-fast source checkout (missing {', '.join(missing)})")
+    for script in scripts:
+        print(f"== {script}", flush=True)
+        code = subprocess.call([sys.executable, str(script), *args.args])
+        if code:
+            return code
+    return 0
+
+
+BENCHMARKS = ["ops", "engine", "policies"]
+
+
 def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. env=metaworld/reach-v3")
 
@@ -89,12 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="RIPT-VLA post-training (Algorithm 1) of a policy")
-    train.add_argument("--config", help="YAML run config (default: configs/default.yaml)")
+    train.add_argument("--config", help="YAML run config or preset name (default: the packaged default.yaml)")
     train.add_argument("--init", help="stage-2 checkpoint to start from (default: collect demos and run SFT)")
-    train.add_argument("--out", help="run folder")
-    train.add_argument("--resume", help="run folder to resume")
+    train.add_argument("--out", help="run folder (default: the config's out_dir)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     _add_overrides(train)
-    train.set_defaults(func=_not_built("train"))
+    train.set_defaults(func=_train)
 
     sft = sub.add_parser("sft", help="supervised training (stage 1/2) of a policy on a demo file")
     sft.add_argument("--config", required=True, help="YAML config, e.g. configs/sft_quest_metaworld_cpu.yaml")
@@ -135,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     demos.set_defaults(func=_collect_demos)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print ratio tables")
-    bench.add_argument("what", nargs="?", default="all", help="ops | engine | all")
-    bench.set_defaults(func=_not_built("bench"))
+    bench.add_argument("what", nargs="?", default="all", choices=[*BENCHMARKS, "all"])
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark script")
+    bench.set_defaults(func=_bench)
     return parser
 
 

@@ -102,6 +102,7 @@ def collect_rollouts(
     task_ids: np.ndarray,
     seed: int,
     sample: bool = True,
+    context_noise_std: float = 0.0,
 ) -> tuple[RolloutBatch, RolloutTiming]:
     """Runs one episode per env from `init_states` (N, S) until every env has finished.
 
@@ -113,13 +114,17 @@ def collect_rollouts(
         task_ids: (N,) index of each env's task in the policy's task list.
         seed: seeds the reset (context noise) so a collection is reproducible.
         sample: sample from the policy (training) or take its mode (evaluation of deterministic policies).
+        context_noise_std: Gaussian noise (m) on the contexts' object positions (paper App. A.4).
     """
     timing = RolloutTiming()
     n = len(init_states)
     if n != env.num_envs:
         raise ValueError(f"init_states holds {n} contexts but the env has {env.num_envs} envs")
     t0 = time.perf_counter()
-    obs, _ = env.reset(seed=seed, options={"init_state": init_states})
+    options: dict[str, object] = {"init_state": init_states}
+    if context_noise_std > 0:
+        options["context_noise_std"] = context_noise_std
+    obs, _ = env.reset(seed=seed, options=options)
     timing.env_reset = time.perf_counter() - t0
 
     running = np.ones(n, dtype=bool)
