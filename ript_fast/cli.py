@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 class UsageError(Exception):
@@ -176,12 +177,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ript_fast.train.rollout import NonFiniteActionError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UsageError as err:
         print(f"ript-fast {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except NonFiniteActionError as err:  # a diverged policy: say where, the run folder keeps its last checkpoint
+        print(f"ript-fast {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

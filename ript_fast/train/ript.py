@@ -20,6 +20,7 @@ atomically, the last few kept), `best.safetensors` (best held-out success) and `
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from ript_fast.train.checkpoint import load_policy, save_policy
 from ript_fast.train.context_sampling import TaskGroupSampler
 from ript_fast.train.dynamic_sampling import SamplingStats, collect_informative_groups
 from ript_fast.train.ppo import PPOSettings, ppo_update
-from ript_fast.train.rollout import RolloutBatch, RolloutTiming, collect_rollouts
+from ript_fast.train.rollout import NonFiniteActionError, RolloutBatch, RolloutTiming, collect_rollouts
 from ript_fast.train.run_config import TrainConfig
 from ript_fast.train.run_logger import RunLogger
 from ript_fast.train.stage2 import demo_context_dataset, prepare_stage2_policy
@@ -143,15 +144,18 @@ class RiptTrainer:
         torch.manual_seed(seed)
         r = self.cfg.ript
         rounds = iter(range(r.max_rounds))
-        batch, stats, timing = collect_informative_groups(
-            lambda idx: self._collect(idx, seed + next(rounds)),
-            self.sampler,
-            r.contexts_per_round,
-            r.group_size,
-            r.batch_rollouts,
-            r.dynamic_sampling,
-            r.max_rounds,
-        )
+        try:
+            batch, stats, timing = collect_informative_groups(
+                lambda idx: self._collect(idx, seed + next(rounds)),
+                self.sampler,
+                r.contexts_per_round,
+                r.group_size,
+                r.batch_rollouts,
+                r.dynamic_sampling,
+                r.max_rounds,
+            )
+        except NonFiniteActionError as err:
+            raise NonFiniteActionError(f"iteration {self.iteration}: {err}") from None
         self.total_env_steps += timing.env_steps
         update: dict[str, float] = {}
         update_seconds = 0.0
@@ -167,7 +171,9 @@ class RiptTrainer:
                 torch.Generator().manual_seed(seed),
             )
             update_seconds = time.perf_counter() - t0
-        self.scheduler.step()
+        with warnings.catch_warnings():  # an iteration without an informative group made no optimizer step
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            self.scheduler.step()
         record = self._record(stats, timing, update, update_seconds, batch)
         if self.iteration % self.cfg.eval.every == 0 or self.iteration == r.iterations:
             record.update(self._evaluate())

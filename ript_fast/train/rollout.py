@@ -18,6 +18,10 @@ import torch
 from ript_fast.policies.base import ChunkSample, Observation, Policy
 
 
+class NonFiniteActionError(RuntimeError):
+    """The policy produced NaN/inf actions: reported with the contexts concerned instead of being stepped."""
+
+
 @dataclass
 class RolloutBatch:
     """R finished rollouts, queries padded to Q per rollout (`query_mask` marks the real ones).
@@ -143,6 +147,7 @@ def collect_rollouts(
         timing.policy_act += time.perf_counter() - t0
         queries.append((ids, _to_cpu(chunk)))
         chunk_actions = chunk.actions.detach().cpu().numpy()
+        _check_finite(chunk_actions, context_ids[ids])
         for h in range(chunk_actions.shape[1]):
             actions[ids] = chunk_actions[:, h]
             t0 = time.perf_counter()
@@ -160,6 +165,14 @@ def collect_rollouts(
 
     batch = _pack(queries, n, success, steps, context_ids)
     return batch, timing
+
+
+def _check_finite(actions: np.ndarray, context_ids: np.ndarray) -> None:
+    bad = ~np.isfinite(actions).reshape(len(actions), -1).all(axis=1)
+    if bad.any():
+        raise NonFiniteActionError(
+            f"the policy emitted non-finite actions for {int(bad.sum())} env(s), contexts {context_ids[bad].tolist()}"
+        )
 
 
 def _observation(
