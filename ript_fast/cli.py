@@ -7,20 +7,112 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_FAILURE = 1
 
 
 class UsageError(Exception):
     """A mistake in what the user asked for; reported as one line, exit code 2."""
 
 
-def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise UsageError(f"`ript-fast {name}` is not built yet in this version of ript-fast")
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean the user asked for something wrong (bad config, bad file), not a bug."""
+    from ript_fast.config import ConfigError
+    from ript_fast.data.demo_file import DemoFileError
+    from ript_fast.train.checkpoint import CheckpointError
 
-    return run
+    return (ConfigError, DemoFileError, CheckpointError, FileNotFoundError)
+
+
+def _sft(args: argparse.Namespace) -> int:
+    from ript_fast.config import load_config
+    from ript_fast.train.sft import SftConfig, run_sft
+
+    try:
+        cfg = load_config(SftConfig, args.config, args.overrides)
+        path = run_sft(cfg, out_dir=args.out, resume=args.resume)
+    except _user_errors() as err:
+        raise UsageError(str(err)) from None
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ript_fast.train.checkpoint import load_policy
+    from ript_fast.train.evaluate import evaluate, write_result
+
+    try:
+        policy = load_policy(args.ckpt, device=args.device)
+    except _user_errors() as err:
+        raise UsageError(str(err)) from None
+    if args.episodes < 1:
+        raise UsageError("--episodes must be >= 1")
+    ckpt = Path(args.ckpt)
+    out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_eval_{args.env.replace('/', '_')}.json")
+    video = out.with_suffix(".gif") if args.video else None
+    sample = None if args.mode == "auto" else args.mode == "sample"
+    try:
+        result = evaluate(policy, args.env, args.episodes, args.seed, args.batch_size, sample, video)
+    except ValueError as err:  # unknown task, task the policy was not trained on
+        raise UsageError(str(err)) from None
+    write_result(result, out, {"checkpoint": str(ckpt)})
+    print(f"{args.env}: success {result.successes}/{result.episodes} = {result.success_rate:.3f} -> {out}")
+    return 0
+
+
+def _collect_demos(args: argparse.Namespace) -> int:
+    from ript_fast.data.collect import collect_demos
+
+    try:
+        path = collect_demos(args.env, args.num_demos, args.out, args.noise, args.seed, args.num_envs, args.obs_mode)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(f"demos: {path}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ript_fast.config import find_config, load_config
+    from ript_fast.train.ript import run_train
+    from ript_fast.train.run_config import TrainConfig
+
+    overrides = list(args.overrides) + ([f"init={args.init}"] if args.init else [])
+    try:
+        if args.resume:
+            run_dir = Path(args.resume)
+            if not (run_dir / "config.yaml").is_file():
+                raise UsageError(f"{run_dir} is not a ript-fast run folder (no config.yaml)")
+            cfg = load_config(TrainConfig, run_dir / "config.yaml", overrides)
+            path = run_train(cfg, run_dir, resume=True)
+        else:
+            cfg = load_config(TrainConfig, find_config(args.config or "default"), overrides)
+            path = run_train(cfg, args.out, resume=False)
+    except _user_errors() as err:
+        raise UsageError(str(err)) from None
+    print(f"policy: {path}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    names = BENCHMARKS if args.what == "all" else [args.what]
+    scripts = [Path("bench") / f"bench_{name}.py" for name in names]
+    missing = [str(s) for s in scripts if not s.is_file()]
+    if missing:
+        raise UsageError(f"run `ript-fast bench` from a ript-fast source checkout (missing {', '.join(missing)})")
+    for script in scripts:
+        print(f"== {script}", flush=True)
+        code = subprocess.call([sys.executable, str(script), *args.args])
+        if code:
+            return code
+    return 0
+
+
+BENCHMARKS = ["ops", "engine", "policies"]
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -32,44 +124,70 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="RIPT-VLA post-training (Algorithm 1) of a policy")
-    train.add_argument("--config", help="YAML run config (default: configs/default.yaml)")
+    train.add_argument("--config", help="YAML run config or preset name (default: the packaged default.yaml)")
     train.add_argument("--init", help="stage-2 checkpoint to start from (default: collect demos and run SFT)")
-    train.add_argument("--out", help="run folder")
-    train.add_argument("--resume", help="run folder to resume")
+    train.add_argument("--out", help="run folder (default: the config's out_dir)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     _add_overrides(train)
-    train.set_defaults(func=_not_built("train"))
+    train.set_defaults(func=_train)
 
     sft = sub.add_parser("sft", help="supervised training (stage 1/2) of a policy on a demo file")
-    sft.add_argument("--config", required=True, help="YAML config")
+    sft.add_argument("--config", required=True, help="YAML config, e.g. configs/sft_quest_metaworld_cpu.yaml")
+    sft.add_argument("--out", help="run folder (default: the config's out_dir)")
+    sft.add_argument(
+        "--resume", action="store_true", help="continue the run in the run folder from its last checkpoint"
+    )
     _add_overrides(sft)
-    sft.set_defaults(func=_not_built("sft"))
+    sft.set_defaults(func=_sft)
 
     ev = sub.add_parser("eval", help="success rate of a checkpoint on held-out contexts")
     ev.add_argument("--ckpt", required=True)
     ev.add_argument("--env", required=True, help="e.g. metaworld/reach-v3")
     ev.add_argument("--episodes", type=int, default=50)
-    ev.add_argument("--video", action="store_true", help="also write a video of a few episodes")
-    ev.set_defaults(func=_not_built("eval"))
+    ev.add_argument("--video", action="store_true", help="also write a GIF of a few episodes next to the JSON")
+    ev.add_argument("--seed", type=int, default=100_000, help="first seed of the held-out contexts")
+    ev.add_argument("--batch-size", type=int, default=50, help="episodes stepped as one batch")
+    ev.add_argument(
+        "--mode",
+        choices=["auto", "sample", "greedy"],
+        default="auto",
+        help="auto: what the family's paper numbers use (QueST samples, OFT takes the mean)",
+    )
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--out", help="result JSON (default: next to the checkpoint)")
+    ev.set_defaults(func=_eval)
 
     demos = sub.add_parser("collect-demos", help="scripted-expert demonstrations to an HDF5 file")
     demos.add_argument("--env", required=True, help="e.g. metaworld/pick-place-v3")
     demos.add_argument("--num-demos", type=int, required=True)
     demos.add_argument("--out", required=True)
-    demos.set_defaults(func=_not_built("collect-demos"))
+    demos.add_argument("--noise", type=float, default=0.0, help="Gaussian action noise std (QueST's data: 0.2)")
+    demos.add_argument("--seed", type=int, default=0)
+    demos.add_argument("--num-envs", type=int, default=16, help="episodes stepped as one batch")
+    demos.add_argument(
+        "--obs-mode", choices=["state", "state+rgb"], default="state", help="state+rgb also stores obs/rgb"
+    )
+    demos.set_defaults(func=_collect_demos)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print ratio tables")
-    bench.add_argument("what", nargs="?", default="all", help="ops | engine | all")
-    bench.set_defaults(func=_not_built("bench"))
+    bench.add_argument("what", nargs="?", default="all", choices=[*BENCHMARKS, "all"])
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark script")
+    bench.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ript_fast.train.rollout import NonFiniteActionError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except UsageError as err:
         print(f"ript-fast {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except NonFiniteActionError as err:  # a diverged policy: say where, the run folder keeps its last checkpoint
+        print(f"ript-fast {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

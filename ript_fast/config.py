@@ -25,9 +25,53 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message names the file/key and says what was expected."""
 
 
+BASE_KEY = "_base_"
+
+
+def packaged_configs_dir() -> Path:
+    """The presets of `configs/`, installed inside the package (`ript_fast/configs`)."""
+    return Path(__file__).resolve().parent / "configs"
+
+
+def find_config(name: str | Path) -> Path:
+    """A config path as given if it exists, else the packaged preset of that name (`default`, `default.yaml`)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    for candidate in (packaged_configs_dir() / path.name, packaged_configs_dir() / f"{path.name}.yaml"):
+        if candidate.exists():
+            return candidate
+    raise ConfigError(f"no config file {name} (and no packaged preset of that name in {packaged_configs_dir()})")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Reads a YAML mapping, turning every failure into a ConfigError naming the file."""
-    path = Path(path)
+    """Reads a YAML mapping, turning every failure into a ConfigError naming the file.
+
+    A mapping at any level may name a `_base_` file (relative to this file, or a packaged preset): its
+    content is loaded first and the mapping's own keys are merged over it, so a run config can take a whole
+    section (say `sft:`) from a preset and change only a few keys.
+    """
+    return _resolve_bases(_read_yaml(Path(path)), Path(path).parent, seen=(Path(path).resolve(),))
+
+
+def _resolve_bases(node: Any, folder: Path, seen: tuple[Path, ...]) -> Any:
+    if not isinstance(node, dict):
+        return node
+    node = {k: _resolve_bases(v, folder, seen) for k, v in node.items()}
+    base = node.pop(BASE_KEY, None)
+    if base is None:
+        return node
+    if not isinstance(base, str):
+        raise ConfigError(f"{BASE_KEY} must be a file name, got {base!r}")
+    local = folder / base
+    path = local if local.exists() else find_config(base)
+    if path.resolve() in seen:
+        raise ConfigError(f"{BASE_KEY} cycle through {path}")
+    loaded = _resolve_bases(_read_yaml(path), path.parent, (*seen, path.resolve()))
+    return merge(loaded, node)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as err:

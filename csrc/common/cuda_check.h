@@ -1,10 +1,12 @@
-// Error handling and device selection for the CUDA kernels (only compiled with RIPT_WITH_CUDA).
+// Error handling, device selection and scratch memory for the CUDA kernels (only compiled with RIPT_WITH_CUDA).
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace ript {
 
@@ -24,5 +26,37 @@ inline void check_launch(const char* kernel) { cuda_check(cudaGetLastError(), ke
 inline unsigned int blocks_for(int64_t n, int threads) {
   return static_cast<unsigned int>((n + threads - 1) / threads);
 }
+
+// True while `stream` records a CUDA graph: no host synchronisation is allowed then.
+inline bool stream_is_capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  cuda_check(cudaStreamIsCapturing(stream, &status), "cudaStreamIsCapturing");
+  return status != cudaStreamCaptureStatusNone;
+}
+
+// Stream-ordered scratch memory for the duration of one call (n == 0 allocates nothing).
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer(int64_t n, cudaStream_t stream) : stream_(stream) {
+    if (n > 0) {
+      void* p = nullptr;
+      cuda_check(cudaMallocAsync(&p, sizeof(T) * static_cast<size_t>(n), stream), "cudaMallocAsync");
+      ptr_ = static_cast<T*>(p);
+    }
+  }
+  DeviceBuffer(DeviceBuffer&& other) noexcept : ptr_(std::exchange(other.ptr_, nullptr)), stream_(other.stream_) {}
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(DeviceBuffer&&) = delete;
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) cudaFreeAsync(ptr_, stream_);
+  }
+  T* data() const { return ptr_; }
+
+ private:
+  T* ptr_ = nullptr;
+  cudaStream_t stream_;
+};
 
 }  // namespace ript

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,9 @@ def expert_actions(obs: np.ndarray, task_names: Sequence[str]) -> np.ndarray:
     if obs.ndim != 2 or obs.shape[0] != len(task_names):
         raise ValueError(f"obs: expected shape ({len(task_names)}, 39), got {obs.shape}")
     actions = np.empty((obs.shape[0], 4), dtype=np.float32)
-    for i, task in enumerate(task_names):
-        actions[i] = expert(task).get_action(obs[i])
+    with warnings.catch_warnings():
+        # The experts' raw outputs often exceed [-1, 1]; MetaWorld warns on every such step, and the env clips.
+        warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high", category=UserWarning)
+        for i, task in enumerate(task_names):
+            actions[i] = expert(task).get_action(obs[i])
     return actions

@@ -5,6 +5,19 @@ and autograd, runs on CPU and CUDA tensors of any strides, and validates its arg
 the argument.
 """
 
+from ript_fast.ops.categorical_logprob import categorical_logprob
+from ript_fast.ops.categorical_ppo_loss import categorical_ppo_loss
+from ript_fast.ops.continuous_logprob import gaussian_logprob, laplace_logprob
+from ript_fast.ops.ppo_clip_loss import PPOStats, ppo_clip_loss
 from ript_fast.ops.rloo_advantage import informative_groups, rloo_advantage
 
-__all__ = ["informative_groups", "rloo_advantage"]
+__all__ = [
+    "PPOStats",
+    "categorical_logprob",
+    "categorical_ppo_loss",
+    "gaussian_logprob",
+    "informative_groups",
+    "laplace_logprob",
+    "ppo_clip_loss",
+    "rloo_advantage",
+]

@@ -29,6 +29,11 @@ def ref(t: torch.Tensor) -> _C.TensorRef:
     return _C.TensorRef(t.data_ptr(), _DTYPES[t.dtype], list(t.shape), list(t.stride()))
 
 
+def maybe_ref(t: torch.Tensor | None) -> _C.TensorRef | None:
+    """`ref(t)`, or None for an optional argument that was not given."""
+    return None if t is None else ref(t)
+
+
 def cuda_available() -> bool:
     """True when the core was built with CUDA kernels and a device is visible."""
     return bool(_C.cuda_compiled) and _C.cuda_device_count() > 0 and torch.cuda.is_available()

@@ -11,6 +11,7 @@ per chunk step for regression heads), averaged over the valid tokens of the mini
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,7 +56,7 @@ def ppo_loss(
         assert scores.logits is not None
         logits = _unflatten(scores.logits, valid, b, q)
         tokens = batch.decisions.reshape(b, q * per_elem).to(device)
-        loss, clip_frac, kl, ratio = ops.categorical_ppo_loss(
+        loss, stats = ops.categorical_ppo_loss(
             logits, tokens, logp_old, advantages, mask=elem_mask, return_stats=True, **clip
         )
     else:
@@ -65,10 +66,8 @@ def ppo_loss(
         actions = batch.decisions.reshape(b, q * per_elem, -1).to(device)
         logp_new = _continuous_logprob(policy.action_kind, loc, log_scale, actions, elem_mask, settings.ratio_level)
         mask = elem_mask if settings.ratio_level == "token" else None
-        loss, clip_frac, kl, ratio = ops.ppo_clip_loss(
-            logp_new, logp_old, advantages, mask=mask, return_stats=True, **clip
-        )
-    return loss, {"clip_fraction": clip_frac, "approx_kl": kl, "ratio": ratio}
+        loss, stats = ops.ppo_clip_loss(logp_new, logp_old, advantages, mask=mask, return_stats=True, **clip)
+    return loss, {"clip_fraction": stats.clip_fraction, "approx_kl": stats.approx_kl, "ratio": stats.mean_ratio}
 
 
 def ppo_update(
@@ -79,24 +78,36 @@ def ppo_update(
     settings: PPOSettings,
     generator: torch.Generator,
 ) -> dict[str, float]:
-    """N epochs over shuffled minibatches of rollouts; returns the mean of each statistic."""
+    """N epochs over shuffled minibatches of rollouts.
+
+    Returns the mean of each statistic over the minibatch steps, and the seconds spent in the forward
+    (log-prob recompute + loss), the backward and the optimizer (`time_forward`, `time_backward`,
+    `time_optimizer`, totals over the update).
+    """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, float] = {}
+    clock = {"time_forward": 0.0, "time_backward": 0.0, "time_optimizer": 0.0}
     steps = 0
     for _ in range(settings.epochs):
         order = torch.randperm(len(batch), generator=generator)
         for start in range(0, len(batch), settings.minibatch_rollouts):
             idx = order[start : start + settings.minibatch_rollouts]
+            t0 = time.perf_counter()
             loss, stats = ppo_loss(policy, batch.select(idx), advantages[idx], settings)
+            t1 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            t2 = time.perf_counter()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
             optimizer.step()
-            stats = {"loss": loss.detach(), "grad_norm": grad_norm, **stats}
-            for k, v in stats.items():
+            t3 = time.perf_counter()
+            clock["time_forward"] += t1 - t0
+            clock["time_backward"] += t2 - t1
+            clock["time_optimizer"] += t3 - t2
+            for k, v in {"loss": loss.detach(), "grad_norm": grad_norm, **stats}.items():
                 totals[k] = totals.get(k, 0.0) + float(v)
             steps += 1
-    return {k: v / max(steps, 1) for k, v in totals.items()}
+    return {**{k: v / max(steps, 1) for k, v in totals.items()}, **clock}
 
 
 def _continuous_logprob(

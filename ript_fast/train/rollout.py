@@ -18,6 +18,10 @@ import torch
 from ript_fast.policies.base import ChunkSample, Observation, Policy
 
 
+class NonFiniteActionError(RuntimeError):
+    """The policy produced NaN/inf actions: reported with the contexts concerned instead of being stepped."""
+
+
 @dataclass
 class RolloutBatch:
     """R finished rollouts, queries padded to Q per rollout (`query_mask` marks the real ones).
@@ -102,6 +106,7 @@ def collect_rollouts(
     task_ids: np.ndarray,
     seed: int,
     sample: bool = True,
+    context_noise_std: float = 0.0,
 ) -> tuple[RolloutBatch, RolloutTiming]:
     """Runs one episode per env from `init_states` (N, S) until every env has finished.
 
@@ -113,13 +118,17 @@ def collect_rollouts(
         task_ids: (N,) index of each env's task in the policy's task list.
         seed: seeds the reset (context noise) so a collection is reproducible.
         sample: sample from the policy (training) or take its mode (evaluation of deterministic policies).
+        context_noise_std: Gaussian noise (m) on the contexts' object positions (paper App. A.4).
     """
     timing = RolloutTiming()
     n = len(init_states)
     if n != env.num_envs:
         raise ValueError(f"init_states holds {n} contexts but the env has {env.num_envs} envs")
     t0 = time.perf_counter()
-    obs, _ = env.reset(seed=seed, options={"init_state": init_states})
+    options: dict[str, object] = {"init_state": init_states}
+    if context_noise_std > 0:
+        options["context_noise_std"] = context_noise_std
+    obs, _ = env.reset(seed=seed, options=options)
     timing.env_reset = time.perf_counter() - t0
 
     running = np.ones(n, dtype=bool)
@@ -138,6 +147,7 @@ def collect_rollouts(
         timing.policy_act += time.perf_counter() - t0
         queries.append((ids, _to_cpu(chunk)))
         chunk_actions = chunk.actions.detach().cpu().numpy()
+        _check_finite(chunk_actions, context_ids[ids])
         for h in range(chunk_actions.shape[1]):
             actions[ids] = chunk_actions[:, h]
             t0 = time.perf_counter()
@@ -155,6 +165,14 @@ def collect_rollouts(
 
     batch = _pack(queries, n, success, steps, context_ids)
     return batch, timing
+
+
+def _check_finite(actions: np.ndarray, context_ids: np.ndarray) -> None:
+    bad = ~np.isfinite(actions).reshape(len(actions), -1).all(axis=1)
+    if bad.any():
+        raise NonFiniteActionError(
+            f"the policy emitted non-finite actions for {int(bad.sum())} env(s), contexts {context_ids[bad].tolist()}"
+        )
 
 
 def _observation(

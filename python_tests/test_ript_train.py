@@ -1,0 +1,77 @@
+"""`ript-fast train` end to end on a tiny config, and its config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ript_fast.cli import main
+from ript_fast.train.trainer_checkpoints import TrainerCheckpoints
+
+TINY = [
+    "--config",
+    "configs/ript_smoke.yaml",
+    "ript.dynamic_sampling=false",  # keep every group so the PPO update surely runs
+    "contexts.eval_size=2",
+]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ript") / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def test_two_iterations_write_every_artifact(smoke_run: Path) -> None:
+    for name in ["config.yaml", "metrics.jsonl", "policy.safetensors", "best.safetensors", "demos/reach-v3.hdf5"]:
+        assert (smoke_run / name).is_file(), name
+    for plot in ["success.png", "reject_rate.png", "clip_fraction.png", "approx_kl.png"]:
+        assert (smoke_run / plot).stat().st_size > 1000, plot
+    assert (smoke_run / "sft" / "policy.safetensors").is_file()
+    assert any((smoke_run / "tensorboard").iterdir())
+    records = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1, 2]
+    for r in records[1:]:
+        for key in ["train_success", "eval_success", "rejected_groups", "env_steps", "seconds", "clip_fraction"]:
+            assert key in r, key
+        assert r["rollouts"] == 4 and r["env_steps"] > 0
+        assert 0.0 <= r["train_success"] <= 1.0 and 0.0 <= r["eval_success"] <= 1.0
+    saved = TrainerCheckpoints(smoke_run / "checkpoints", keep=3).saved()
+    assert [s.iteration for s in saved] == [1, 2]
+    assert saved[-1].load_state()["iteration"] == 2
+
+
+def test_sft_and_demos_are_cached(smoke_run: Path, tmp_path: Path) -> None:
+    """A second run into the same folder reuses the demos and the SFT policy (no re-collection, no re-training)."""
+    sft = smoke_run / "sft" / "policy.safetensors"
+    demos = smoke_run / "demos" / "reach-v3.hdf5"
+    before = (sft.stat().st_mtime_ns, demos.stat().st_mtime_ns)
+    assert main(["train", *TINY, "ript.iterations=1", "--out", str(smoke_run)]) == 0
+    assert (sft.stat().st_mtime_ns, demos.stat().st_mtime_ns) == before
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("ript.iteratons=3", "unknown key 'ript.iteratons'"),
+        ("ript.iterations=many", "ript.iterations must be an integer"),
+        ("ript.group_size=1", "group_size (K) must be >= 2"),
+        ("ript.batch_rollouts=5", "must be a positive multiple of ript.group_size"),
+        ("env=metaworld/reach-v9", "env:"),
+    ],
+)
+def test_config_errors_exit_2_with_one_line(
+    override: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["train", "--config", "configs/ript_smoke.yaml", override, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "no config file" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""Iteration checkpoints of a RIPT run: the policy plus everything needed to continue exactly.
+
+Each checkpoint is a folder `iter_XXXXXX/` holding `policy.safetensors` and `trainer_state.pt` (optimizer,
+schedule, context samplers, counters). It is written under a temporary name and renamed into place, so a
+folder with the final name is always complete: a run killed mid-write (SIGKILL included) resumes from the
+previous one. The newest `keep` folders are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ript_fast.policies.base import Policy
+from ript_fast.train.atomic import fsync_path
+from ript_fast.train.checkpoint import save_policy
+
+PREFIX = "iter_"
+POLICY_FILE = "policy.safetensors"
+STATE_FILE = "trainer_state.pt"
+
+
+@dataclass
+class SavedIteration:
+    iteration: int
+    folder: Path
+
+    @property
+    def policy_path(self) -> Path:
+        return self.folder / POLICY_FILE
+
+    def load_state(self) -> dict[str, Any]:
+        return torch.load(self.folder / STATE_FILE, weights_only=False)
+
+
+class TrainerCheckpoints:
+    """The `checkpoints/` folder of a run."""
+
+    def __init__(self, root: str | Path, keep: int) -> None:
+        if keep < 1:
+            raise ValueError(f"keep_checkpoints must be >= 1, got {keep}")
+        self.root = Path(root)
+        self.keep = keep
+
+    def save(self, iteration: int, policy: Policy, state: dict[str, Any]) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / f"{PREFIX}{iteration:06d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.root))
+        try:
+            save_policy(policy, tmp / POLICY_FILE, {"producer": "ript", "iteration": iteration})
+            torch.save(state, tmp / STATE_FILE)
+            fsync_path(tmp / STATE_FILE)
+            if final.exists():  # a re-run of an iteration after a kill between rename and metrics
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            fsync_path(self.root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._prune()
+        return final
+
+    def saved(self) -> list[SavedIteration]:
+        """Complete checkpoints, oldest first (temporary folders of interrupted writes are ignored)."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for folder in self.root.iterdir():
+            name = folder.name
+            if folder.is_dir() and name.startswith(PREFIX) and name[len(PREFIX) :].isdigit():
+                found.append(SavedIteration(int(name[len(PREFIX) :]), folder))
+        return sorted(found, key=lambda s: s.iteration)
+
+    def latest(self) -> SavedIteration | None:
+        saved = self.saved()
+        return saved[-1] if saved else None
+
+    def _prune(self) -> None:
+        for old in self.saved()[: -self.keep]:
+            shutil.rmtree(old.folder, ignore_errors=True)
+        for leftover in self.root.glob(f".{PREFIX}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
