@@ -28,8 +28,9 @@ def _random_actions(n: int, steps: int, seed: int) -> np.ndarray:
 
 
 def test_names_resolve_by_name_index_and_suite() -> None:
-    from ript_fast.envs.registry import resolve_libero
+    from ript_fast.envs.registry import resolve_libero, resolve_tasks
 
+    assert resolve_tasks(NAME) == [NAME.removeprefix("libero/")]
     by_name = resolve_libero(NAME)
     assert resolve_libero("libero/goal/" + str(by_name[0].index)) == by_name
     assert [len(resolve_libero(f"libero/{s}")) for s in ("spatial", "object", "goal", "10", "90")] == [
@@ -56,7 +57,7 @@ def test_spaces_obs_and_info(env) -> None:
     obs, info = env.reset(seed=0)
     assert obs.shape == (3, 16) and obs.dtype == np.float64
     assert env.single_action_space.shape == (7,)
-    assert env.task_names == [NAME] * 3
+    assert env.task_names == [NAME.removeprefix("libero/")] * 3
     assert env.instructions[0] == "open the middle drawer of the cabinet"
     np.testing.assert_array_equal(obs[:, :7], np.stack([d.qpos[:7] for d in env.datas]))
     _, reward, terminated, _, info = env.step(np.zeros((3, 7), np.float32))
@@ -152,3 +153,23 @@ def test_bad_actions_name_the_argument(env) -> None:
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match="actions: non-finite value at env 1, component 2"):
         env.step(bad)
+
+
+def test_demo_files_in_libero_layout_load_and_replay(tmp_path) -> None:
+    from ript_fast.data.demo_file import read_demo_file
+    from ript_fast.envs import make_vec_env
+    from ript_fast.envs.libero_demos import OBS_KEYS, record_demos
+
+    actions = [_random_actions(1, 6, 7)[:, 0], _random_actions(1, 4, 8)[:, 0]]
+    path = record_demos("libero/goal/0", actions, tmp_path / "demo.hdf5", render_size=(32, 32))
+    demos = read_demo_file(path)
+    assert demos.task_name.startswith("goal/") and demos.instruction == "open the middle drawer of the cabinet"
+    assert [len(ep) for ep in demos.episodes] == [6, 4]
+    ep = demos.episodes[0]
+    assert set(ep.obs) >= set(OBS_KEYS) and ep.obs["agentview_rgb"].shape == (6, 32, 32, 3)
+    env = make_vec_env("libero/goal/0", 1, autoreset=False, terminate_on_success=False)
+    np.testing.assert_array_equal(env.shipped_init_states[0][0], ep.states[0])
+    obs, _ = env.reset(options={"init_state": ep.states[:1]})
+    for t in range(len(ep)):
+        np.testing.assert_array_equal(obs[0, :7], ep.obs["joint_states"][t])
+        obs, *_ = env.step(ep.actions[t : t + 1].astype(np.float64))

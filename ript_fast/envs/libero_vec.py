@@ -71,9 +71,9 @@ class LiberoVecEnv(BatchVecEnv):
         copy: bool = False,
     ) -> None:
         self.templates = [task_template(t) for t in tasks]
-        super().__init__(
-            [t.env_name for t in tasks], [t.instruction for t in self.templates], obs_mode, autoreset, copy
-        )
+        # Task names as resolve_tasks spells them ("<suite>/<task>"): "libero/" + name is the env name again.
+        names = [f"{t.suite}/{t.name}" for t in tasks]
+        super().__init__(names, [t.instruction for t in self.templates], obs_mode, autoreset, copy)
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps: must be >= 1, got {max_episode_steps}")
         self.tasks = list(tasks)

@@ -55,7 +55,11 @@ def resolve_libero(name: str | Sequence[str]) -> list:
 
 
 def resolve_tasks(name: str | Sequence[str]) -> list[str]:
-    """The MetaWorld tasks a name stands for: one task, a benchmark group, or a list of those (concatenated)."""
+    """The tasks a name stands for, as the env's `task_names` spell them (the name after its family prefix):
+    MetaWorld tasks (one task, a benchmark group, or a list of those, concatenated), or LIBERO's
+    "<suite>/<task name>" for LIBERO names."""
+    if is_libero(name):
+        return [f"{t.suite}/{t.name}" for t in resolve_libero(name)]
     return [task for item in names_of(name) for task in _resolve_one(item)]
 
 
