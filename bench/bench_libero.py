@@ -8,8 +8,8 @@ Prints markdown tables:
   1. env creation: seconds to make_vec_env a task (LIBERO builds it, the engine compiles it) per suite, and
      with --full-suites the whole-suite batch (one env per task);
   2. env steps/s without rendering, random actions, on one task: ours (1 and 2 threads) against LIBERO's own
-     env stepped in one process and LIBERO's SubprocVectorEnv (one process per env, as RIPT's runner uses it),
-     side by side in the same run;
+     env stepped in one process and LIBERO's SubprocVectorEnv (one spawned process per env, as RIPT's runner
+     uses it), side by side in the same run;
   3. the same with agentview + wrist 128x128 images: ours (light render profile) against LIBERO's offscreen
      envs in SubprocVectorEnv.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import multiprocessing
 import os
 import time
 import warnings
@@ -133,6 +134,8 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=4, help="envs per batch (processes for LIBERO's Subproc)")
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
+    # As RIPT's runner does: worker processes start fresh (a forked copy of a process holding GL contexts hangs).
+    multiprocessing.set_start_method("spawn", force=True)
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     creation_table(["goal"] if args.quick else list(SUITES), args.full_suites)
     speed_tables(args.envs, 20 if args.quick else 60, 5 if args.quick else 15)

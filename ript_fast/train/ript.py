@@ -98,8 +98,9 @@ class RiptTrainer:
             )
         group_tasks = [self.tasks[g % len(self.tasks)] for g in range(r.contexts_per_round)]
         self.sampler = TaskGroupSampler(self.train_contexts.task_names, group_tasks, seed=cfg.seed * 7919)
-        self.env = _make_env(cfg, [t for t in group_tasks for _ in range(r.group_size)], cfg.seed)
-        self.eval_env = _make_env(cfg, self.eval_contexts.task_names, cfg.contexts.eval_seed)
+        obs_mode = "state+rgb" if self.policy.policy_config.obs.image_keys else "state"
+        self.env = _make_env(cfg, [t for t in group_tasks for _ in range(r.group_size)], cfg.seed, obs_mode)
+        self.eval_env = _make_env(cfg, self.eval_contexts.task_names, cfg.contexts.eval_seed, obs_mode)
         self.iteration = 0
         self.total_env_steps = 0
         self.best_eval = -1.0
@@ -301,11 +302,12 @@ def _fresh_contexts(cfg: TrainConfig, per_task: int, seed: int) -> ContextDatase
     return ContextDataset.from_env(cfg.env, per_task * num_tasks, seed)
 
 
-def _make_env(cfg: TrainConfig, slot_tasks: list[str], seed: int):
-    """One engine batch whose env i runs `slot_tasks[i]`, never auto-reset (finished envs are masked)."""
+def _make_env(cfg: TrainConfig, slot_tasks: list[str], seed: int, obs_mode: str):
+    """One engine batch whose env i runs `slot_tasks[i]`, never auto-reset (finished envs are masked); with
+    images when the policy reads them."""
     prefix = cfg.env_names[0].split("/", 1)[0]
     names = [f"{prefix}/{task}" for task in slot_tasks]
-    return make_vec_env(names, num_envs=len(names), seed=seed, autoreset=False)
+    return make_vec_env(names, num_envs=len(names), seed=seed, obs_mode=obs_mode, autoreset=False)
 
 
 def _override_lrs(groups: list[dict[str, Any]], cfg: TrainConfig) -> list[dict[str, Any]]:

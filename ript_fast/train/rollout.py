@@ -184,8 +184,11 @@ def _observation(
 ) -> Observation:
     device = next(policy.parameters()).device
     if isinstance(obs, dict):
-        state = obs.get("state")
-        images = {k: torch.as_tensor(v[ids], device=device) for k, v in obs.items() if k != "state"}
+        # The policy's state vector: its obs.state_keys concatenated, as its SFT demos were (e.g. LIBERO's
+        # joint_states, ee_pos, gripper_states); else the env's whole "state".
+        keys = policy.policy_config.obs.state_keys
+        state = np.concatenate([obs[k] for k in keys], axis=1) if all(k in obs for k in keys) else obs.get("state")
+        images = {k: torch.as_tensor(obs[k][ids], device=device) for k in policy.policy_config.obs.image_keys}
     else:
         state, images = obs, {}
     state_t = None if state is None else torch.as_tensor(state[ids], dtype=torch.float32, device=device)
