@@ -20,11 +20,10 @@ import argparse
 import functools
 import multiprocessing
 import os
-import time
 import warnings
-from collections.abc import Callable
 
 import numpy as np
+from bench_engine import timed  # the same timer as the engine benchmark (bench/ is on sys.path when run)
 
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
@@ -33,15 +32,6 @@ from ript_fast.envs.libero_suites import SUITES, resolve, suite_tasks
 
 warnings.filterwarnings("ignore")
 TASK = "libero/goal/0"
-
-
-def timed(fn: Callable[[], None], repeats: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def random_actions(n: int, steps: int) -> list[np.ndarray]:

@@ -17,26 +17,15 @@ namespace {
 
 using namespace ript::sim;
 using sim_bindings::check_step_args;
+using sim_bindings::checked_size;
 using sim_bindings::require;
-using sim_bindings::zeros;
 
 // The Python-facing batch: the simulator plus the numpy arrays it writes into.
-class PyBatchSim {
+class PyBatchSim : public sim_bindings::OutputArrays {
  public:
-  explicit PyBatchSim(std::vector<EnvConfig> envs) {
-    require(!envs.empty(), "envs: needs at least one env");
-    const auto n = static_cast<py::ssize_t>(envs.size());
-    obs = zeros<double>({n, envs[0].obs.obs_dim()});
-    reward = zeros<double>({n});
-    terminated = zeros<bool>({n});
-    truncated = zeros<bool>({n});
-    success = zeros<bool>({n});
-    sim_error = zeros<bool>({n});
-    context = zeros<double>({n, static_cast<py::ssize_t>(BatchSim::context_dim_of(envs))});
-    Outputs out{obs.mutable_data(),       reward.mutable_data(),    terminated.mutable_data(),
-                truncated.mutable_data(), success.mutable_data(),   sim_error.mutable_data(),
-                context.mutable_data()};
-    sim = std::make_unique<BatchSim>(std::move(envs), out);
+  explicit PyBatchSim(std::vector<EnvConfig> envs)
+      : OutputArrays(checked_size(envs), envs.empty() ? 0 : envs[0].obs.obs_dim(), BatchSim::context_dim_of(envs)) {
+    sim = std::make_unique<BatchSim>(std::move(envs), outputs());
   }
 
   void step(const py::array& actions, const py::array& active) {
@@ -58,8 +47,6 @@ class PyBatchSim {
   }
 
   std::unique_ptr<BatchSim> sim;
-  py::array_t<double> obs, reward, context;
-  py::array_t<bool> terminated, truncated, success, sim_error;
 };
 
 void bind_specs(py::module_& m) {

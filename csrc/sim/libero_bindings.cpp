@@ -17,25 +17,14 @@ namespace {
 
 using namespace ript::sim;
 using sim_bindings::check_step_args;
+using sim_bindings::checked_size;
 using sim_bindings::require;
-using sim_bindings::zeros;
 
-class PyLiberoSim {
+class PyLiberoSim : public sim_bindings::OutputArrays {
  public:
-  explicit PyLiberoSim(std::vector<LiberoEnvConfig> envs) {
-    require(!envs.empty(), "envs: needs at least one env");
-    const auto n = static_cast<py::ssize_t>(envs.size());
-    obs = zeros<double>({n, kLiberoObsDim});
-    reward = zeros<double>({n});
-    terminated = zeros<bool>({n});
-    truncated = zeros<bool>({n});
-    success = zeros<bool>({n});
-    sim_error = zeros<bool>({n});
-    context = zeros<double>({n, static_cast<py::ssize_t>(LiberoSim::context_dim_of(envs))});
-    Outputs out{obs.mutable_data(),       reward.mutable_data(),  terminated.mutable_data(),
-                truncated.mutable_data(), success.mutable_data(), sim_error.mutable_data(),
-                context.mutable_data()};
-    sim = std::make_unique<LiberoSim>(std::move(envs), out);
+  explicit PyLiberoSim(std::vector<LiberoEnvConfig> envs)
+      : OutputArrays(checked_size(envs), kLiberoObsDim, LiberoSim::context_dim_of(envs)) {
+    sim = std::make_unique<LiberoSim>(std::move(envs), outputs());
   }
 
   void step(const py::array& actions, const py::array& active) {
@@ -63,8 +52,6 @@ class PyLiberoSim {
   }
 
   std::unique_ptr<LiberoSim> sim;
-  py::array_t<double> obs, reward, context;
-  py::array_t<bool> terminated, truncated, success, sim_error;
 };
 
 void bind_records(py::module_& m) {

@@ -32,8 +32,8 @@ def record_demos(
     init_states: np.ndarray | None = None,
     render_size: tuple[int, int] = (128, 128),
 ) -> Path:
-    """Replays `actions[i]` ((T_i, 7) each, stored and stepped as float32) from `init_states[i]` (LIBERO rows or contexts; default: the
-    task's shipped init states 0, 1, ...) in one batch and writes the episodes to `path`."""
+    """Replays `actions[i]` ((T_i, 7) each, stored and stepped as float32) from `init_states[i]` (LIBERO rows
+    or contexts; default: the task's shipped init states 0, 1, ...) in one batch; writes the episodes to `path`."""
     from ript_fast.envs import make_vec_env
     from ript_fast.envs.registry import resolve_libero
 
