@@ -81,6 +81,17 @@ def test_context_round_trip_is_exact(env) -> None:
     np.testing.assert_array_equal(np.stack(first), np.stack(again))
 
 
+def test_envs_of_a_task_share_one_model_never_written(env) -> None:
+    from ript_fast.envs import contexts as ctx
+
+    assert env.models[0] is env.models[1] is env.models[2]
+    env.reset(seed=2)
+    rows = env.get_state()
+    rows[0, ctx.section_start(rows[0], "body_pos") + 5] += 0.01
+    with pytest.raises(ValueError, match=r"init_state: row 0 \(for env 0\) was captured with other fixture"):
+        env.reset(options={"init_state": rows})
+
+
 def test_libero_rows_and_contexts_start_the_same_episode(env) -> None:
     rows = env.shipped_init_states[0][:3]
     env.reset(options={"init_state": rows})

@@ -235,10 +235,20 @@ void LiberoSim::load_init_states(const double* rows, int64_t count, int64_t stri
 void LiberoSim::restore(const double* states, int64_t count, int64_t stride, const int64_t* env_ids) {
   check_ids(env_ids, count, "init_state");
   for (int64_t r = 0; r < count; ++r) {
-    const std::string why = layouts_[static_cast<size_t>(env_ids[r])].mismatch(states + r * stride, stride);
+    const int64_t i = env_ids[r];
+    const double* row = states + r * stride;
+    const ContextLayout& l = layouts_[static_cast<size_t>(i)];
+    std::string why = l.mismatch(row, stride);
+    // Envs of a task share one model (a LIBERO model is ~200 MB, mostly textures), so a restart never edits
+    // it: the context's fixture placement must be the model's own.
+    const mjModel* m = model_of(envs_[static_cast<size_t>(i)]);
+    if (why.empty() && (!std::equal(m->body_pos, m->body_pos + 3 * m->nbody, row + l.body_pos()) ||
+                        !std::equal(m->site_pos, m->site_pos + 3 * m->nsite, row + l.site_pos()))) {
+      why = "was captured with other fixture placements (body_pos/site_pos) than this env's model";
+    }
     if (!why.empty()) {
-      throw std::invalid_argument("init_state: row " + std::to_string(r) + " (for env " +
-                                  std::to_string(env_ids[r]) + ") " + why);
+      throw std::invalid_argument("init_state: row " + std::to_string(r) + " (for env " + std::to_string(i) + ") " +
+                                  why);
     }
   }
   parallel_for(count, 1, [&](int64_t begin, int64_t end) {
@@ -246,11 +256,9 @@ void LiberoSim::restore(const double* states, int64_t count, int64_t stride, con
       const int64_t i = env_ids[r];
       const LiberoEnvConfig& c = envs_[static_cast<size_t>(i)];
       const ContextLayout& l = layouts_[static_cast<size_t>(i)];
-      mjModel* m = reinterpret_cast<mjModel*>(c.model);
+      const mjModel* m = model_of(c);
       mjData* d = data_of(c);
       const double* row = states + r * stride;
-      std::copy(row + l.body_pos(), row + l.body_pos() + 3 * l.nbody, m->body_pos);
-      std::copy(row + l.site_pos(), row + l.site_pos() + 3 * l.nsite, m->site_pos);
       mj_setState(m, d, row + l.state(), kContextStateSpec);
       read_params(row + l.params(), states_[static_cast<size_t>(i)]);
       start_episode(i);

@@ -27,7 +27,7 @@ constexpr int kLiberoObsDim = 16;
 constexpr int kLiberoParams = 12;  // OscState.goal_ori (9), .gripper (2), .stale (1)
 
 struct LiberoEnvConfig {
-  uintptr_t model = 0;  // mujoco.MjModel._address
+  uintptr_t model = 0;  // mujoco.MjModel._address; read only, so envs of a task may share it
   uintptr_t data = 0;   // mujoco.MjData._address
   int32_t task_id = -1;
   OscConfig control;
@@ -60,7 +60,8 @@ class LiberoSim {
   // Whether env i's goal holds on its data as it is now (what step() evaluates after the physics).
   bool goal_holds(int64_t i) const;
 
-  // Restarts envs env_ids[r] from context rows (as get_state returned them), bit for bit.
+  // Restarts envs env_ids[r] from context rows (as get_state returned them), bit for bit. Models are never
+  // written (envs of a task may share one), so a row must carry the model's own body_pos/site_pos.
   void restore(const double* states, int64_t count, int64_t stride, const int64_t* env_ids);
 
  private:

@@ -1,8 +1,8 @@
 """One LIBERO task, built once by LIBERO/robosuite, turned into what the engine runs.
 
-LIBERO's Python (BDDL parsing, object placement, robosuite's model assembly: 5-20 s a task) runs once per
-task. What the engine needs is read off the built env: the compiled MjModel (copied for every env of the
-batch), robosuite's OSC_POSE controller settings and the Panda gripper's actuators, the observation's ids and
+LIBERO's Python (BDDL parsing, object placement, robosuite's model assembly: 2-9 s a task) runs once per
+task. What the engine needs is read off the built env: the compiled MjModel (shared read-only by every env
+of the task), robosuite's OSC_POSE controller settings and the Panda gripper's actuators, the observation's ids and
 the goal (libero_goals.py). The robosuite env is then closed; stepping never touches it.
 """
 
@@ -31,7 +31,8 @@ BUILD_SEED = 0  # LIBERO samples fixture placements while building; a fixed seed
 
 @dataclass
 class LiberoTemplate:
-    """A task's compiled model and engine description; `config(model, data)` describes one env of it."""
+    """A task's compiled model (shared by every env of the task) and engine description; `config(model, data)`
+    describes one env of it."""
 
     task: LiberoTask
     instruction: str
@@ -56,8 +57,9 @@ class LiberoTemplate:
         return cfg
 
     def new_env(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
-        model = copy.copy(self.model)
-        return model, mujoco.MjData(model)
+        """A fresh MjData on the task's one shared model (~200 MB, mostly textures: never copied per env;
+        the engine only reads it)."""
+        return self.model, mujoco.MjData(self.model)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Vectorized LIBERO on the C++ batch engine, with gymnasium's VectorEnv API.
 
-Each task is built once by LIBERO (libero_compiler.py); every env of the batch steps its own copy of the
-task's MjModel in C++: robosuite's OSC_POSE controller and the Panda gripper per physics substep, the goal
+Each task is built once by LIBERO (libero_compiler.py); every env of the batch steps its own MjData on the
+task's shared MjModel in C++: robosuite's OSC_POSE controller and the Panda gripper per physics substep, the goal
 predicates after each control step (csrc/sim/libero_sim.h). Python runs only at reset (choosing init states)
 and for the images.
 
