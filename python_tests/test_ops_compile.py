@@ -68,3 +68,18 @@ def test_continuous_head_compiles_fullgraph(backend: str) -> None:
     got = run(compiled, [mean, log_scale], actions, logp_old, adv)
     for a, c in zip(got, eager, strict=True):
         torch.testing.assert_close(a, c)
+
+
+def test_make_fx_records_the_custom_ops() -> None:
+    """Tracing outside torch.compile (a dispatch mode) must record the ops, not run their eager fast path."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def loss(logits: torch.Tensor, tokens: torch.Tensor, old: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+        return ops.ppo_clip_loss(ops.categorical_logprob(logits, tokens), old, adv)
+
+    args = (torch.randn(3, 4, 5), torch.randint(0, 5, (3, 4)), torch.randn(3), torch.randn(3))
+    graph = make_fx(loss)(*args)
+    targets = {str(node.target) for node in graph.graph.nodes if node.op == "call_function"}
+    assert any("ript_fast.categorical_logprob" in t for t in targets), targets
+    assert any("ript_fast.ppo_clip_loss" in t for t in targets), targets
+    torch.testing.assert_close(graph(*args), loss(*args))
