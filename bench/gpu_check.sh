@@ -15,6 +15,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ript_gpu_check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+# mujoco's import picks an OpenGL backend and fails without the glfw package (absent there); nothing here renders
+export MUJOCO_GL=${MUJOCO_GL:-disable}
 
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
