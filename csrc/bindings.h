@@ -6,4 +6,5 @@
 namespace ript {
 void bind_common(pybind11::module_& m);  // common/bindings.cpp: TensorRef, thread pool, CUDA availability
 void bind_ops(pybind11::module_& m);     // ops/bindings.cpp: the fused RL kernels
+void bind_sim(pybind11::module_& m);     // sim/bindings.cpp: the batched MuJoCo stepper
 }  // namespace ript

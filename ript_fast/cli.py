@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -21,6 +22,62 @@ def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
         raise UsageError(f"`ript-fast {name}` is not built yet in this version of ript-fast")
 
     return run
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean the user asked for something wrong (bad config, bad file), not a bug."""
+    from ript_fast.config import ConfigError
+    from ript_fast.data.demo_file import DemoFileError
+    from ript_fast.train.checkpoint import CheckpointError
+
+    return (ConfigError, DemoFileError, CheckpointError, FileNotFoundError)
+
+
+def _sft(args: argparse.Namespace) -> int:
+    from ript_fast.config import load_config
+    from ript_fast.train.sft import SftConfig, run_sft
+
+    try:
+        cfg = load_config(SftConfig, args.config, args.overrides)
+        path = run_sft(cfg, out_dir=args.out, resume=args.resume)
+    except _user_errors() as err:
+        raise UsageError(str(err)) from None
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ript_fast.train.checkpoint import load_policy
+    from ript_fast.train.evaluate import evaluate, write_result
+
+    try:
+        policy = load_policy(args.ckpt, device=args.device)
+    except _user_errors() as err:
+        raise UsageError(str(err)) from None
+    if args.episodes < 1:
+        raise UsageError("--episodes must be >= 1")
+    ckpt = Path(args.ckpt)
+    out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_eval_{args.env.replace('/', '_')}.json")
+    video = out.with_suffix(".gif") if args.video else None
+    sample = None if args.mode == "auto" else args.mode == "sample"
+    try:
+        result = evaluate(policy, args.env, args.episodes, args.seed, args.batch_size, sample, video)
+    except ValueError as err:  # unknown task, task the policy was not trained on
+        raise UsageError(str(err)) from None
+    write_result(result, out, {"checkpoint": str(ckpt)})
+    print(f"{args.env}: success {result.successes}/{result.episodes} = {result.success_rate:.3f} -> {out}")
+    return 0
+
+
+def _collect_demos(args: argparse.Namespace) -> int:
+    from ript_fast.data.collect import collect_demos
+
+    try:
+        path = collect_demos(args.env, args.num_demos, args.out, args.noise, args.seed, args.num_envs, args.obs_mode)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    print(f"demos: {path}")
+    return 0
 
 
 def _add_overrides(p: argparse.ArgumentParser) -> None:
@@ -40,22 +97,42 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_not_built("train"))
 
     sft = sub.add_parser("sft", help="supervised training (stage 1/2) of a policy on a demo file")
-    sft.add_argument("--config", required=True, help="YAML config")
+    sft.add_argument("--config", required=True, help="YAML config, e.g. configs/sft_quest_metaworld_cpu.yaml")
+    sft.add_argument("--out", help="run folder (default: the config's out_dir)")
+    sft.add_argument(
+        "--resume", action="store_true", help="continue the run in the run folder from its last checkpoint"
+    )
     _add_overrides(sft)
-    sft.set_defaults(func=_not_built("sft"))
+    sft.set_defaults(func=_sft)
 
     ev = sub.add_parser("eval", help="success rate of a checkpoint on held-out contexts")
     ev.add_argument("--ckpt", required=True)
     ev.add_argument("--env", required=True, help="e.g. metaworld/reach-v3")
     ev.add_argument("--episodes", type=int, default=50)
-    ev.add_argument("--video", action="store_true", help="also write a video of a few episodes")
-    ev.set_defaults(func=_not_built("eval"))
+    ev.add_argument("--video", action="store_true", help="also write a GIF of a few episodes next to the JSON")
+    ev.add_argument("--seed", type=int, default=100_000, help="first seed of the held-out contexts")
+    ev.add_argument("--batch-size", type=int, default=50, help="episodes stepped as one batch")
+    ev.add_argument(
+        "--mode",
+        choices=["auto", "sample", "greedy"],
+        default="auto",
+        help="auto: what the family's paper numbers use (QueST samples, OFT takes the mean)",
+    )
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--out", help="result JSON (default: next to the checkpoint)")
+    ev.set_defaults(func=_eval)
 
     demos = sub.add_parser("collect-demos", help="scripted-expert demonstrations to an HDF5 file")
     demos.add_argument("--env", required=True, help="e.g. metaworld/pick-place-v3")
     demos.add_argument("--num-demos", type=int, required=True)
     demos.add_argument("--out", required=True)
-    demos.set_defaults(func=_not_built("collect-demos"))
+    demos.add_argument("--noise", type=float, default=0.0, help="Gaussian action noise std (QueST's data: 0.2)")
+    demos.add_argument("--seed", type=int, default=0)
+    demos.add_argument("--num-envs", type=int, default=16, help="episodes stepped as one batch")
+    demos.add_argument(
+        "--obs-mode", choices=["state", "state+rgb"], default="state", help="state+rgb also stores obs/rgb"
+    )
+    demos.set_defaults(func=_collect_demos)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print ratio tables")
     bench.add_argument("what", nargs="?", default="all", help="ops | engine | all")

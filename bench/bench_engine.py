@@ -1,0 +1,231 @@
+"""Benchmark of the batched MuJoCo engine and vectorized MetaWorld (measures; never asserts).
+
+    python bench/bench_engine.py            # full run (a few minutes)
+    python bench/bench_engine.py --quick    # fewer steps, 16-env configurations only
+
+Prints markdown tables:
+  1. env steps/s with random actions: ours vs gymnasium SyncVectorEnv / AsyncVectorEnv over MetaWorld's own
+     envs (button-press, pick-place, a mixed ML45 batch; 16 and 64 envs);
+  2. raw physics (button-press model): a Python loop of mujoco.mj_step, mujoco.rollout, and our batch
+     stepper, at the same thread count;
+  3. our thread scaling 1 -> 2, and our env steps/s on one core as a fraction of the physics limit (the same
+     envs' frame_skip mj_steps alone, measured in the same run);
+  4. reset costs and (if an OpenGL backend exists) 128x128 rendering speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import time
+import warnings
+from collections.abc import Callable
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+from mujoco import rollout
+
+from ript_fast._core import _C
+from ript_fast.envs import make_vec_env
+from ript_fast.envs.metaworld_task_env import reference_env
+from ript_fast.envs.registry import GROUPS, resolve_tasks
+
+warnings.filterwarnings("ignore")
+
+
+def metaworld_env(task: str, seed: int) -> gym.Env:
+    """MetaWorld's own env (configured as ours) under gymnasium's TimeLimit, as MetaWorld's vector envs use it."""
+    return gym.wrappers.TimeLimit(reference_env(task, seed), 500)
+
+
+def timed(fn: Callable[[], None], repeats: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def random_actions(n: int, steps: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.uniform(-1, 1, size=(n, 4)).astype(np.float32) for _ in range(steps)]
+
+
+def ours_steps_per_s(name: str, n: int, steps: int, threads: int, physics_only: bool = False) -> float:
+    """Env steps/s of our batch; physics_only: just the frame_skip mj_steps of those same envs (the limit)."""
+    _C.set_num_threads(threads)
+    env = make_vec_env(name, num_envs=n, seed=0, terminate_on_success=False)
+    env.reset()
+    actions = random_actions(n, steps)
+    addresses = [e.model._address for e in env.envs], [e.data._address for e in env.envs]
+
+    def run() -> None:
+        if physics_only:
+            for _ in actions:
+                _C.sim.step_raw(*addresses, 5)
+        else:
+            for a in actions:
+                env.step(a)
+
+    run()  # warm-up (and leaves room: steps * 3 < 500, so no reset falls in a timed window)
+    return n * steps / timed(run)
+
+
+def gym_steps_per_s(name: str, n: int, steps: int, vector: str) -> float:
+    tasks = resolve_tasks(name)
+    fns = [functools.partial(metaworld_env, tasks[i % len(tasks)], i) for i in range(n)]
+    cls = gym.vector.SyncVectorEnv if vector == "sync" else gym.vector.AsyncVectorEnv
+    env = cls(fns)
+    env.reset(seed=0)
+    actions = random_actions(n, steps)
+
+    def run() -> None:
+        for a in actions:
+            env.step(a)
+
+    run()
+    rate = n * steps / timed(run)
+    env.close()
+    return rate
+
+
+def env_table(configs: list[tuple[str, int]], steps: int, threads: int) -> list[str]:
+    rows = [
+        f"| batch | envs | ours ({threads} thr) | SyncVectorEnv | AsyncVectorEnv | ours / Sync | ours / Async |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, n in configs:
+        ours = ours_steps_per_s(name, n, steps, threads)
+        sync = gym_steps_per_s(name, n, max(steps // 4, 10), "sync")
+        asyn = gym_steps_per_s(name, n, max(steps // 4, 10), "async")
+        rows.append(
+            f"| {name.split('/')[1]} | {n} | {ours:,.0f} | {sync:,.0f} | {asyn:,.0f} | {ours / sync:.1f}x "
+            f"| {ours / asyn:.1f}x |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def raw_table(n: int, nstep: int, threads: int) -> list[str]:
+    """mj_steps/s on the button-press model from the same initial state, zero control."""
+    path = ALL_V3_ENVIRONMENTS["button-press-v3"]().model_name
+    model = mujoco.MjModel.from_xml_path(path)
+    size = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    start = np.zeros((n, size))
+    probe = mujoco.MjData(model)
+    mujoco.mj_getState(model, probe, start[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    start[:] = start[0]
+    datas = [mujoco.MjData(model) for _ in range(n)]
+
+    def fresh() -> None:
+        for d in datas:
+            mujoco.mj_resetData(model, d)
+
+    def python_loop() -> None:
+        for d in datas:
+            mujoco.mj_step(model, d, nstep=nstep)
+
+    thread_datas = [mujoco.MjData(model) for _ in range(threads)]
+
+    def mujoco_rollout() -> None:
+        rollout.rollout(model, thread_datas, start, nstep=nstep)
+
+    _C.set_num_threads(threads)
+    addresses = [model._address] * n, [d._address for d in datas]
+
+    def ours() -> None:
+        _C.sim.step_raw(*addresses, nstep)
+
+    total = n * nstep
+    results = {}
+    for label, fn in (("Python loop of mj_step (1 thread)", python_loop), ("mujoco.rollout", mujoco_rollout)):
+        fresh()
+        results[label] = total / timed(fn, repeats=3)
+    fresh()
+    results["ours: _C.sim.step_raw"] = total / timed(ours, repeats=3)
+    rollout_rate = results["mujoco.rollout"]
+    rows = [f"| raw physics, button-press, {n} datas x {nstep} steps, {threads} threads | mj_step/s | vs rollout |"]
+    rows.append("|---|---|---|")
+    for label, rate in results.items():
+        rows.append(f"| {label} | {rate:,.0f} | {rate / rollout_rate:.2f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def scaling_table(names: list[str], n: int, steps: int) -> list[str]:
+    rows = [
+        "| batch | envs | ours 1 thread | ours 2 threads | speed-up | physics only, 1 thread | ours / physics |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        one = ours_steps_per_s(name, n, steps, 1)
+        two = ours_steps_per_s(name, n, steps, 2)
+        limit = ours_steps_per_s(name, n, steps, 1, physics_only=True)
+        cells = [name.split("/")[1], str(n), f"{one:,.0f}", f"{two:,.0f}", f"{two / one:.2f}x", f"{limit:,.0f}"]
+        rows.append(f"| {' | '.join(cells)} | {one / limit:.2f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def reset_table(n: int) -> list[str]:
+    _C.set_num_threads(2)
+    rows = ["| reset of 16 pick-place envs | ms per env |", "|---|---|"]
+    env = make_vec_env("metaworld/pick-place-v3", num_envs=n, seed=0, autoreset=False)
+    env.reset()
+    states = env.get_state()
+    sampled = timed(lambda: env.reset(), repeats=2) / n
+    restored = timed(lambda: env.reset(options={"init_state": states}), repeats=3) / n
+    ref = [metaworld_env("pick-place-v3", i) for i in range(n)]
+    theirs = timed(lambda: [e.reset() for e in ref], repeats=2) / n
+    for label, t in (
+        ("MetaWorld's own reset (Python settling loop)", theirs),
+        ("ours, fresh sample (MetaWorld reset_model + C++ settling)", sampled),
+        ("ours, from a context (C++ restore)", restored),
+    ):
+        rows.append(f"| {label} | {t * 1e3:.3f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def render_table(n: int, steps: int) -> list[str]:
+    try:
+        env = make_vec_env("metaworld/pick-place-v3", num_envs=n, seed=0, obs_mode="state+rgb")
+    except Exception as err:  # no GL backend: report and move on
+        return [f"rendering skipped: {err}"]
+    env.reset()
+    actions = random_actions(n, steps)
+    rate = n * steps / timed(lambda: [env.step(a) for a in actions])
+    env.close()
+    row = f"| state+rgb 128x128, pick-place, {n} envs | {rate:,.0f} env steps/s (1 GL context, Python loop) |"
+    print(row, flush=True)
+    return ["| rendering | speed |", "|---|---|", row]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="16-env configurations and fewer steps")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    steps = 40 if args.quick else 150
+    sizes = [16] if args.quick else [16, 64]
+    print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}, GROUPS ML45: {len(GROUPS['ML45'])} tasks")
+    configs = [(f"metaworld/{t}", n) for t in ("button-press-v3", "pick-place-v3") for n in sizes]
+    configs += [("metaworld/ML45", n) for n in sizes]
+    tables = [
+        env_table(configs, steps, args.threads),
+        raw_table(64, 100 if args.quick else 500, args.threads),
+        scaling_table(["metaworld/button-press-v3", "metaworld/pick-place-v3", "metaworld/ML45"], 64, steps),
+        reset_table(16),
+        render_table(16, 10),
+    ]
+    print(f"\nload average after: {os.getloadavg()}\n")
+    for table in tables:
+        print("\n".join(table), end="\n\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+// A batch of N MuJoCo simulations stepped together on the core's thread pool.
+//
+// Each env is an (mjModel*, mjData*) pair owned by the official `mujoco` Python objects (so users keep and
+// may edit them; models may differ per env: mixed tasks in one batch), plus a description of how to drive
+// it (a mocap arm: action -> mocap target + gripper control, frame_skip physics steps), what it observes and
+// when it succeeds (task_spec.h). A step of the batch runs, per env and independently of the others:
+// controller, frame_skip mj_step, mj_forward (as MetaWorld does: it also reseeds the solver's warm start, so
+// skipping it would change the trajectory), the observation into a preallocated buffer row, and the success
+// flag. Per-env work
+// never depends on which thread runs it, so results are bitwise identical for any thread count.
+#pragma once
+
+#include <mujoco/mujoco.h>
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "sim/context_layout.h"
+#include "sim/task_spec.h"
+
+namespace ript::sim {
+
+// MetaWorld's controller: mocap_pos[mocap] += scale * clip(a[:3], -1, 1), clipped to [low, high]; every
+// mocap_quat row set to `quat`; ctrl[k] = gripper_sign[k] * a[3].
+struct MocapControl {
+  int32_t mocap = 0;
+  double action_scale = 0.01;
+  Vec3 low{0.0, 0.0, 0.0}, high{0.0, 0.0, 0.0};
+  Vec4 quat{1.0, 0.0, 1.0, 0.0};
+  std::array<double, 2> gripper_sign{1.0, -1.0};
+  int32_t frame_skip = 5;
+};
+
+struct EnvConfig {
+  uintptr_t model = 0;  // mujoco.MjModel._address
+  uintptr_t data = 0;   // mujoco.MjData._address
+  int32_t task_id = -1;
+  MocapControl control;
+  ObsSpec obs;
+  // The goal: kGoal = the value fixed at reset; a body/site/geom point = read live after every step (some
+  // MetaWorld tasks keep their target as a view into mjData).
+  Point goal{PointKind::kGoal};
+  std::vector<Term> success;  // conjunction; empty = never succeeds
+  int32_t n_params = 0;       // episode parameters the success rule reads (kParam points)
+  int32_t n_rand = 0;         // the task sampler's random vector, stored in the context only
+  int32_t max_steps = 500;
+  bool terminate_on_success = true;
+};
+
+// Preallocated outputs, one row per env, written in place by every call (owned by the Python side).
+struct Outputs {
+  double* obs = nullptr;          // (N, obs_dim)
+  double* reward = nullptr;       // (N,)
+  bool* terminated = nullptr;     // (N,)
+  bool* truncated = nullptr;      // (N,)
+  bool* success = nullptr;        // (N,)
+  bool* sim_error = nullptr;      // (N,)
+  double* context = nullptr;      // (N, context_dim): each env's current episode as a context vector
+};
+
+class BatchSim {
+ public:
+  BatchSim(std::vector<EnvConfig> envs, Outputs out);
+
+  // Widest context row over these envs (the second dimension of the context buffer).
+  static int64_t context_dim_of(const std::vector<EnvConfig>& envs);
+
+  int64_t size() const { return static_cast<int64_t>(envs_.size()); }
+  int64_t obs_dim() const { return obs_dim_; }
+  int64_t context_dim() const { return context_dim_; }
+  const EnvConfig& config(int64_t i) const { return envs_.at(static_cast<size_t>(i)); }
+
+  // Steps every env with active[i] true; the others are not touched except reward[i] = 0.
+  // actions: (N, 4) C-contiguous float32 or float64. Throws std::invalid_argument before stepping anything
+  // if an active env's action is not finite.
+  void step(const void* actions, bool actions_are_float32, const bool* active);
+
+  // Starts env i's episode from its mjData as it is now (right after the task's own reset): writes the reset
+  // observation [cur, cur, goal] (unclipped, as MetaWorld's reset returns it) and captures the context.
+  void begin_episode(int64_t i, const Vec3& target, const std::vector<double>& params,
+                     const std::vector<double>& rand_vec);
+
+  // Restarts envs env_ids[r] from context rows states[r * stride ...]: physics state, model fields, goal,
+  // parameters and the reset observation, exactly as when the context was captured. Validates every row
+  // first (std::invalid_argument naming the row) and changes nothing if one is bad.
+  void restore(const double* states, int64_t rows, int64_t stride, const int64_t* env_ids);
+
+ private:
+  struct Episode {
+    Vec3 target{0.0, 0.0, 0.0};
+    std::vector<double> params, rand_vec, prev;
+    int32_t steps = 0;
+  };
+
+  void step_one(int64_t i, const double action[4]);
+  void fail_one(int64_t i);
+  Vec3 goal_of(int64_t i) const;
+  void write_reset_obs(int64_t i, const double* cur, const Vec3& goal);
+  void capture_context(int64_t i, const double* cur, const Vec3& goal);
+  void check_context(const double* row, int64_t stride, int64_t r, int64_t env) const;
+  void restore_one(int64_t env, const double* row);
+
+  std::vector<EnvConfig> envs_;
+  std::vector<Episode> episodes_;
+  std::vector<ContextLayout> layouts_;
+  Outputs out_;
+  int64_t obs_dim_ = 0;
+  int64_t context_dim_ = 0;
+};
+
+// MetaWorld's reset settling loop (SawyerXYZEnv._reset_hand) with the GIL released: `iterations` times, hold
+// the mocap body at pos/quat, set ctrl, and run frame_skip mj_steps. Throws std::runtime_error on divergence.
+void settle_mocap(const mjModel* m, mjData* d, int32_t mocap, const Vec3& pos, const Vec4& quat,
+                  const std::array<double, 2>& ctrl, int32_t iterations, int32_t frame_skip);
+
+}  // namespace ript::sim

@@ -1,0 +1,72 @@
+"""Typed config loading: every mistake is one ConfigError naming the file and the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from ript_fast.config import ConfigError, from_dict, load_config, parse_overrides, to_dict
+
+
+@dataclass
+class Inner:
+    lr: float = 1e-4
+    mode: Literal["token", "sequence"] = "token"
+
+
+@dataclass
+class Outer:
+    env: str | list[str] = "metaworld/reach-v3"
+    steps: int = 3
+    flag: bool = False
+    seed: int | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_defaults_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 5\ninner:\n  lr: 1e-3\n")
+    cfg = load_config(Outer, path, ["inner.mode=sequence", "env=[metaworld/a, metaworld/b]", "seed=7"])
+    assert cfg.steps == 5 and cfg.inner.lr == 1e-3 and cfg.inner.mode == "sequence"
+    assert cfg.env == ["metaworld/a", "metaworld/b"] and cfg.seed == 7
+    assert to_dict(cfg)["inner"] == {"lr": 1e-3, "mode": "sequence"}
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"stpes": 1}, "unknown key 'stpes' .*did you mean steps"),
+        ({"inner": {"lrr": 1}}, "unknown key 'inner.lrr'"),
+        ({"steps": "many"}, "steps must be an integer"),
+        ({"steps": 1.5}, "steps must be an integer"),
+        ({"flag": "yes"}, "flag must be true or false"),
+        ({"inner": {"mode": "episode"}}, "inner.mode must be one of 'token', 'sequence'"),
+        ({"inner": 3}, "inner: expected a mapping"),
+        ({"env": 5}, "env"),
+    ],
+)
+def test_errors_name_the_key(data: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        from_dict(Outer, data)
+
+
+def test_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(Outer, tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML"):
+        load_config(Outer, bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("steps: x\n")
+    with pytest.raises(ConfigError, match=r"wrong.yaml: steps must be an integer"):
+        load_config(Outer, wrong)
+
+
+@pytest.mark.parametrize("item", ["noequals", "=3", "a..b=1"])
+def test_bad_override_syntax(item: str) -> None:
+    with pytest.raises(ConfigError, match="must look like key=value"):
+        parse_overrides([item])

@@ -1,0 +1,166 @@
+"""SFT on a tiny demo file: losses fall, checkpoints round-trip bit for bit, a killed run resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ript_fast.config import load_config
+from ript_fast.data import ChunkDataset, Episode, write_demo_file
+from ript_fast.policies.base import Observation
+from ript_fast.train.checkpoint import CheckpointError, load_policy, read_checkpoint_meta, save_policy
+from ript_fast.train.run_logger import read_metrics
+from ript_fast.train.sft import SftConfig, run_sft
+
+SMOKE = Path(__file__).resolve().parents[1] / "configs" / "sft_quest_smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three smooth, state-dependent trajectories: learnable in a few dozen steps."""
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i in range(3):
+        t = np.linspace(0, 1, 30)[:, None]
+        actions = np.concatenate([np.sin(3 * t + i), np.cos(2 * t), t, -t], axis=1).astype(np.float32)
+        state = np.concatenate([np.repeat([[i, 1 - i]], 30, axis=0), t, rng.normal(size=(30, 36)) * 0.01], axis=1)
+        episodes.append(
+            Episode(actions, {"state": state.astype(np.float32)}, rng.normal(size=(30, 6)), np.zeros(30), np.zeros(30))
+        )
+    return write_demo_file(
+        tmp_path_factory.mktemp("demos") / "d.hdf5", episodes, "metaworld/reach-v3", "reach-v3", "reach"
+    )
+
+
+def config(demos: Path, *overrides: str) -> SftConfig:
+    return load_config(SftConfig, SMOKE, [f"demos=[{demos}]", *overrides])
+
+
+@pytest.fixture(scope="module")
+def full_run(demos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run folder of one uninterrupted smoke run (autoencoder 60 + prior 60 steps)."""
+    out = tmp_path_factory.mktemp("full")
+    run_sft(config(demos), out)
+    return out
+
+
+def test_losses_fall_and_run_folder_is_complete(full_run: Path) -> None:
+    tmp_path = full_run
+    ckpt = tmp_path / "policy.safetensors"
+    history = read_metrics(tmp_path)
+    ae = [r["autoencoder/loss"] for r in history if "autoencoder/loss" in r]
+    prior = [r["prior/loss"] for r in history if "prior/loss" in r]
+    assert ae[-1] < 0.6 * ae[0] and prior[-1] < 0.6 * prior[0]
+    for name in [
+        "config.yaml",
+        "loss.png",
+        "metrics.jsonl",
+        "checkpoints/autoencoder.safetensors",
+        "checkpoints/prior.safetensors",
+        "checkpoints/train_state.pt",
+    ]:
+        assert (tmp_path / name).is_file(), name
+    assert list((tmp_path / "tensorboard").iterdir())
+    meta = read_checkpoint_meta(ckpt)
+    assert meta["family"] == "quest" and meta["spec"]["task_names"] == ["reach-v3"]
+    assert meta["spec"]["action_dim"] == 4 and meta["spec"]["state_dim"] == 39
+    assert meta["notes"]["stage"] == "done" and meta["policy"]["quest"]["chunk_size"] == 16
+
+
+def test_checkpoint_round_trip_is_bitwise(full_run: Path, tmp_path: Path) -> None:
+    policy = load_policy(full_run / "policy.safetensors").eval()
+    again = load_policy(save_policy(policy, tmp_path / "copy.safetensors")).eval()
+    for key, value in policy.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key
+    obs = Observation(torch.randn(5, 39), ["reach"] * 5, torch.zeros(5, dtype=torch.long))
+    torch.manual_seed(1)
+    a = policy.act(obs)
+    torch.manual_seed(1)
+    b = again.act(obs)
+    assert torch.equal(a.actions, b.actions) and torch.equal(a.decision, b.decision)
+    assert torch.equal(a.logprob, b.logprob)
+
+
+def test_resume_continues_where_it_stopped(
+    demos: Path, full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_sample = ChunkDataset.sample
+    calls = {"n": 0}
+
+    def killed_at_step_75(self: ChunkDataset, *args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 75:
+            raise KeyboardInterrupt  # the run dies between checkpoints (last one: step 50)
+        return real_sample(self, *args)
+
+    monkeypatch.setattr(ChunkDataset, "sample", killed_at_step_75)
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(config(demos), tmp_path / "cut")
+    monkeypatch.setattr(ChunkDataset, "sample", real_sample)
+    resumed = run_sft(config(demos), tmp_path / "cut", resume=True)
+    a, b = load_policy(full_run / "policy.safetensors").state_dict(), load_policy(resumed).state_dict()
+    for key, value in a.items():
+        assert torch.allclose(value, b[key], atol=1e-6), key
+    steps = [r["step"] for r in read_metrics(tmp_path / "cut")]
+    assert steps == list(range(10, 121, 10))  # lines logged after step 50 by the killed run were dropped
+
+
+def test_bad_checkpoints_are_named(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_policy(tmp_path / "absent.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match=f"{junk}: not a safetensors"):
+        load_policy(junk)
+    plain = tmp_path / "plain.safetensors"
+    save_file({"w": torch.zeros(2)}, str(plain), metadata={"other": json.dumps({})})
+    with pytest.raises(CheckpointError, match="without ript-fast metadata"):
+        load_policy(plain)
+
+
+def test_stage_of_another_family_is_rejected(demos: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a quest stage"):
+        run_sft(config(demos, "stages=[{name: scale, steps: 3}]"), tmp_path)
+
+
+CONFIGS = SMOKE.parent
+
+
+PAPER = pytest.mark.slow  # paper-scale models: seconds each on 2 cores
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sft_quest_metaworld_cpu.yaml",
+        "sft_quest_smoke.yaml",
+        pytest.param("quest_libero_paper.yaml", marks=PAPER),
+        pytest.param("quest_ml45_paper.yaml", marks=PAPER),
+    ],
+)
+def test_quest_presets_build_and_act(name: str) -> None:
+    from ript_fast.policies.base import PolicySpec
+    from ript_fast.policies.factory import build_policy
+
+    cfg = load_config(SftConfig, CONFIGS / name)
+    state_dim = 12 if "libero" in name else 39
+    policy = build_policy(cfg.policy, PolicySpec(7, state_dim, ["task"], ["do the task"])).eval()
+    size = cfg.policy.obs.image_size
+    images = {k: torch.randint(0, 255, (2, size, size, 3), dtype=torch.uint8) for k in cfg.policy.obs.image_keys}
+    out = policy.act(
+        Observation(torch.randn(2, state_dim), ["do the task"] * 2, torch.zeros(2, dtype=torch.long), images)
+    )
+    assert out.actions.shape == (2, cfg.policy.quest.action_horizon, 7)
+    assert out.decision.shape == (2, cfg.policy.quest.chunk_size // cfg.policy.quest.downsample)
+
+
+def test_oft_preset_loads() -> None:
+    cfg = load_config(SftConfig, CONFIGS / "oft_libero_paper.yaml")
+    assert cfg.policy.family == "oft" and [s.name for s in cfg.stages] == ["action", "scale"]
+    assert cfg.stages[1].steps == 500 and cfg.policy.oft.lora_rank == 32

@@ -1,0 +1,192 @@
+"""Typed run configs: YAML files and `key=value` overrides loaded into dataclasses.
+
+Why typed: a misspelt key or a string where a number belongs must stop a run before it starts, with one line
+naming the file and the key, not silently train with a default. Every config section is a dataclass; this
+module checks the YAML against the dataclass annotations (str, int, float, bool, Literal, Optional, unions,
+lists, dicts and nested dataclasses) and reports the first mismatch as a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the file/key and says what was expected."""
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Reads a YAML mapping, turning every failure into a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """`["ript.lr=1e-4", "env=metaworld/reach-v3"]` -> nested dict; values are parsed as YAML scalars/lists."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. ript.iterations=15)")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}")
+            node = child
+        node[leaf] = value
+    return nested
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: mappings merge key by key, anything else in `update` replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
+    """Builds dataclass `cls` from `data`, checking every key and type; `where` prefixes error key paths."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {_describe(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else f" (known keys: {', '.join(fields)})"
+            raise ConfigError(f"unknown key {_join(where, str(key))!r}{hint}")
+    kwargs = {name: _convert(hints[name], data[name], _join(where, name)) for name in fields if name in data}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where or 'config'}: {err}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass (or containers of them) -> plain YAML-able data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> T:
+    """File (optional) + overrides -> validated dataclass; errors name the file and the key."""
+    data = load_yaml(path) if path is not None else {}
+    try:
+        return from_dict(cls, merge(data, parse_overrides(overrides)))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}" if path is not None else str(err)) from None
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Union or origin is types.UnionType:
+        return _convert_union(args, value, key)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (list, Sequence, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {_describe(value)}")
+        item_tp = args[0] if args else Any
+        items = [_convert(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {_describe(value)}")
+        value_tp = args[1] if len(args) == 2 else Any
+        return {str(k): _convert(value_tp, v, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    return _convert_scalar(tp, value, key)
+
+
+def _convert_union(args: tuple[Any, ...], value: Any, key: str) -> Any:
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{key} must not be empty")
+    errors = []
+    for option in args:
+        if option is type(None):
+            continue
+        try:
+            return _convert(option, value, key)
+        except ConfigError as err:
+            errors.append(str(err))
+    raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {_describe(value)} fits none of: {'; '.join(errors)}")
+
+
+def _convert_scalar(tp: Any, value: Any, key: str) -> Any:
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {_describe(value)}")
+        return value
+    if not isinstance(value, tp):
+        raise ConfigError(f"{key} must be {tp.__name__}, got {_describe(value)}")
+    return value

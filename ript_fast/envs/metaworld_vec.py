@@ -1,0 +1,265 @@
+"""Vectorized MetaWorld on the C++ batch engine, with gymnasium's VectorEnv API.
+
+Per step, one call into C++ (GIL released, envs spread over the core's thread pool) applies every action,
+runs the physics, writes the observations into a preallocated (N, 39) buffer and computes the success flags.
+MetaWorld's Python only builds the tasks and samples their parameters at reset.
+
+Semantics (see docs/ARCHITECTURE.md, "Environments"):
+  * reward = the binary success flag (RIPT's sparse reward), info["success"] the same as bools;
+  * terminated = success (``terminate_on_success=True``, the default), truncated at ``max_episode_steps`` (500);
+  * a diverging simulation fails its env alone: reward 0, truncated, info["sim_error"] True;
+  * autoreset: gymnasium's next-step mode (an env that finished is reset by the following ``step`` call, which
+    returns its reset observation with reward 0); with ``autoreset=False`` a finished env is not stepped
+    again: its observation, terminated, truncated and success stay as they were, its reward is 0, until
+    ``reset(options={"reset_mask": mask})``;
+  * returned arrays are the env's own buffers, overwritten by the next call (``copy=True`` returns copies).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from ript_fast._core import _C
+from ript_fast.envs import contexts
+from ript_fast.envs.metaworld_task_env import make_task_env, reset_task_env
+from ript_fast.envs.metaworld_tasks import TASK_NAMES, TASKS
+from ript_fast.envs.spec_compiler import compile_env, live_goal
+
+OBS_MODES = ("state", "rgb", "state+rgb")
+
+
+class MetaWorldVecEnv(gym.vector.VectorEnv):
+    """N MetaWorld v3 envs (any mix of tasks) stepped as one batch in C++."""
+
+    def __init__(
+        self,
+        tasks: list[str],
+        seed: int | None = None,
+        obs_mode: str = "state",
+        *,
+        autoreset: bool = True,
+        terminate_on_success: bool = True,
+        goal_observable: bool = True,
+        max_episode_steps: int = 500,
+        render_size: tuple[int, int] = (128, 128),
+        camera: str = "corner2",
+        copy: bool = False,
+    ) -> None:
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode: must be one of {OBS_MODES}, got {obs_mode!r}")
+        if max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps: must be >= 1, got {max_episode_steps}")
+        self.num_envs = len(tasks)
+        self.task_names = list(tasks)
+        self.instructions = [TASKS[t].instruction for t in tasks]
+        self.obs_mode = obs_mode
+        self.autoreset = autoreset
+        self.copy = copy
+        self.metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP if autoreset else AutoresetMode.DISABLED}
+        self._seed = seed
+        self.envs = [make_task_env(t, goal_observable, None) for t in tasks]
+        self._sim = _C.sim.BatchSim(self._compile(goal_observable, max_episode_steps, terminate_on_success))
+        self._noise_rngs: list[np.random.Generator] = []
+        self._seed_all(seed)
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        self._frozen = np.zeros(self.num_envs, dtype=bool)
+        self._all = np.ones(self.num_envs, dtype=bool)
+        self._renderer = None
+        self._reset_threads: ThreadPoolExecutor | None = None
+        self._reset_thread_count = 0
+        if obs_mode != "state":
+            from ript_fast.envs.rendering import BatchRenderer
+
+            self._renderer = BatchRenderer(self.envs, self.task_names, render_size, camera)
+        self._define_spaces(render_size)
+
+    # ---- construction --------------------------------------------------------------------------------
+
+    def _compile(self, goal_observable: bool, max_steps: int, terminate_on_success: bool) -> list[Any]:
+        """One EnvConfig per env. The goal's source is probed once per task with a throwaway reset."""
+        goals: dict[str, Any] = {}
+        configs = []
+        for task, env in zip(self.task_names, self.envs, strict=True):
+            if task not in goals:
+                probe = make_task_env(task, goal_observable, 0)
+                reset_task_env(probe)
+                goals[task] = live_goal(probe)
+            configs.append(
+                compile_env(
+                    TASKS[task],
+                    env,
+                    task_id=TASK_NAMES.index(task),
+                    max_steps=max_steps,
+                    terminate_on_success=terminate_on_success,
+                    goal=goals[task],
+                )
+            )
+        return configs
+
+    def _define_spaces(self, render_size: tuple[int, int]) -> None:
+        state = gym.spaces.Box(-np.inf, np.inf, shape=(self._sim.obs_dim,), dtype=np.float64)
+        rgb = gym.spaces.Box(0, 255, shape=(*render_size, 3), dtype=np.uint8)
+        both = gym.spaces.Dict({"state": state, "rgb": rgb})
+        self.single_observation_space = {"state": state, "rgb": rgb, "state+rgb": both}[self.obs_mode]
+        self.single_action_space = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    def _seed_all(self, seed: int | None) -> None:
+        """Env i draws its task parameters from seed + i (as a MetaWorld env seeded so) and context noise from
+        its own stream derived from (seed, i)."""
+        for i, env in enumerate(self.envs):
+            env.seed(None if seed is None else seed + i)
+        self._noise_rngs = [np.random.default_rng(None if seed is None else [seed, i]) for i in range(self.num_envs)]
+
+    # ---- gymnasium API -------------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset all envs, or those in options["reset_mask"].
+
+        options:
+          reset_mask: (N,) bool, the envs to reset (default all); the others keep their state and outputs.
+          init_state: context vectors (from get_state() or a demo's states[0]) to restart from instead of
+            sampling: (N, S) (row i for env i) or (number of reset envs, S) (one row per reset env, in order).
+          context_noise_std: with init_state, Gaussian noise (metres) added to the x, y of each context's
+            sampled object position (MetaWorld's random vector[0:2]) before the task is rebuilt from it (paper
+            App. A.4); drawn from each env's stream, reproducible from the reset seed.
+        """
+        options = dict(options or {})
+        unknown = set(options) - {"reset_mask", "init_state", "context_noise_std"}
+        if unknown:
+            raise ValueError(f"options: unknown keys {sorted(unknown)}")
+        if seed is not None:
+            self._seed_all(seed)
+        mask = self._reset_mask(options.get("reset_mask"))
+        ids = np.flatnonzero(mask)
+        noise = float(options.get("context_noise_std", 0.0))
+        if not np.isfinite(noise) or noise < 0:
+            raise ValueError(f"context_noise_std: must be a finite number >= 0, got {noise}")
+        if options.get("init_state") is not None:
+            states = contexts.rows_for(options["init_state"], ids, self.num_envs, self._sim.context_dim)
+            self._restart(ids, states, noise)
+        else:
+            self._sample_episodes(ids)
+        self._needs_reset[ids] = False
+        self._frozen[ids] = False
+        return self._observation(), self._info(self._all)
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        actions = self._check_actions(actions)
+        pending = self._needs_reset.copy()
+        active = ~(pending | self._frozen)
+        self._sim.step(actions, active)
+        if pending.any():
+            self._sample_episodes(np.flatnonzero(pending))
+        done = (self._sim.terminated | self._sim.truncated) & active
+        if self.autoreset:
+            self._needs_reset = done
+        else:
+            self._frozen |= done
+        return (
+            self._observation(),
+            self._out(self._sim.reward),
+            self._out(self._sim.terminated),
+            self._out(self._sim.truncated),
+            self._info(active),
+        )
+
+    def get_state(self) -> np.ndarray:
+        """(N, S) float64: each env's current episode as a context vector (see ript_fast.envs.contexts)."""
+        return self._sim.context.copy()
+
+    def close(self, **kwargs: Any) -> None:
+        if self._reset_threads is not None:
+            self._reset_threads.shutdown()
+            self._reset_threads = None
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # ---- internals -------------------------------------------------------------------------------------
+
+    def _reset_mask(self, mask: Any) -> np.ndarray:
+        if mask is None:
+            return self._all.copy()
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != (self.num_envs,):
+            raise ValueError(f"reset_mask: must be a ({self.num_envs},) bool array, got {mask.dtype} {mask.shape}")
+        return mask
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        arr = np.asarray(actions)
+        if arr.dtype not in (np.float32, np.float64):
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise TypeError(f"actions: dtype must be floating (float32 or float64), got {arr.dtype}")
+            arr = arr.astype(np.float32)
+        if arr.shape != (self.num_envs, 4):
+            raise ValueError(f"actions: expected shape ({self.num_envs}, 4), got {arr.shape}")
+        return np.ascontiguousarray(arr)
+
+    def _sample_episodes(self, ids: np.ndarray) -> None:
+        """Fresh episodes: MetaWorld samples each task, the engine takes over.
+
+        Most of a MetaWorld reset is its settling loop, which runs in C++ with the GIL released, so the resets
+        of several envs overlap on Python threads (one per core-pool thread). Each env has its own model, data
+        and random stream, so which thread resets it does not change the result.
+        """
+        envs = [self.envs[int(i)] for i in ids]
+        threads = min(_C.num_threads(), len(envs))
+        if threads > 1:
+            if self._reset_threads is None or self._reset_thread_count != threads:
+                if self._reset_threads is not None:
+                    self._reset_threads.shutdown()
+                self._reset_threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ript-reset")
+                self._reset_thread_count = threads
+            list(self._reset_threads.map(reset_task_env, envs))
+        else:
+            for env in envs:
+                reset_task_env(env)
+        for i in ids:
+            self._begin(int(i))
+
+    def _begin(self, i: int) -> None:
+        env = self.envs[i]
+        params = [float(v) for p in TASKS[self.task_names[i]].params for v in np.asarray(getattr(env, p))]
+        target = [float(v) for v in np.asarray(env._target_pos, dtype=np.float64)]
+        rand_vec = [float(v) for v in np.asarray(env._last_rand_vec, dtype=np.float64)]
+        self._sim.begin_episode(i, target, params, rand_vec)
+
+    def _restart(self, ids: np.ndarray, states: np.ndarray, noise: float) -> None:
+        if noise == 0.0:
+            self._sim.restore(states, ids.astype(np.int64))
+            return
+        # Noise changes where objects start, so the task is rebuilt by MetaWorld from the perturbed vector
+        # (fixtures and goals placed consistently), not restored bit for bit.
+        contexts.check_tasks(states, ids, [TASK_NAMES.index(self.task_names[int(i)]) for i in ids])
+        for row, i in zip(states, ids, strict=True):
+            base = contexts.rand_vec(row)
+            rng = self._noise_rngs[int(i)]
+
+            def perturbed(base: np.ndarray = base, rng: np.random.Generator = rng) -> np.ndarray:
+                vec = base.copy()
+                vec[:2] += rng.normal(0.0, noise, size=2)
+                return vec
+
+            reset_task_env(self.envs[int(i)], perturbed)
+            self._begin(int(i))
+
+    def _out(self, array: np.ndarray) -> np.ndarray:
+        return array.copy() if self.copy else array
+
+    def _observation(self) -> Any:
+        state = self._out(self._sim.obs)
+        if self._renderer is None:
+            return state
+        rgb = self._renderer.render()
+        return rgb if self.obs_mode == "rgb" else {"state": state, "rgb": rgb}
+
+    def _info(self, active: np.ndarray) -> dict[str, Any]:
+        return {"success": self._out(self._sim.success), "sim_error": self._out(self._sim.sim_error), "active": active}

@@ -1,0 +1,22 @@
+"""The `policy:` section of a run config: which family, how it reads observations, and its sizes.
+
+Defaults are the paper-scale QueST / OFT settings (`../shared/REFERENCE_CODE.md`); the CPU presets in
+`configs/` shrink them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ript_fast.policies.obs_encoder import ObsConfig
+from ript_fast.policies.oft.config import OftConfig
+from ript_fast.policies.quest.config import QuestConfig
+
+
+@dataclass
+class PolicyConfig:
+    family: Literal["quest", "oft"] = "quest"
+    obs: ObsConfig = field(default_factory=ObsConfig)
+    quest: QuestConfig = field(default_factory=QuestConfig)
+    oft: OftConfig = field(default_factory=OftConfig)

@@ -1,0 +1,83 @@
+"""Self-describing policy checkpoints: one safetensors file whose header carries everything needed to
+rebuild the policy (family, full policy config, data spec: action/state dims, task list, instructions),
+plus the ript-fast version and the producer's notes (stage, step, demo files).
+
+`load_policy(path)` needs nothing else, except for OFT: its frozen base LM is not copied into every
+checkpoint; it is re-read from `policy.oft.backbone_path` and only LoRA, heads and projectors are stored.
+Writes are atomic (temp file + rename), so a killed run never leaves a torn checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+import ript_fast
+from ript_fast.config import from_dict, merge, to_dict
+from ript_fast.policies.base import Policy, PolicySpec
+from ript_fast.policies.config import PolicyConfig
+from ript_fast.policies.factory import build_policy
+from ript_fast.train.atomic import atomic_write
+
+FORMAT = "ript_fast.policy/1"
+META_KEY = "ript_fast"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or not a ript-fast policy; the message names the file."""
+
+
+def save_policy(policy: Policy, path: str | Path, notes: dict[str, Any] | None = None) -> Path:
+    """Writes `policy` (weights + config + spec + `notes`) to `path` atomically."""
+    meta = {
+        "format": FORMAT,
+        "version": ript_fast.__version__,
+        "family": policy.family,
+        "policy": to_dict(policy.policy_config),
+        "spec": asdict(policy.spec),
+        "notes": notes or {},
+    }
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in policy.checkpoint_state().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)}))
+    return Path(path)
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The header of a checkpoint (no weights read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a safetensors checkpoint ({err})") from None
+    if META_KEY not in header:
+        raise CheckpointError(f"{path}: safetensors file without ript-fast metadata (not a policy checkpoint)")
+    meta = json.loads(header[META_KEY])
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {meta.get('format')!r}, this version reads {FORMAT!r}")
+    return meta
+
+
+def load_policy(
+    path: str | Path, device: str | torch.device = "cpu", config_overrides: dict[str, Any] | None = None
+) -> Policy:
+    """Rebuilds the policy of a checkpoint and loads its weights. `config_overrides` (a nested dict over the
+    policy config, e.g. {"quest": {"top_k": 3}}) may change settings that do not change shapes."""
+    meta = read_checkpoint_meta(path)
+    cfg = from_dict(PolicyConfig, merge(meta["policy"], config_overrides or {}), "policy")
+    policy = build_policy(cfg, PolicySpec(**meta["spec"]))
+    try:
+        policy.load_checkpoint_state(load_file(str(path)))
+    except (RuntimeError, KeyError) as err:
+        raise CheckpointError(f"{path}: weights do not fit the policy its header describes ({err})") from None
+    return policy.to(device)

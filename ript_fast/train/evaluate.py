@@ -1,0 +1,163 @@
+"""Success rate of a policy on held-out contexts: `ript-fast eval` and `evaluate`.
+
+Held-out contexts are fresh env resets with seeds from `EVAL_SEED` on (demo collection uses small seeds, so
+they never coincide with training contexts). Episodes run as a few large batches through the engine with
+the trainer's own rollout loop (`train/rollout.collect_rollouts`: action chunks, `autoreset=False`), so an
+evaluation measures exactly the policy the trainer rolls out. QueST samples in evaluation (top-k, as the
+paper reports it); regression policies take their mean (`policy.samples_in_eval`).
+
+With a video path, a few more episodes from the first contexts run with rgb rendering and are written as
+a GIF (or MP4 when the path ends in .mp4 and imageio's ffmpeg plugin is installed), side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ript_fast.data.contexts import ContextDataset
+from ript_fast.policies.base import Policy
+from ript_fast.train.atomic import atomic_write, atomic_write_text
+from ript_fast.train.rollout import collect_rollouts
+
+EVAL_SEED = 100_000
+
+
+@dataclass
+class EvalResult:
+    env: str
+    episodes: int
+    successes: int
+    success_rate: float
+    mean_episode_steps: float
+    sampled: bool
+    seed: int
+    seconds: float
+    env_steps: int
+    video: str | None = None
+
+
+def evaluate(
+    policy: Policy,
+    env_name: str,
+    episodes: int = 50,
+    seed: int = EVAL_SEED,
+    batch_size: int = 50,
+    sample: bool | None = None,
+    video: str | Path | None = None,
+    video_episodes: int = 4,
+    progress: bool = True,
+) -> EvalResult:
+    """Runs `episodes` held-out episodes and returns the success rate (and writes a video if asked)."""
+    from tqdm import tqdm
+
+    from ript_fast.envs import make_vec_env
+
+    if episodes < 1 or batch_size < 1:
+        raise ValueError("episodes and batch_size must be >= 1")
+    sample = policy.samples_in_eval if sample is None else sample
+    obs_mode = "state+rgb" if policy.policy_config.obs.image_keys else "state"
+    contexts = ContextDataset.from_env(env_name, episodes, seed)
+    policy.eval()
+    start = time.perf_counter()
+    rewards, steps = [], []
+    env_steps = 0
+    with tqdm(total=episodes, desc=f"eval {env_name}", disable=not progress) as bar:
+        for first in range(0, episodes, batch_size):
+            index = list(range(first, min(first + batch_size, episodes)))
+            ctx = contexts.gather(index)
+            env = make_vec_env(env_name, len(index), seed=seed + first, obs_mode=obs_mode, autoreset=False)
+            try:
+                batch, timing = collect_rollouts(
+                    env,
+                    policy,
+                    ctx.states,
+                    np.array(index),
+                    policy.task_ids_for(ctx.task_names).numpy(),
+                    seed + first,
+                    sample,
+                )
+            finally:
+                env.close()
+            rewards.append(batch.rewards.numpy())
+            steps.append(batch.episode_steps.numpy())
+            env_steps += timing.env_steps
+            bar.update(len(index))
+            bar.set_postfix(success=f"{np.concatenate(rewards).mean():.2f}")
+    success = np.concatenate(rewards)
+    video_path = _record_video(policy, env_name, contexts, seed, sample, video, video_episodes) if video else None
+    return EvalResult(
+        env_name,
+        episodes,
+        int(success.sum()),
+        float(success.mean()),
+        float(np.concatenate(steps).mean()),
+        sample,
+        seed,
+        time.perf_counter() - start,
+        env_steps,
+        video_path,
+    )
+
+
+def write_result(result: EvalResult, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    atomic_write_text(path, json.dumps({**asdict(result), **(extra or {})}, indent=2) + "\n")
+    return Path(path)
+
+
+class _FrameRecorder:
+    """A vector env that keeps the rgb frames of every reset/step it passes through."""
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.frames: list[np.ndarray] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        self.frames.append(np.asarray(obs["rgb"]).copy())
+        return obs, info
+
+    def step(self, actions: np.ndarray) -> Any:
+        out = self.env.step(actions)
+        self.frames.append(np.asarray(out[0]["rgb"]).copy())
+        return out
+
+
+def _record_video(
+    policy: Policy, env_name: str, contexts: ContextDataset, seed: int, sample: bool, path: str | Path, episodes: int
+) -> str:
+    from ript_fast.envs import make_vec_env
+
+    n = min(episodes, len(contexts))
+    ctx = contexts.gather(list(range(n)))
+    env = _FrameRecorder(make_vec_env(env_name, num_envs=n, seed=seed, obs_mode="state+rgb", autoreset=False))
+    try:
+        collect_rollouts(
+            env, policy, ctx.states, np.arange(n), policy.task_ids_for(ctx.task_names).numpy(), seed, sample
+        )
+    finally:
+        env.close()
+    frames = [np.concatenate(list(f), axis=1) for f in env.frames]  # the n episodes side by side
+    return str(write_video(frames, path))
+
+
+def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 25) -> Path:
+    """(H, W, 3) uint8 frames -> a GIF, or an MP4 when `path` ends in .mp4 (needs imageio-ffmpeg)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if path.suffix == ".mp4":
+        atomic_write(path, lambda tmp: iio.imwrite(tmp, np.stack(frames), extension=".mp4", fps=fps))
+    else:
+        atomic_write(
+            path, lambda tmp: iio.imwrite(tmp, np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
+        )
+    return path

@@ -1,0 +1,220 @@
+"""Rollout collection: K rollouts of each context, all stepped as one batch in the engine.
+
+One call runs a whole batch of episodes to the end. The policy is queried once per action chunk for all
+still-running envs in one forward pass; an env that finishes (success or time limit) is masked: the engine
+does not step it again (`autoreset=False`) and it is never queried again. What each query sampled, its
+log-prob at sampling time and its conditioning are kept, per rollout, for the PPO update.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
+import torch
+
+from ript_fast.policies.base import ChunkSample, Observation, Policy
+
+
+@dataclass
+class RolloutBatch:
+    """R finished rollouts, queries padded to Q per rollout (`query_mask` marks the real ones).
+
+    Rollouts of one group (the K rollouts of one context) are consecutive: rollout r is in group r // K.
+    """
+
+    rewards: torch.Tensor  # (R,) float32, 1.0 = success
+    context_ids: torch.Tensor  # (R,) int64 index of the context in the context dataset
+    episode_steps: torch.Tensor  # (R,) int64 env steps taken
+    query_mask: torch.Tensor  # (R, Q) bool
+    decisions: torch.Tensor  # (R, Q, L) int64 tokens, or (R, Q, L, D) float32
+    logprob_old: torch.Tensor  # (R, Q, L) float32 per-element log-prob at sampling time
+    cond: dict[str, torch.Tensor] = field(default_factory=dict)  # (R, Q, ...) each
+
+    def __len__(self) -> int:
+        return int(self.rewards.shape[0])
+
+    @property
+    def num_queries(self) -> int:
+        return int(self.query_mask.shape[1])
+
+    def select(self, index: torch.Tensor | Sequence[int]) -> RolloutBatch:
+        """The rollouts at `index`, trimmed to the longest of them."""
+        index = torch.as_tensor(index, dtype=torch.int64)
+        q = int(self.query_mask[index].sum(dim=1).max().item()) if len(index) else 0
+        return self._map(lambda t, per_query: t[index, :q] if per_query else t[index])
+
+    @staticmethod
+    def cat(batches: Sequence[RolloutBatch]) -> RolloutBatch:
+        """Concatenates batches along rollouts, padding their queries to a common Q."""
+        q = max(b.num_queries for b in batches)
+        padded = [b.pad_queries(q) for b in batches]
+        first = padded[0]
+        out = {}
+        for f in fields(RolloutBatch):
+            if f.name == "cond":
+                out["cond"] = {k: torch.cat([b.cond[k] for b in padded]) for k in first.cond}
+            else:
+                out[f.name] = torch.cat([getattr(b, f.name) for b in padded])
+        return RolloutBatch(**out)
+
+    def pad_queries(self, q: int) -> RolloutBatch:
+        extra = q - self.num_queries
+        if extra <= 0:
+            return self
+
+        def pad(t: torch.Tensor, per_query: bool) -> torch.Tensor:
+            if not per_query:
+                return t
+            filler = t.new_zeros((t.shape[0], extra, *t.shape[2:]))
+            return torch.cat([t, filler], dim=1)
+
+        return self._map(pad)
+
+    def _map(self, fn) -> RolloutBatch:  # fn(tensor, per_query: bool) -> tensor
+        per_query = {"query_mask", "decisions", "logprob_old"}
+        changed = {f.name: fn(getattr(self, f.name), f.name in per_query) for f in fields(self) if f.name != "cond"}
+        changed["cond"] = {k: fn(v, True) for k, v in self.cond.items()}
+        return replace(self, **changed)
+
+
+@dataclass
+class RolloutTiming:
+    """Wall-clock seconds of one collection, split where the time goes."""
+
+    env_step: float = 0.0
+    env_reset: float = 0.0
+    policy_act: float = 0.0
+    env_steps: int = 0  # env steps actually simulated (finished envs excluded)
+
+    def add(self, other: RolloutTiming) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def collect_rollouts(
+    env,
+    policy: Policy,
+    init_states: np.ndarray,
+    context_ids: np.ndarray,
+    task_ids: np.ndarray,
+    seed: int,
+    sample: bool = True,
+) -> tuple[RolloutBatch, RolloutTiming]:
+    """Runs one episode per env from `init_states` (N, S) until every env has finished.
+
+    Args:
+        env: a vector env from `ript_fast.envs.make_vec_env(..., autoreset=False)` with N envs.
+        policy: queried once per action chunk for the envs still running.
+        init_states: (N, S) context vectors (`env.get_state()` layout), one per env.
+        context_ids: (N,) context index of each env (kept with the rollouts).
+        task_ids: (N,) index of each env's task in the policy's task list.
+        seed: seeds the reset (context noise) so a collection is reproducible.
+        sample: sample from the policy (training) or take its mode (evaluation of deterministic policies).
+    """
+    timing = RolloutTiming()
+    n = len(init_states)
+    if n != env.num_envs:
+        raise ValueError(f"init_states holds {n} contexts but the env has {env.num_envs} envs")
+    t0 = time.perf_counter()
+    obs, _ = env.reset(seed=seed, options={"init_state": init_states})
+    timing.env_reset = time.perf_counter() - t0
+
+    running = np.ones(n, dtype=bool)
+    success = np.zeros(n, dtype=bool)
+    steps = np.zeros(n, dtype=np.int64)
+    queries: list[tuple[np.ndarray, ChunkSample]] = []
+    actions = np.zeros((n, *env.single_action_space.shape), dtype=np.float32)
+    instructions = list(env.instructions)
+    task_ids_t = torch.as_tensor(task_ids, dtype=torch.int64)
+
+    while running.any():
+        ids = np.flatnonzero(running)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            chunk = policy.act(_observation(obs, ids, instructions, task_ids_t, policy), sample=sample)
+        timing.policy_act += time.perf_counter() - t0
+        queries.append((ids, _to_cpu(chunk)))
+        chunk_actions = chunk.actions.detach().cpu().numpy()
+        for h in range(chunk_actions.shape[1]):
+            actions[ids] = chunk_actions[:, h]
+            t0 = time.perf_counter()
+            obs, _, terminated, truncated, info = env.step(actions)
+            timing.env_step += time.perf_counter() - t0
+            timing.env_steps += int(running.sum())
+            steps += running
+            success |= np.asarray(info["success"], dtype=bool) & running
+            running &= ~(np.asarray(terminated) | np.asarray(truncated))
+            if not running[ids].any():
+                break
+            # Envs that finished mid-chunk drop out of the rest of it.
+            keep = running[ids]
+            ids, chunk_actions = ids[keep], chunk_actions[keep]
+
+    batch = _pack(queries, n, success, steps, context_ids)
+    return batch, timing
+
+
+def _observation(
+    obs: np.ndarray | dict[str, np.ndarray],
+    ids: np.ndarray,
+    instructions: list[str],
+    task_ids: torch.Tensor,
+    policy: Policy,
+) -> Observation:
+    device = next(policy.parameters()).device
+    if isinstance(obs, dict):
+        state = obs.get("state")
+        images = {k: torch.as_tensor(v[ids], device=device) for k, v in obs.items() if k != "state"}
+    else:
+        state, images = obs, {}
+    state_t = None if state is None else torch.as_tensor(state[ids], dtype=torch.float32, device=device)
+    return Observation(
+        state=state_t,
+        instructions=[instructions[i] for i in ids],
+        task_ids=task_ids[ids].to(device),
+        images=images,
+    )
+
+
+def _to_cpu(chunk: ChunkSample) -> ChunkSample:
+    return ChunkSample(
+        actions=chunk.actions.detach().cpu(),
+        decision=chunk.decision.detach().cpu(),
+        logprob=chunk.logprob.detach().float().cpu(),
+        cond={k: v.detach().cpu() for k, v in chunk.cond.items()},
+    )
+
+
+def _pack(
+    queries: list[tuple[np.ndarray, ChunkSample]],
+    n: int,
+    success: np.ndarray,
+    steps: np.ndarray,
+    context_ids: np.ndarray,
+) -> RolloutBatch:
+    """Scatters the per-query samples (each over the envs still running then) into (N, Q, ...) tensors."""
+    q = len(queries)
+    first = queries[0][1]
+    mask = torch.zeros(n, q, dtype=torch.bool)
+    decisions = first.decision.new_zeros((n, q, *first.decision.shape[1:]))
+    logprob = torch.zeros(n, q, *first.logprob.shape[1:], dtype=torch.float32)
+    cond = {k: v.new_zeros((n, q, *v.shape[1:])) for k, v in first.cond.items()}
+    for j, (ids, chunk) in enumerate(queries):
+        rows = torch.as_tensor(ids, dtype=torch.int64)
+        mask[rows, j] = True
+        decisions[rows, j] = chunk.decision
+        logprob[rows, j] = chunk.logprob
+        for k, v in chunk.cond.items():
+            cond[k][rows, j] = v
+    return RolloutBatch(
+        rewards=torch.as_tensor(success, dtype=torch.float32),
+        context_ids=torch.as_tensor(context_ids, dtype=torch.int64),
+        episode_steps=torch.as_tensor(steps, dtype=torch.int64),
+        query_mask=mask,
+        decisions=decisions,
+        logprob_old=logprob,
+        cond=cond,
+    )

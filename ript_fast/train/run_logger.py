@@ -1,0 +1,103 @@
+"""What a run writes besides checkpoints: metrics.jsonl, TensorBoard scalars, and PNG plots of the curves.
+
+One JSON object per logged step in `metrics.jsonl` (appended and flushed, so a killed run loses at most the
+line being written), the same scalars in TensorBoard, and PNG plots redrawn from the full history so the
+curves can be looked at without TensorBoard.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ript_fast.train.atomic import atomic_write_text
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class RunLogger:
+    """Appends metrics to `run_dir/metrics.jsonl` and TensorBoard, and draws PNG plots on request."""
+
+    def __init__(self, run_dir: str | Path, step_key: str = "iteration") -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.step_key = step_key
+        self.history: list[dict[str, Any]] = read_metrics(self.run_dir)
+        self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def log(self, metrics: Mapping[str, Any]) -> None:
+        """Records one step's metrics (must include the step key)."""
+        record = dict(metrics)
+        step = int(record[self.step_key])
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.history.append(record)
+        for key, value in record.items():
+            if key != self.step_key and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._tb.add_scalar(key, value, step)
+        self._tb.flush()
+
+    def plot(self, filename: str, keys: Sequence[str], title: str, ylabel: str) -> Path:
+        """Draws the given metric keys against the step key into `run_dir/<filename>` (PNG)."""
+        return plot_metrics(self.history, self.run_dir / filename, keys, title, ylabel, self.step_key)
+
+    def truncate(self, last_step: int) -> None:
+        """Drops records after `last_step` (a resumed run logs them again) from the file and the history."""
+        self.history = [r for r in self.history if int(r[self.step_key]) <= last_step]
+        atomic_write_text(self.run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
+
+    def close(self) -> None:
+        self._tb.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The metrics history of a run folder; a torn last line (killed mid-write) is ignored."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+def plot_metrics(
+    history: Sequence[Mapping[str, Any]], out: Path, keys: Sequence[str], title: str, ylabel: str, step_key: str
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for key in keys:
+        points = [(r[step_key], r[key]) for r in history if _is_number(r.get(key))]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o", label=key)
+    ax.set_title(title)
+    ax.set_xlabel(step_key)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

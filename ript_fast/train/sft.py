@@ -1,0 +1,252 @@
+"""Supervised training (the paper's stages 1-2) of a policy on demo files: `ript-fast sft` and `run_sft`.
+
+A run is a list of stages, each a number of optimizer steps on one of the family's supervised losses
+(QueST: `autoencoder` then `prior`; OFT: `action` then `scale`), AdamW with a cosine decay per stage. It
+writes into its run folder: `config.yaml` (the resolved config), `metrics.jsonl` + TensorBoard + `loss.png`
+(run_logger), `checkpoints/latest.safetensors` + `checkpoints/train_state.pt` every `checkpoint_every` steps
+and at every stage end (`checkpoints/<stage>.safetensors`), and `policy.safetensors` at the end. A killed
+run resumes from the latest checkpoint (`resume=True`) with its optimizer, schedule and RNG state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ript_fast.config import to_dict
+from ript_fast.data.chunks import ChunkDataset
+from ript_fast.data.demo_file import read_demo_file
+from ript_fast.policies.base import Policy
+from ript_fast.policies.config import PolicyConfig
+from ript_fast.policies.factory import build_policy
+from ript_fast.policies.param_groups import decay_groups
+from ript_fast.train.atomic import atomic_write, atomic_write_text
+from ript_fast.train.checkpoint import load_policy, save_policy
+from ript_fast.train.run_logger import METRICS_FILE, RunLogger, read_metrics
+
+FINAL_CHECKPOINT = "policy.safetensors"
+STEP_KEY = "step"
+
+
+@dataclass
+class StageConfig:
+    name: str  # a stage of the policy family: quest: autoencoder | prior; oft: action | scale
+    steps: int
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio (QueST: 1e-4 -> 1e-5)
+    grad_clip: float = 100.0  # QueST's training.grad_clip
+
+
+@dataclass
+class SftConfig:
+    demos: list[str] = field(default_factory=list)  # HDF5 files, one task each
+    num_demos: int | None = None  # use the first N episodes of each file
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    stages: list[StageConfig] = field(default_factory=list)  # empty: every stage of the family, 1000 steps each
+    out_dir: str = "runs/sft"
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    log_every: int = 25
+    checkpoint_every: int = 500
+    init_checkpoint: str | None = None  # start from this policy (e.g. a pretrained autoencoder)
+    progress: bool = True
+
+
+@dataclass
+class _Progress:
+    """Where a run is: stage index, step within it, global step (what resume restores)."""
+
+    stage: int = 0
+    stage_step: int = 0
+    step: int = 0
+
+
+def run_sft(cfg: SftConfig, out_dir: str | Path | None = None, resume: bool = False) -> Path:
+    """Trains, checkpoints and returns the path of the final checkpoint (`<out>/policy.safetensors`)."""
+    out = Path(out_dir or cfg.out_dir)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    data = load_chunk_dataset(cfg)
+    state_file = out / "checkpoints" / "train_state.pt"
+    resuming = resume and state_file.exists()
+    policy = _initial_policy(cfg, data, out, resuming).to(cfg.device)
+    stages = cfg.stages or [StageConfig(name, 1000) for name in policy.sft_stages]
+    _check_stages(policy, stages)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    generator = torch.Generator().manual_seed(cfg.seed)
+    progress = _Progress()
+    saved: dict[str, Any] | None = torch.load(state_file, weights_only=False) if resuming else None
+    if saved is not None:
+        progress = _Progress(**saved["progress"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        _truncate_metrics(out, progress.step)
+    logger = RunLogger(out, step_key=STEP_KEY)
+    try:
+        for index in range(progress.stage, len(stages)):
+            progress.stage = index
+            _run_stage(cfg, policy, data, stages[index], progress, generator, out, logger, saved)
+            saved = None
+            progress = _Progress(index + 1, 0, progress.step)
+        final = save_policy(policy, out / FINAL_CHECKPOINT, _notes(cfg, data, progress, "done"))
+        _write_state(state_file, progress, None, None, generator)
+    finally:
+        logger.close()
+    return final
+
+
+def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
+    if not cfg.demos:
+        raise ValueError("sft config lists no demo files (key `demos`)")
+    obs = cfg.policy.obs
+    keys = list(dict.fromkeys([*obs.state_keys, *obs.image_keys]))
+    sets = [read_demo_file(path, obs_keys=keys, max_demos=cfg.num_demos) for path in cfg.demos]
+    chunk = cfg.policy.quest.chunk_size if cfg.policy.family == "quest" else cfg.policy.oft.chunk_size
+    return ChunkDataset(sets, chunk, obs.state_keys, obs.image_keys)
+
+
+def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: bool) -> Policy:
+    if resuming:
+        return load_policy(out / "checkpoints" / "latest.safetensors")
+    if cfg.init_checkpoint:
+        policy = load_policy(cfg.init_checkpoint)
+        if policy.spec.task_names != data.task_names:
+            raise ValueError(
+                f"init_checkpoint was trained on tasks {policy.spec.task_names}, the demos are {data.task_names}"
+            )
+        return policy
+    policy = build_policy(cfg.policy, data.spec)
+    policy.fit_normalizers(data.states, data.actions)
+    return policy
+
+
+def _check_stages(policy: Policy, stages: list[StageConfig]) -> None:
+    for stage in stages:
+        if stage.name not in policy.sft_stages:
+            raise ValueError(f"stage {stage.name!r} is not a {policy.family} stage; use {list(policy.sft_stages)}")
+        if stage.steps < 0 or stage.batch_size < 1:
+            raise ValueError(f"stage {stage.name!r}: steps must be >= 0 and batch_size >= 1")
+
+
+def _cosine(stage: StageConfig) -> Any:
+    def factor(step: int) -> float:
+        t = min(step / max(stage.steps, 1), 1.0)
+        return stage.min_lr_ratio + (1 - stage.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+def _run_stage(
+    cfg: SftConfig,
+    policy: Policy,
+    data: ChunkDataset,
+    stage: StageConfig,
+    progress: _Progress,
+    generator: torch.Generator,
+    out: Path,
+    logger: RunLogger,
+    saved: dict[str, Any] | None,
+) -> None:
+    from tqdm import tqdm
+
+    params = policy.sft_parameters(stage.name)
+    for p in policy.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(decay_groups(params, policy, stage.lr, stage.weight_decay, stage.name))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _cosine(stage))
+    if saved is not None and saved["optimizer"] is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+    policy.train()
+    bar = tqdm(total=stage.steps, initial=progress.stage_step, desc=f"sft {stage.name}", disable=not cfg.progress)
+    start = time.perf_counter()
+    while progress.stage_step < stage.steps:
+        loss, metrics = policy.sft_loss(stage.name, data.sample(stage.batch_size, generator))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        progress.stage_step += 1
+        progress.step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        if progress.stage_step % cfg.log_every == 0 or progress.stage_step == stage.steps:
+            record = {f"{stage.name}/{k}": v for k, v in metrics.items()}
+            record.update(
+                {
+                    STEP_KEY: progress.step,
+                    "stage": stage.name,
+                    f"{stage.name}/grad_norm": float(grad_norm),
+                    f"{stage.name}/lr": scheduler.get_last_lr()[0],
+                    "elapsed_s": time.perf_counter() - start,
+                }
+            )
+            logger.log(record)
+        if progress.stage_step % cfg.checkpoint_every == 0 and progress.stage_step < stage.steps:
+            _checkpoint(cfg, policy, data, progress, optimizer, scheduler, generator, out)
+    bar.close()
+    _checkpoint(cfg, policy, data, progress, optimizer, scheduler, generator, out)
+    save_policy(policy, out / "checkpoints" / f"{stage.name}.safetensors", _notes(cfg, data, progress, stage.name))
+    logger.plot("loss.png", [f"{s}/loss" for s in policy.sft_stages], "SFT loss", "loss")
+
+
+def _checkpoint(
+    cfg: SftConfig,
+    policy: Policy,
+    data: ChunkDataset,
+    progress: _Progress,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    generator: torch.Generator,
+    out: Path,
+) -> None:
+    """Policy first, then the train state that points at it: a kill between the two resumes from the
+    previous state with the newer weights, which loses at most `checkpoint_every` steps of schedule."""
+    save_policy(policy, out / "checkpoints" / "latest.safetensors", _notes(cfg, data, progress, "latest"))
+    _write_state(out / "checkpoints" / "train_state.pt", progress, optimizer, scheduler, generator)
+
+
+def _write_state(
+    path: Path, progress: _Progress, optimizer: torch.optim.Optimizer | None, scheduler: Any, generator: torch.Generator
+) -> None:
+    state = {
+        "progress": dataclasses.asdict(progress),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def _notes(cfg: SftConfig, data: ChunkDataset, progress: _Progress, stage: str) -> dict[str, Any]:
+    return {
+        "producer": "sft",
+        "stage": stage,
+        "step": progress.step,
+        "demos": list(cfg.demos),
+        "num_episodes": data.num_episodes,
+        "num_samples": len(data),
+    }
+
+
+def _truncate_metrics(out: Path, step: int) -> None:
+    """Drops metric lines logged after the checkpoint being resumed (they will be logged again)."""
+    kept = [r for r in read_metrics(out) if int(r.get(STEP_KEY, 0)) <= step]
+    atomic_write_text(out / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))
