@@ -19,10 +19,10 @@ def token_head_loss(
     """RLOO advantages -> per-token log-probs -> token-level PPO loss, plus the fused loss at sequence level."""
     advantages = ops.rloo_advantage(rewards).flatten()
     logp_new = ops.categorical_logprob(logits * 1.0, tokens, mask, temperature=0.9, reduction="none")
-    loss, stats = ops.ppo_clip_loss(logp_new, logp_old, advantages, 0.2, 0.28, return_stats=True, mask=mask)
+    loss, _, approx_kl, _ = ops.ppo_clip_loss(logp_new, logp_old, advantages, 0.2, 0.28, return_stats=True, mask=mask)
     seq_old = (logp_old * mask).sum(dim=1)
     fused = ops.categorical_ppo_loss(logits, tokens, seq_old, advantages, mask, temperature=0.9)
-    return loss + fused, stats.approx_kl
+    return loss + fused, approx_kl
 
 
 def continuous_head_loss(
