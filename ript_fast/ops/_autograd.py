@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 
 def first_order_only(op: str) -> None:
@@ -54,9 +55,18 @@ class FusedOp:
             self._eager = _eager_function(name, impl, setup, backward).apply
 
     def __call__(self, *args: Any) -> Any:
-        if torch.compiler.is_compiling():
-            return self.op(*args)
-        return self._eager(*args)
+        return self.op(*args) if _traced(args) else self._eager(*args)
+
+
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
+def _traced(args: tuple) -> bool:
+    """Whether anything but plain eager execution is under way: torch.compile, a dispatch mode (make_fx, fake
+    or functional tracing) or a tensor subclass. Those must see the custom op."""
+    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+        return True
+    return any(isinstance(a, torch.Tensor) and type(a) not in _PLAIN_TENSORS for a in args)
 
 
 def _eager_function(
