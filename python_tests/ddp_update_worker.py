@@ -38,6 +38,7 @@ def main(out: str, level: str) -> None:
     ppo_update(objective, optimizer, batch.select(share), advantages[share], schedule, settings, Dist(rank, world))
     if rank == 0:
         torch.save({n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}, out)
+    tdist.barrier()  # nobody tears the group down while a peer is still in a collective
     tdist.destroy_process_group()
 
 

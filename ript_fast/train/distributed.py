@@ -100,5 +100,7 @@ def rank_device(device: str, dist: Dist) -> str:
 
 
 def shutdown(dist: Dist) -> None:
+    """Leaves the process group (after a successful run, call `dist.barrier()` first so that no rank tears
+    the group down while a peer is still in a collective; after an error torchrun stops the other ranks)."""
     if dist.enabled and tdist.is_initialized():
         tdist.destroy_process_group()

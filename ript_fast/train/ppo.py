@@ -57,18 +57,17 @@ def ppo_loss(
         assert scores.logits is not None
         logits = _unflatten(scores.logits, valid, b, q)
         tokens = batch.decisions.reshape(b, q * per_elem).to(device)
-        loss, stats = ops.categorical_ppo_loss(
-            logits, tokens, logp_old, advantages, mask=elem_mask, return_stats=True, **clip
-        )
+        out = ops.categorical_ppo_loss(logits, tokens, logp_old, advantages, mask=elem_mask, return_stats=True, **clip)
     else:
         assert scores.loc is not None and scores.log_scale is not None
         loc = _unflatten(scores.loc, valid, b, q)
         log_scale = _unflatten(scores.log_scale, valid, b, q)
         actions = batch.decisions.reshape(b, q * per_elem, -1).to(device)
         logp_new = _continuous_logprob(policy.action_kind, loc, log_scale, actions, elem_mask, settings.ratio_level)
-        mask = elem_mask if settings.ratio_level == "token" else None
-        loss, stats = ops.ppo_clip_loss(logp_new, logp_old, advantages, mask=mask, return_stats=True, **clip)
-    return loss, {"clip_fraction": stats.clip_fraction, "approx_kl": stats.approx_kl, "ratio": stats.mean_ratio}
+        # token level: every valid chunk step; sequence level: every rollout with at least one valid query
+        mask = elem_mask if settings.ratio_level == "token" else elem_mask.any(dim=1)
+        out = ops.ppo_clip_loss(logp_new, logp_old, advantages, mask=mask, return_stats=True, **clip)
+    return out.loss, {"clip_fraction": out.clip_fraction, "approx_kl": out.approx_kl, "ratio": out.mean_ratio}
 
 
 class PPOObjective(torch.nn.Module):
@@ -155,11 +154,7 @@ def _continuous_logprob(
     level: RatioLevel,
 ) -> torch.Tensor:
     fn = ops.gaussian_logprob if kind == "gaussian" else ops.laplace_logprob
-    if level == "sequence":
-        return fn(loc, log_scale, actions, mask=mask)
-    b, t, d = loc.shape
-    flat = fn(loc.reshape(b * t, 1, d), log_scale.reshape(b * t, 1, d), actions.reshape(b * t, 1, d))
-    return flat.view(b, t)
+    return fn(loc, log_scale, actions, mask=mask, reduction="sum" if level == "sequence" else "none")
 
 
 def _unflatten(x: torch.Tensor, valid: torch.Tensor, b: int, q: int) -> torch.Tensor:

@@ -71,9 +71,10 @@ def run_train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool 
     try:
         _check_divisible(cfg, dist)
         out = Path(out_dir or cfg.out_dir)
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
-            _C.set_num_threads(cfg.threads)
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
+        if cfg.engine_threads > 0:
+            _C.set_num_threads(cfg.engine_threads)
         checkpoints = TrainerCheckpoints(out / "checkpoints", keep=cfg.keep_checkpoints)
         resumed = checkpoints.latest() if resume else None
         policy_path = _stage2_policy(cfg, out, dist) if resumed is None else resumed.policy_path
@@ -84,7 +85,9 @@ def run_train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool 
         trainer = RiptTrainer(cfg, policy, out, dist)
         if resumed is not None:
             trainer.restore(resumed.load_state())
-        return trainer.train(checkpoints)
+        final = trainer.train(checkpoints)
+        dist.barrier()
+        return final
     finally:
         shutdown(dist)
 
@@ -176,7 +179,6 @@ class RiptTrainer:
             final = self.out / FINAL_POLICY
             if main:
                 save_policy(self.policy, final, {"producer": "ript", "iteration": self.iteration})
-            self.dist.barrier()
         finally:
             bar.close()
             if self.logger is not None:
