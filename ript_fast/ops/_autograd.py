@@ -21,9 +21,10 @@ def scale_saved_grad(saved: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
     The usual `loss.backward()` passes 1, and returning the saved tensor itself lets autograd hand it to
     `.grad` as is: the fused losses then never hold two (B, T, V) buffers. Under torch.compile the value is not
-    known while tracing, so the product is always taken there.
+    known while tracing (dynamo, or AOT autograd tracing the backward with functional tensors, as torch 2.11
+    does), so the product is always taken there.
     """
-    if not torch.compiler.is_compiling() and grad.numel() == 1 and bool(grad == 1):
+    if grad.numel() == 1 and not _traced((grad,)) and bool(grad == 1):
         return saved
     return saved * grad
 
