@@ -279,7 +279,7 @@ def main() -> None:
     for case in CASES:
         if args.only in case.name:
             rows.append((case.name, run_case(case, args.device, args.reps)))
-            print(f"done: {case.name}", file=sys.stderr, flush=True)
+            print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)  # progress, row by row
     load_after = os.getloadavg()
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
     header = (

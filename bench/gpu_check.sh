@@ -7,14 +7,16 @@
 # Steps, each logged to $OUT/<step>.log with a one-line verdict on stdout (about 4-6 minutes in all):
 #   build     the core with CUDA kernels for sm_90 (CMake + ninja), placed in ript_fast/ in place
 #   tests     every ops test, the CUDA ones included (-m "cuda or not cuda")
-#   sanitize  each CUDA op once (masks, half precision, a bad token) under compute-sanitizer memcheck
-#   bench     bench/bench_ops.py --device cuda (table also in $OUT/bench_cuda.md)
+#   bench     bench/bench_ops.py --device cuda (table also in $OUT/bench_cuda.md), at most 240 s
+#   sanitize  each CUDA op once (masks, half precision, a bad token) under compute-sanitizer memcheck, <= 150 s
 # Without a GPU (a dry run on a CPU machine) the build and the CPU tests still run; the rest is skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/ript_gpu_check}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+# mujoco's import picks an OpenGL backend and fails without the glfw package (absent there); nothing here renders
+export MUJOCO_GL=${MUJOCO_GL:-disable}
 
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
@@ -49,8 +51,8 @@ info() {
 c._C.cuda_compiled, 'devices', c._C.cuda_device_count(), torch.cuda.get_device_name())"
 }
 
-sanitize() {
-  compute-sanitizer --tool memcheck --error-exitcode 9 python3 - <<'EOF'
+sanitize() {  # at most 150 s: the sanitizer slows everything it runs, torch's start-up included
+  cat >/tmp/ript_sanitize.py <<'EOF'
 import torch
 from ript_fast import ops
 
@@ -79,6 +81,7 @@ except IndexError as err:
 torch.cuda.synchronize()
 print("sanitize: every CUDA op ran")
 EOF
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 python3 /tmp/ript_sanitize.py
 }
 
 step build build || exit 1
@@ -86,8 +89,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if nvidia-smi >/dev/null 2>&1; then
   step info info
   step tests python3 -m pytest python_tests/test_ops_*.py -m "cuda or not cuda" -q -p no:cacheprovider -rs
+  step bench timeout 240 python3 bench/bench_ops.py --device cuda --markdown "$OUT/bench_cuda.md"
   step sanitize sanitize
-  step bench python3 bench/bench_ops.py --device cuda --markdown "$OUT/bench_cuda.md"
 else
   echo "no GPU: running the CPU tests only"
   step tests python3 -m pytest python_tests/test_ops_*.py -q -p no:cacheprovider

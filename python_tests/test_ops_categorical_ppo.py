@@ -37,7 +37,7 @@ def check_against_reference(problem: dict, rtol: float = 1e-7, atol: float = 1e-
     ours = logits.detach().clone().requires_grad_()
     theirs = logits.detach().double().requires_grad_()
     rest = {k: problem[k] for k in ("tokens", "logp_old", "advantages", "mask")}
-    loss, stats = ops.categorical_ppo_loss(ours, return_stats=True, **rest, **kwargs)
+    loss, *stats = ops.categorical_ppo_loss(ours, return_stats=True, **rest, **kwargs)
     loss_ref, stats_ref = categorical_ppo_loss_ref(theirs, **rest, **kwargs)
     torch.testing.assert_close(loss.double(), loss_ref, rtol=rtol, atol=atol)
     for got, expected in zip(stats, stats_ref, strict=True):
@@ -141,7 +141,7 @@ def test_extreme_logits(device: str, level: str) -> None:
     problem["tokens"][0, 1] = 40
     logits[0, 1, 40] = float("-inf")  # the sampled token itself impossible under the new policy
     x = logits.clone().requires_grad_()
-    loss, stats = ops.categorical_ppo_loss(x, **{k: v for k, v in problem.items() if k != "logits"}, return_stats=True)
+    loss, *stats = ops.categorical_ppo_loss(x, **{k: v for k, v in problem.items() if k != "logits"}, return_stats=True)
     assert torch.isfinite(loss) and all(torch.isfinite(s) for s in stats)
     loss.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()

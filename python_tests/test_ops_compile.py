@@ -19,10 +19,10 @@ def token_head_loss(
     """RLOO advantages -> per-token log-probs -> token-level PPO loss, plus the fused loss at sequence level."""
     advantages = ops.rloo_advantage(rewards).flatten()
     logp_new = ops.categorical_logprob(logits * 1.0, tokens, mask, temperature=0.9, reduction="none")
-    loss, stats = ops.ppo_clip_loss(logp_new, logp_old, advantages, 0.2, 0.28, return_stats=True, mask=mask)
+    loss, _, approx_kl, _ = ops.ppo_clip_loss(logp_new, logp_old, advantages, 0.2, 0.28, return_stats=True, mask=mask)
     seq_old = (logp_old * mask).sum(dim=1)
     fused = ops.categorical_ppo_loss(logits, tokens, seq_old, advantages, mask, temperature=0.9)
-    return loss + fused, stats.approx_kl
+    return loss + fused, approx_kl
 
 
 def continuous_head_loss(
@@ -68,3 +68,18 @@ def test_continuous_head_compiles_fullgraph(backend: str) -> None:
     got = run(compiled, [mean, log_scale], actions, logp_old, adv)
     for a, c in zip(got, eager, strict=True):
         torch.testing.assert_close(a, c)
+
+
+def test_make_fx_records_the_custom_ops() -> None:
+    """Tracing outside torch.compile (a dispatch mode) must record the ops, not run their eager fast path."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def loss(logits: torch.Tensor, tokens: torch.Tensor, old: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
+        return ops.ppo_clip_loss(ops.categorical_logprob(logits, tokens), old, adv)
+
+    args = (torch.randn(3, 4, 5), torch.randint(0, 5, (3, 4)), torch.randn(3), torch.randn(3))
+    graph = make_fx(loss)(*args)
+    targets = {str(node.target) for node in graph.graph.nodes if node.op == "call_function"}
+    assert any("ript_fast.categorical_logprob" in t for t in targets), targets
+    assert any("ript_fast.ppo_clip_loss" in t for t in targets), targets
+    torch.testing.assert_close(graph(*args), loss(*args))

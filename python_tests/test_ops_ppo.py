@@ -31,7 +31,7 @@ def check_against_reference(
 ) -> None:
     ours = logp_new.detach().clone().requires_grad_()
     theirs = logp_new.detach().double().requires_grad_()
-    loss, stats = ops.ppo_clip_loss(ours, logp_old, advantages, clip_eps, clip_eps_high, True, mask)
+    loss, *stats = ops.ppo_clip_loss(ours, logp_old, advantages, clip_eps, clip_eps_high, True, mask)
     loss_ref, stats_ref = ppo_clip_loss_ref(theirs, logp_old, advantages, clip_eps, clip_eps_high, mask)
     tol = {} if logp_new.dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
     torch.testing.assert_close(loss.double(), loss_ref, **tol)
@@ -91,7 +91,7 @@ def test_extreme_log_ratios_stay_finite(device: str) -> None:
     logp_new = torch.tensor([0.0, -1e4, 1e4, -inf, -3.0, 50.0], device=device, requires_grad=True)
     logp_old = torch.tensor([1e4, 0.0, -1e4, -2.0, -inf, 0.0], device=device)
     advantages = torch.tensor([1.0, -1.0, -1.0, 1.0, -1.0, -0.5], device=device)
-    loss, stats = ops.ppo_clip_loss(logp_new, logp_old, advantages, return_stats=True)
+    loss, *stats = ops.ppo_clip_loss(logp_new, logp_old, advantages, return_stats=True)
     assert torch.isfinite(loss) and all(torch.isfinite(s) for s in stats)
     loss.backward()
     assert logp_new.grad is not None and torch.isfinite(logp_new.grad).all()
@@ -111,7 +111,7 @@ def test_half_logp_new(device: str, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_empty_and_all_masked(device: str) -> None:
     empty = torch.zeros(0, device=device, requires_grad=True)
-    loss, stats = ops.ppo_clip_loss(empty, empty.detach(), empty.detach(), return_stats=True)
+    loss, *stats = ops.ppo_clip_loss(empty, empty.detach(), empty.detach(), return_stats=True)
     assert loss.item() == 0 and all(s.item() == 0 for s in stats)
     loss.backward()
     logp_new, logp_old, advantages = make_batch((3, 4), device)
@@ -184,3 +184,13 @@ def test_double_backward_is_refused() -> None:
     x = logp_new.requires_grad_()
     with pytest.raises(RuntimeError, match="double backward"):
         torch.autograd.grad(ops.ppo_clip_loss(x, logp_old, advantages), x, create_graph=True)
+
+
+def test_return_stats_is_a_named_loss_tuple() -> None:
+    logp_new, logp_old, advantages = make_batch((4, 3), "cpu")
+    result = ops.ppo_clip_loss(logp_new.requires_grad_(), logp_old, advantages, return_stats=True)
+    assert isinstance(result, ops.PPOLoss)
+    loss, clip_fraction, approx_kl, mean_ratio = result
+    assert result.approx_kl is approx_kl and result.mean_ratio is mean_ratio
+    assert loss.requires_grad and not any(s.requires_grad for s in (clip_fraction, approx_kl, mean_ratio))
+    torch.testing.assert_close(loss, ops.ppo_clip_loss(logp_new, logp_old, advantages))

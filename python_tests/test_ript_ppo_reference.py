@@ -7,47 +7,20 @@ with per-token ratios averaged over all valid tokens.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
+from python_tests.ppo_fixtures import frozen_batch, perturb, smoke_policy
 from ript_fast import ops
-from ript_fast.config import from_dict, load_yaml
-from ript_fast.policies.base import Observation, PolicySpec
-from ript_fast.policies.config import PolicyConfig
-from ript_fast.policies.factory import build_policy
 from ript_fast.train.ppo import PPOSettings, ppo_loss
-from ript_fast.train.rollout import RolloutBatch, _pack
+from ript_fast.train.rollout import RolloutBatch
 
 K = 4
 
 
 @pytest.fixture
 def policy():
-    cfg = from_dict(PolicyConfig, load_yaml("configs/sft_quest_smoke.yaml")["policy"], "policy")
-    torch.manual_seed(0)
-    p = build_policy(cfg, PolicySpec(action_dim=4, state_dim=39, task_names=["reach-v3"], instructions=["reach"]))
-    p.eval()
-    p.freeze_for_rl()
-    return p
-
-
-def frozen_batch(policy, num_rollouts: int = 2 * K, max_queries: int = 5) -> RolloutBatch:
-    """Real policy samples over ragged episodes: rollout r queries `lengths[r]` times."""
-    gen = torch.Generator().manual_seed(1)
-    lengths = torch.randint(1, max_queries + 1, (num_rollouts,), generator=gen)
-    queries = []
-    for q in range(max_queries):
-        ids = torch.nonzero(lengths > q).flatten().numpy()
-        obs = Observation(
-            state=torch.randn(len(ids), 39, generator=gen),
-            instructions=["reach"] * len(ids),
-            task_ids=torch.zeros(len(ids), dtype=torch.int64),
-        )
-        queries.append((ids, policy.act(obs)))
-    success = (torch.rand(num_rollouts, generator=gen) < 0.5).numpy()
-    success[0], success[1] = True, False  # the first group is informative
-    return _pack(queries, num_rollouts, success, lengths.numpy() * 8, np.arange(num_rollouts))
+    return smoke_policy()
 
 
 def reference_loss(policy, batch: RolloutBatch, adv: torch.Tensor, level: str, eps: float) -> torch.Tensor:
@@ -76,16 +49,13 @@ def reference_loss(policy, batch: RolloutBatch, adv: torch.Tensor, level: str, e
 
 @pytest.mark.parametrize("level", ["sequence", "token"])
 def test_trainer_loss_and_grads_match_reference(policy, level: str) -> None:
-    batch = frozen_batch(policy)
+    batch = frozen_batch(policy, 2 * K)
     adv = ops.rloo_advantage(batch.rewards.view(-1, K)).flatten()
     settings = PPOSettings(
         epochs=1, minibatch_rollouts=len(batch), clip_eps=0.2, clip_eps_high=None, ratio_level=level, max_grad_norm=1.0
     )
-    # perturb the policy so ratios differ from 1 (some clipped): the state after a few PPO steps
+    perturb(policy, 0.05)  # ratios away from 1, some clipped: the state after a few PPO steps
     params = [p for g in policy.rl_param_groups() for p in g["params"]]
-    with torch.no_grad():
-        for p in params:
-            p.add_(torch.randn_like(p) * 0.05)
     loss, stats = ppo_loss(policy, batch, adv, settings)
     grads = torch.autograd.grad(loss, params)
     expected = reference_loss(policy, batch, adv.double(), level, 0.2)
@@ -99,7 +69,7 @@ def test_trainer_loss_and_grads_match_reference(policy, level: str) -> None:
 
 def test_unperturbed_policy_has_unit_ratio(policy) -> None:
     """Old log-probs stored at sampling time equal the recomputed ones: ratio 1, nothing clipped."""
-    batch = frozen_batch(policy)
+    batch = frozen_batch(policy, 2 * K)
     adv = ops.rloo_advantage(batch.rewards.view(-1, K)).flatten()
     for level in ("sequence", "token"):
         settings = PPOSettings(1, len(batch), 0.2, None, level, 1.0)

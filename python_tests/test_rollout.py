@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ript_fast.config import from_dict, load_yaml
+from python_tests.ppo_fixtures import smoke_policy
 from ript_fast.envs import make_vec_env
-from ript_fast.policies.base import ChunkSample, PolicySpec
-from ript_fast.policies.config import PolicyConfig
-from ript_fast.policies.factory import build_policy
+from ript_fast.policies.base import ChunkSample
 from ript_fast.train.rollout import NonFiniteActionError, collect_rollouts
 
 N = 6
@@ -18,10 +16,7 @@ N = 6
 
 @pytest.fixture(scope="module")
 def policy():
-    cfg = from_dict(PolicyConfig, load_yaml("configs/sft_quest_smoke.yaml")["policy"], "policy")
-    torch.manual_seed(0)
-    spec = PolicySpec(action_dim=4, state_dim=39, task_names=["reach-v3"], instructions=["reach"])
-    return build_policy(cfg, spec).eval()
+    return smoke_policy()
 
 
 @pytest.fixture(scope="module")

@@ -28,20 +28,23 @@ class ConfigError(ValueError):
 BASE_KEY = "_base_"
 
 
-def packaged_configs_dir() -> Path:
-    """The presets of `configs/`, installed inside the package (`ript_fast/configs`)."""
-    return Path(__file__).resolve().parent / "configs"
+def preset_dirs() -> list[Path]:
+    """Where the presets of `configs/` are: inside the installed package (`ript_fast/configs`, put there by the
+    wheel build), or the `configs/` folder of a source checkout (editable installs import from there)."""
+    package = Path(__file__).resolve().parent
+    return [d for d in (package / "configs", package.parent / "configs") if d.is_dir()]
 
 
 def find_config(name: str | Path) -> Path:
-    """A config path as given if it exists, else the packaged preset of that name (`default`, `default.yaml`)."""
+    """A config path as given if it exists, else the preset of that name (`default`, `default.yaml`)."""
     path = Path(name)
     if path.exists():
         return path
-    for candidate in (packaged_configs_dir() / path.name, packaged_configs_dir() / f"{path.name}.yaml"):
-        if candidate.exists():
-            return candidate
-    raise ConfigError(f"no config file {name} (and no packaged preset of that name in {packaged_configs_dir()})")
+    for folder in preset_dirs():
+        for candidate in (folder / path.name, folder / f"{path.name}.yaml"):
+            if candidate.exists():
+                return candidate
+    raise ConfigError(f"no config file {name} (and no preset of that name in {', '.join(map(str, preset_dirs()))})")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

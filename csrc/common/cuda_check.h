@@ -4,9 +4,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace ript {
 
@@ -34,12 +36,36 @@ inline bool stream_is_capturing(cudaStream_t stream) {
   return status != cudaStreamCaptureStatusNone;
 }
 
+// cudaMallocAsync draws from the device's default pool, which by default hands its memory back to the driver at
+// every synchronisation; the kernels' small per-call scratch would then be re-mapped on each call. Once per
+// device, the pool is told to keep up to 64 MiB cached. A higher threshold set by someone else (torch's
+// cudaMallocAsync backend sets the maximum) is left as it is.
+inline void retain_pool_memory() {
+  static std::mutex mutex;
+  static std::vector<bool> done;
+  int device = 0;
+  cuda_check(cudaGetDevice(&device), "cudaGetDevice");
+  std::lock_guard<std::mutex> lock(mutex);
+  if (static_cast<size_t>(device) < done.size() && done[device]) return;
+  if (done.size() <= static_cast<size_t>(device)) done.resize(device + 1, false);
+  cudaMemPool_t pool = nullptr;
+  cuda_check(cudaDeviceGetDefaultMemPool(&pool, device), "cudaDeviceGetDefaultMemPool");
+  uint64_t threshold = 0;
+  cuda_check(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold), "cudaMemPoolGetAttribute");
+  uint64_t keep = uint64_t{64} << 20;
+  if (threshold < keep) {
+    cuda_check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep), "cudaMemPoolSetAttribute");
+  }
+  done[device] = true;
+}
+
 // Stream-ordered scratch memory for the duration of one call (n == 0 allocates nothing).
 template <typename T>
 class DeviceBuffer {
  public:
   DeviceBuffer(int64_t n, cudaStream_t stream) : stream_(stream) {
     if (n > 0) {
+      retain_pool_memory();
       void* p = nullptr;
       cuda_check(cudaMallocAsync(&p, sizeof(T) * static_cast<size_t>(n), stream), "cudaMallocAsync");
       ptr_ = static_cast<T*>(p);

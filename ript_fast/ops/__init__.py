@@ -8,11 +8,11 @@ the argument.
 from ript_fast.ops.categorical_logprob import categorical_logprob
 from ript_fast.ops.categorical_ppo_loss import categorical_ppo_loss
 from ript_fast.ops.continuous_logprob import gaussian_logprob, laplace_logprob
-from ript_fast.ops.ppo_clip_loss import PPOStats, ppo_clip_loss
+from ript_fast.ops.ppo_clip_loss import PPOLoss, ppo_clip_loss
 from ript_fast.ops.rloo_advantage import informative_groups, rloo_advantage
 
 __all__ = [
-    "PPOStats",
+    "PPOLoss",
     "categorical_logprob",
     "categorical_ppo_loss",
     "gaussian_logprob",

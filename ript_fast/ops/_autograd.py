@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 
 def first_order_only(op: str) -> None:
@@ -20,9 +21,10 @@ def scale_saved_grad(saved: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
     The usual `loss.backward()` passes 1, and returning the saved tensor itself lets autograd hand it to
     `.grad` as is: the fused losses then never hold two (B, T, V) buffers. Under torch.compile the value is not
-    known while tracing, so the product is always taken there.
+    known while tracing (dynamo, or AOT autograd tracing the backward with functional tensors, as torch 2.11
+    does), so the product is always taken there.
     """
-    if not torch.compiler.is_compiling() and grad.numel() == 1 and bool(grad == 1):
+    if grad.numel() == 1 and not _traced((grad,)) and bool(grad == 1):
         return saved
     return saved * grad
 
@@ -54,9 +56,18 @@ class FusedOp:
             self._eager = _eager_function(name, impl, setup, backward).apply
 
     def __call__(self, *args: Any) -> Any:
-        if torch.compiler.is_compiling():
-            return self.op(*args)
-        return self._eager(*args)
+        return self.op(*args) if _traced(args) else self._eager(*args)
+
+
+_PLAIN_TENSORS = (torch.Tensor, torch.nn.Parameter)
+
+
+def _traced(args: tuple) -> bool:
+    """Whether anything but plain eager execution is under way: torch.compile, a dispatch mode (make_fx, fake
+    or functional tracing) or a tensor subclass. Those must see the custom op."""
+    if torch.compiler.is_compiling() or _get_current_dispatch_mode() is not None:
+        return True
+    return any(isinstance(a, torch.Tensor) and type(a) not in _PLAIN_TENSORS for a in args)
 
 
 def _eager_function(

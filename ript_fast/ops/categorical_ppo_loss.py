@@ -14,7 +14,7 @@ from ript_fast.ops._autograd import FusedOp, first_order_only, scale_saved_grad
 from ript_fast.ops._buffers import launch, maybe_ref, ref
 from ript_fast.ops._checks import acc_dtype, check_same_device
 from ript_fast.ops.categorical_logprob import check_categorical
-from ript_fast.ops.ppo_clip_loss import PPOStats, check_clip, check_targets
+from ript_fast.ops.ppo_clip_loss import PPOLoss, check_clip, check_targets, with_stats
 
 
 def _forward(
@@ -103,7 +103,7 @@ def categorical_ppo_loss(
     clip_eps_high: float | None = None,
     temperature: float = 1.0,
     return_stats: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, PPOStats]:
+) -> torch.Tensor | PPOLoss:
     """Clipped PPO loss of sampled tokens straight from the logits, forward and backward fused.
 
     Equal (up to rounding) to `ppo_clip_loss` applied to `categorical_logprob` of the same tokens, at either
@@ -119,9 +119,10 @@ def categorical_ppo_loss(
         mask: optional (B, T) bool or float weights (>= 0).
         clip_eps, clip_eps_high: the clip range (0 < ...), clip_eps_high defaults to clip_eps.
         temperature: > 0, as in `categorical_logprob`.
-        return_stats: also return the PPOStats (clip fraction, k3 approx KL, mean ratio) as detached scalars.
+        return_stats: return a PPOLoss (the loss, clip fraction, k3 approx KL, mean ratio; the statistics are
+            detached scalars) instead of the loss alone.
     Returns:
-        The scalar loss (float32, float64 for float64 logits), and the PPOStats if asked for.
+        The scalar loss (float32, float64 for float64 logits), or the PPOLoss if return_stats.
 
     The logits gradient is computed in the forward only when logits require grad and grad mode is on. The
     backward is first-order only; calling it twice (retain_graph) works. See `categorical_logprob` for the
@@ -134,9 +135,7 @@ def categorical_ppo_loss(
     loss, stats, _ = _categorical_ppo_loss(
         logits, tokens, weights, logp_old, advantages, low, high, temperature, need_grad
     )
-    if return_stats:
-        return loss, PPOStats(stats[0], stats[1], stats[2])
-    return loss
+    return with_stats(loss, stats) if return_stats else loss
 
 
 def _check_ppo_targets(logits: torch.Tensor, logp_old: object, advantages: object) -> tuple[torch.Tensor, torch.Tensor]:

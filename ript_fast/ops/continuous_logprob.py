@@ -97,6 +97,13 @@ def _backward(
 _continuous_logprob = FusedOp("ript_fast::continuous_logprob", _forward, _forward_fake, _setup, _backward)
 
 
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether `shape` broadcasts to exactly `target` (torch.broadcast_shapes is slow for a per-step check)."""
+    if len(shape) > len(target):
+        return False
+    return all(s in (1, t) for s, t in zip(shape, target[len(target) - len(shape) :], strict=True))
+
+
 def _continuous(
     density: str,
     names: tuple[str, str],
@@ -116,11 +123,7 @@ def _continuous(
     actions = check_tensor("actions", actions)
     check_floating("actions", actions)
     check_shape("actions", actions, tuple(mean.shape), "(B, T, D)")
-    try:
-        broadcast = torch.broadcast_shapes(log_scale.shape, mean.shape)
-    except RuntimeError as err:
-        raise ValueError(f"{scale_name} of shape {tuple(log_scale.shape)} does not broadcast to (B, T, D)") from err
-    if broadcast != mean.shape:
+    if not _broadcasts_to(tuple(log_scale.shape), tuple(mean.shape)):
         raise ValueError(f"{scale_name} of shape {tuple(log_scale.shape)} does not broadcast to (B, T, D)")
     reduction = check_reduction(reduction)
     dtype = torch.promote_types(torch.promote_types(mean.dtype, log_scale.dtype), actions.dtype)

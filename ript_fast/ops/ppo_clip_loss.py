@@ -26,17 +26,24 @@ from ript_fast.ops._checks import (
 MAX_LOG_RATIO = 20.0
 
 
-class PPOStats(NamedTuple):
-    """Detached scalars, weighted like the loss.
+class PPOLoss(NamedTuple):
+    """What the PPO losses return with return_stats=True: the loss and three detached scalar statistics,
+    weighted like the loss (unpack as `loss, clip_fraction, approx_kl, mean_ratio = ...`).
 
     clip_fraction: share of elements whose gradient the clip zeroes (the clipped term is the smaller one).
     approx_kl: mean of (r - 1) - log r, the low-variance non-negative "k3" estimator of KL(pi_old || pi_new).
     mean_ratio: mean of r = pi_new / pi_old.
     """
 
+    loss: torch.Tensor
     clip_fraction: torch.Tensor
     approx_kl: torch.Tensor
     mean_ratio: torch.Tensor
+
+
+def with_stats(loss: torch.Tensor, stats: torch.Tensor) -> PPOLoss:
+    """The PPOLoss of a loss and the kernels' (3,) statistics."""
+    return PPOLoss(loss, stats[0], stats[1], stats[2])
 
 
 def _forward(
@@ -117,7 +124,7 @@ def ppo_clip_loss(
     clip_eps_high: float | None = None,
     return_stats: bool = False,
     mask: torch.Tensor | None = None,
-) -> torch.Tensor | tuple[torch.Tensor, PPOStats]:
+) -> torch.Tensor | PPOLoss:
     """Clipped PPO loss: the weighted mean of -min(r A, clip(r, 1 - clip_eps, 1 + clip_eps_high) A).
 
     Two ratio levels, chosen by the shape of the log-probs:
@@ -134,17 +141,16 @@ def ppo_clip_loss(
         logp_new: (B,) or (B, T) floating, differentiable (the only input that gets a gradient).
         logp_old: same shape; advantages: (B,). Both are treated as constants (no gradient).
         clip_eps: lower clip, > 0. clip_eps_high: upper clip, > 0 (default: clip_eps).
-        return_stats: also return a PPOStats of detached scalars (clip fraction, k3 approx KL, mean ratio).
+        return_stats: return a PPOLoss, the loss with detached scalar statistics (clip fraction, k3 approx KL,
+            mean ratio), instead of the loss alone.
         mask: optional bool or float weights shaped like logp_new; elements with weight 0 are never read.
     Returns:
-        The scalar loss (float32, or float64 for float64 logp_new), and the PPOStats if asked for.
+        The scalar loss (float32, or float64 for float64 logp_new), or the PPOLoss if return_stats.
     """
     logp_new, logp_old, advantages, weights = _check_ppo(logp_new, logp_old, advantages, mask)
     low, high = check_clip(clip_eps, clip_eps_high)
     loss, stats, _ = _ppo_clip_loss(logp_new, logp_old, advantages, weights, low, high)
-    if return_stats:
-        return loss, PPOStats(stats[0], stats[1], stats[2])
-    return loss
+    return with_stats(loss, stats) if return_stats else loss
 
 
 def check_targets(

@@ -19,6 +19,7 @@ import torch
 
 from ript_fast import ops
 from ript_fast.policies.base import Policy
+from ript_fast.train.distributed import Dist
 from ript_fast.train.rollout import RolloutBatch
 
 RatioLevel = Literal["sequence", "token"]
@@ -56,58 +57,92 @@ def ppo_loss(
         assert scores.logits is not None
         logits = _unflatten(scores.logits, valid, b, q)
         tokens = batch.decisions.reshape(b, q * per_elem).to(device)
-        loss, stats = ops.categorical_ppo_loss(
-            logits, tokens, logp_old, advantages, mask=elem_mask, return_stats=True, **clip
-        )
+        out = ops.categorical_ppo_loss(logits, tokens, logp_old, advantages, mask=elem_mask, return_stats=True, **clip)
     else:
         assert scores.loc is not None and scores.log_scale is not None
         loc = _unflatten(scores.loc, valid, b, q)
         log_scale = _unflatten(scores.log_scale, valid, b, q)
         actions = batch.decisions.reshape(b, q * per_elem, -1).to(device)
         logp_new = _continuous_logprob(policy.action_kind, loc, log_scale, actions, elem_mask, settings.ratio_level)
-        mask = elem_mask if settings.ratio_level == "token" else None
-        loss, stats = ops.ppo_clip_loss(logp_new, logp_old, advantages, mask=mask, return_stats=True, **clip)
-    return loss, {"clip_fraction": stats.clip_fraction, "approx_kl": stats.approx_kl, "ratio": stats.mean_ratio}
+        # token level: every valid chunk step; sequence level: every rollout with at least one valid query
+        mask = elem_mask if settings.ratio_level == "token" else elem_mask.any(dim=1)
+        out = ops.ppo_clip_loss(logp_new, logp_old, advantages, mask=mask, return_stats=True, **clip)
+    return out.loss, {"clip_fraction": out.clip_fraction, "approx_kl": out.approx_kl, "ratio": out.mean_ratio}
+
+
+class PPOObjective(torch.nn.Module):
+    """`ppo_loss` as a module over the policy, so DistributedDataParallel can wrap it and all-reduce the
+    gradients of the trainable parameters during the backward (the policy's own `forward` is not the loss)."""
+
+    def __init__(self, policy: Policy, settings: PPOSettings) -> None:
+        super().__init__()
+        self.policy = policy
+        self.settings = settings
+
+    def forward(self, batch: RolloutBatch, advantages: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return ppo_loss(self.policy, batch, advantages, self.settings)
+
+
+def minibatch_schedule(
+    num_rollouts: int, minibatch: int, epochs: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """The rollout indices of every minibatch step: `epochs` passes, each a fresh shuffle cut into minibatches."""
+    steps = []
+    for _ in range(epochs):
+        order = torch.randperm(num_rollouts, generator=generator)
+        steps.extend(order[i : i + minibatch] for i in range(0, num_rollouts, minibatch))
+    return steps
+
+
+def loss_weight(batch: RolloutBatch, level: RatioLevel) -> float:
+    """What the loss of `batch` averages over: valid tokens (token level) or rollouts (sequence level)."""
+    if level == "token":
+        return float(batch.query_mask.sum().item() * batch.decisions.shape[2])
+    return float(len(batch))
 
 
 def ppo_update(
-    policy: Policy,
+    objective: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: RolloutBatch,
     advantages: torch.Tensor,
+    schedule: list[torch.Tensor],
     settings: PPOSettings,
-    generator: torch.Generator,
+    dist: Dist,
 ) -> dict[str, float]:
-    """N epochs over shuffled minibatches of rollouts.
+    """One optimizer step per minibatch of `schedule` (Algorithm 1, lines 16-18).
 
-    Returns the mean of each statistic over the minibatch steps, and the seconds spent in the forward
-    (log-prob recompute + loss), the backward and the optimizer (`time_forward`, `time_backward`,
-    `time_optimizer`, totals over the update).
+    `objective` is a `PPOObjective`, or that wrapped in DDP when several ranks train together: each rank then
+    holds its own share of every minibatch, and the loss is rescaled so that the all-reduced gradient is
+    exactly the gradient of the loss over the whole minibatch (the same as one process holding all of it).
+
+    Returns the mean of each statistic over the steps (averaged over ranks), and the seconds spent in the
+    forward (log-prob recompute + loss), the backward and the optimizer (`time_forward`, ...).
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     totals: dict[str, float] = {}
     clock = {"time_forward": 0.0, "time_backward": 0.0, "time_optimizer": 0.0}
-    steps = 0
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(batch), generator=generator)
-        for start in range(0, len(batch), settings.minibatch_rollouts):
-            idx = order[start : start + settings.minibatch_rollouts]
-            t0 = time.perf_counter()
-            loss, stats = ppo_loss(policy, batch.select(idx), advantages[idx], settings)
-            t1 = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            t2 = time.perf_counter()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-            optimizer.step()
-            t3 = time.perf_counter()
-            clock["time_forward"] += t1 - t0
-            clock["time_backward"] += t2 - t1
-            clock["time_optimizer"] += t3 - t2
-            for k, v in {"loss": loss.detach(), "grad_norm": grad_norm, **stats}.items():
-                totals[k] = totals.get(k, 0.0) + float(v)
-            steps += 1
-    return {**{k: v / max(steps, 1) for k, v in totals.items()}, **clock}
+    for idx in schedule:
+        minibatch = batch.select(idx)
+        t0 = time.perf_counter()
+        loss, stats = objective(minibatch, advantages[idx])
+        local = loss_weight(minibatch, settings.ratio_level)
+        total = dist.sum({"w": local})["w"]
+        scale = local * dist.world / total if total > 0 else 0.0
+        t1 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        (loss * scale).backward()
+        t2 = time.perf_counter()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        t3 = time.perf_counter()
+        clock["time_forward"] += t1 - t0
+        clock["time_backward"] += t2 - t1
+        clock["time_optimizer"] += t3 - t2
+        for k, v in {"loss": loss.detach(), "grad_norm": grad_norm, **stats}.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    means = {k: v / max(len(schedule), 1) for k, v in totals.items()}
+    return {**{k: v / dist.world for k, v in dist.sum(means).items()}, **clock}
 
 
 def _continuous_logprob(
@@ -119,11 +154,7 @@ def _continuous_logprob(
     level: RatioLevel,
 ) -> torch.Tensor:
     fn = ops.gaussian_logprob if kind == "gaussian" else ops.laplace_logprob
-    if level == "sequence":
-        return fn(loc, log_scale, actions, mask=mask)
-    b, t, d = loc.shape
-    flat = fn(loc.reshape(b * t, 1, d), log_scale.reshape(b * t, 1, d), actions.reshape(b * t, 1, d))
-    return flat.view(b, t)
+    return fn(loc, log_scale, actions, mask=mask, reduction="sum" if level == "sequence" else "none")
 
 
 def _unflatten(x: torch.Tensor, valid: torch.Tensor, b: int, q: int) -> torch.Tensor:

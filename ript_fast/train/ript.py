@@ -29,6 +29,7 @@ import torch
 import yaml
 
 from ript_fast import ops
+from ript_fast._core import _C
 from ript_fast.config import ConfigError, to_dict
 from ript_fast.data.contexts import ContextDataset
 from ript_fast.envs import make_vec_env
@@ -37,8 +38,9 @@ from ript_fast.policies.base import Policy
 from ript_fast.train.atomic import atomic_write_text
 from ript_fast.train.checkpoint import load_policy, save_policy
 from ript_fast.train.context_sampling import TaskGroupSampler
+from ript_fast.train.distributed import Dist, init_distributed, rank_device, shutdown
 from ript_fast.train.dynamic_sampling import SamplingStats, collect_informative_groups
-from ript_fast.train.ppo import PPOSettings, ppo_update
+from ript_fast.train.ppo import PPOObjective, PPOSettings, minibatch_schedule, ppo_update
 from ript_fast.train.rollout import NonFiniteActionError, RolloutBatch, RolloutTiming, collect_rollouts
 from ript_fast.train.run_config import TrainConfig
 from ript_fast.train.run_logger import RunLogger
@@ -56,34 +58,69 @@ PLOTS = {
 
 
 def run_train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = False) -> Path:
-    """Runs (or resumes) a RIPT run and returns the path of its final policy checkpoint."""
+    """Runs (or resumes) a RIPT run and returns the path of its final policy checkpoint.
+
+    Under `torchrun` every rank calls this; rank 0 makes the stage-2 policy and writes the run folder (which
+    must be on a filesystem all ranks see, for a multi-node resume).
+    """
     try:
         resolve_tasks(cfg.env)
     except ValueError as err:
         raise ConfigError(f"env: {err}") from None
-    out = Path(out_dir or cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-        from ript_fast._core import _C
+    dist = init_distributed(cfg.device)
+    try:
+        _check_divisible(cfg, dist)
+        out = Path(out_dir or cfg.out_dir)
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
+        if cfg.engine_threads > 0:
+            _C.set_num_threads(cfg.engine_threads)
+        checkpoints = TrainerCheckpoints(out / "checkpoints", keep=cfg.keep_checkpoints)
+        resumed = checkpoints.latest() if resume else None
+        policy_path = _stage2_policy(cfg, out, dist) if resumed is None else resumed.policy_path
+        if dist.is_main and resumed is None:
+            checkpoints.clear()  # a fresh run into an old folder must never resume from the old run's files
+        dist.barrier()
+        policy = load_policy(policy_path, device=rank_device(cfg.device, dist))
+        trainer = RiptTrainer(cfg, policy, out, dist)
+        if resumed is not None:
+            trainer.restore(resumed.load_state())
+        final = trainer.train(checkpoints)
+        dist.barrier()
+        return final
+    finally:
+        shutdown(dist)
 
-        _C.set_num_threads(cfg.threads)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    checkpoints = TrainerCheckpoints(out / "checkpoints", keep=cfg.keep_checkpoints)
-    resumed = checkpoints.latest() if resume else None
-    policy_path = resumed.policy_path if resumed else prepare_stage2_policy(cfg, out)
-    policy = load_policy(policy_path, device=cfg.device)
-    trainer = RiptTrainer(cfg, policy, out)
-    if resumed is not None:
-        trainer.restore(resumed.load_state())
-    return trainer.train(checkpoints)
+
+def _stage2_policy(cfg: TrainConfig, out: Path, dist: Dist) -> Path:
+    """Rank 0 finds or makes (demos + SFT) the stage-2 policy; the others wait for its path."""
+    path = None
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        path = str(prepare_stage2_policy(cfg, out))
+    return Path(dist.broadcast(path))
+
+
+def _check_divisible(cfg: TrainConfig, dist: Dist) -> None:
+    r = cfg.ript
+    if r.batch_rollouts % (r.group_size * dist.world):
+        raise ConfigError(
+            f"ript.batch_rollouts (B={r.batch_rollouts}) must be a multiple of group_size x ranks "
+            f"({r.group_size} x {dist.world}): every rank contributes the same number of groups"
+        )
+    if r.minibatch_rollouts % dist.world:
+        raise ConfigError(
+            f"ript.minibatch_rollouts ({r.minibatch_rollouts}) must be a multiple of the {dist.world} ranks"
+        )
 
 
 class RiptTrainer:
     """Algorithm 1 over a batched env, with held-out evaluation, logging and checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, policy: Policy, out: Path) -> None:
+    def __init__(self, cfg: TrainConfig, policy: Policy, out: Path, dist: Dist | None = None) -> None:
         self.cfg, self.policy, self.out = cfg, policy, out
+        self.dist = dist or Dist()
         self.policy.eval()  # dropout off while sampling and scoring: stored old log-probs stay exact
         groups = self.policy.freeze_for_rl()
         self.optimizer = torch.optim.AdamW(_override_lrs(groups, cfg))
@@ -97,51 +134,64 @@ class RiptTrainer:
                 f"({len(self.tasks)}): each round rolls out every task equally often"
             )
         group_tasks = [self.tasks[g % len(self.tasks)] for g in range(r.contexts_per_round)]
-        self.sampler = TaskGroupSampler(self.train_contexts.task_names, group_tasks, seed=cfg.seed * 7919)
+        rank = self.dist.rank
+        self.sampler = TaskGroupSampler(self.train_contexts.task_names, group_tasks, seed=cfg.seed * 7919 + rank * 7)
         obs_mode = "state+rgb" if self.policy.policy_config.obs.image_keys else "state"
-        self.env = _make_env(cfg, [t for t in group_tasks for _ in range(r.group_size)], cfg.seed, obs_mode)
-        self.eval_env = _make_env(cfg, self.eval_contexts.task_names, cfg.contexts.eval_seed, obs_mode)
+        self.env = _make_env(cfg, [t for t in group_tasks for _ in range(r.group_size)], cfg.seed + rank, obs_mode)
+        # Held-out contexts are split over ranks: rank r evaluates contexts r, r + world, ...
+        self.eval_rows = np.arange(rank, len(self.eval_contexts), self.dist.world)
+        eval_tasks = [self.eval_contexts.task_names[i] for i in self.eval_rows]
+        self.eval_env = _make_env(cfg, eval_tasks, cfg.contexts.eval_seed, obs_mode) if eval_tasks else None
         self.iteration = 0
         self.total_env_steps = 0
         self.best_eval = -1.0
-        self.logger = RunLogger(out)
+        self.logger = RunLogger(out) if self.dist.is_main else None
         self.settings = PPOSettings(
             epochs=r.ppo_epochs,
-            minibatch_rollouts=r.minibatch_rollouts,
+            minibatch_rollouts=r.minibatch_rollouts // self.dist.world,
             clip_eps=r.clip_eps,
             clip_eps_high=r.clip_eps_high,
             ratio_level=r.ratio_level,
             max_grad_norm=r.max_grad_norm,
         )
+        self.objective = _ddp(PPOObjective(policy, self.settings), self.dist, policy.device)
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def train(self, checkpoints: TrainerCheckpoints) -> Path:
         from tqdm import tqdm
 
         r = self.cfg.ript
-        bar = tqdm(total=r.iterations, initial=self.iteration, desc="ript", disable=not self.cfg.progress)
+        main = self.dist.is_main
+        bar = tqdm(total=r.iterations, initial=self.iteration, desc="ript", disable=not (self.cfg.progress and main))
         try:
+            if self.logger is not None:  # drop what a killed run logged past its checkpoint (or an old run's log)
+                self.logger.truncate(self.iteration if self.iteration else -1)
             if self.iteration == 0:
-                self._log_initial_eval()
+                self._log(self._initial_eval())
             while self.iteration < r.iterations:
                 self.iteration += 1
                 record = self._iteration()
-                self.logger.log(record)
-                self._plot()
-                checkpoints.save(self.iteration, self.policy, self.state_dict())
+                self._log(record)
+                state = self.state_dict()  # a collective: every rank takes part
+                if main:
+                    checkpoints.save(self.iteration, self.policy, state)
                 bar.update(1)
                 bar.set_postfix_str(_postfix(record))
-            final = save_policy(self.policy, self.out / FINAL_POLICY, {"producer": "ript", "iteration": self.iteration})
+            final = self.out / FINAL_POLICY
+            if main:
+                save_policy(self.policy, final, {"producer": "ript", "iteration": self.iteration})
         finally:
             bar.close()
-            self.logger.close()
+            if self.logger is not None:
+                self.logger.close()
             self.env.close()
-            self.eval_env.close()
+            if self.eval_env is not None:
+                self.eval_env.close()
         return final
 
     def _iteration(self) -> dict[str, Any]:
         start = time.perf_counter()
-        seed = _derive_seed(self.cfg.seed, self.iteration)
+        seed = _derive_seed(self.cfg.seed, self.iteration, salt=2 + self.dist.rank)
         torch.manual_seed(seed)
         r = self.cfg.ript
         rounds = iter(range(r.max_rounds))
@@ -151,26 +201,23 @@ class RiptTrainer:
                 self.sampler,
                 r.contexts_per_round,
                 r.group_size,
-                r.batch_rollouts,
+                r.batch_rollouts // self.dist.world,
                 r.dynamic_sampling,
                 r.max_rounds,
             )
         except NonFiniteActionError as err:
-            raise NonFiniteActionError(f"iteration {self.iteration}: {err}") from None
-        self.total_env_steps += timing.env_steps
+            raise NonFiniteActionError(f"iteration {self.iteration}, rank {self.dist.rank}: {err}") from None
+        batch = self._same_size_on_every_rank(batch)
         update: dict[str, float] = {}
         update_seconds = 0.0
         if batch is not None:
             t0 = time.perf_counter()
             advantages = ops.rloo_advantage(batch.rewards.view(-1, r.group_size)).flatten()
-            update = ppo_update(
-                self.policy,
-                self.optimizer,
-                batch,
-                advantages,
-                self.settings,
-                torch.Generator().manual_seed(seed),
-            )
+            # The shuffle is the same on every rank (same seed, same local size): minibatch j of the job is
+            # the union of every rank's minibatch j.
+            generator = torch.Generator().manual_seed(_derive_seed(self.cfg.seed, self.iteration, salt=1))
+            schedule = minibatch_schedule(len(batch), self.settings.minibatch_rollouts, r.ppo_epochs, generator)
+            update = ppo_update(self.objective, self.optimizer, batch, advantages, schedule, self.settings, self.dist)
             update_seconds = time.perf_counter() - t0
         with warnings.catch_warnings():  # an iteration without an informative group made no optimizer step
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
@@ -180,6 +227,15 @@ class RiptTrainer:
             record.update(self._evaluate())
         record["seconds"] = time.perf_counter() - start
         return record
+
+    def _same_size_on_every_rank(self, batch: RolloutBatch | None) -> RolloutBatch | None:
+        """Trims every rank's batch to the smallest rank's number of groups (only differs after a round cap),
+        so all ranks take the same number of minibatch steps with equally sized shares."""
+        k = self.cfg.ript.group_size
+        groups = self.dist.min(len(batch) // k if batch is not None else 0)
+        if groups == 0 or batch is None:
+            return None
+        return batch if len(batch) == groups * k else batch.select(torch.arange(groups * k))
 
     # ---- rollouts ---------------------------------------------------------------------------------------
     def _collect(self, group_rows: np.ndarray, seed: int) -> tuple[RolloutBatch, RolloutTiming]:
@@ -199,34 +255,48 @@ class RiptTrainer:
         )
 
     def _evaluate(self) -> dict[str, Any]:
+        """One episode per held-out context (this rank's share), success summed over ranks."""
         t0 = time.perf_counter()
-        ctx = self.eval_contexts.gather(range(len(self.eval_contexts)))
-        sample = self.policy.samples_in_eval if self.cfg.eval.sample is None else self.cfg.eval.sample
-        with _seeded(_derive_seed(self.cfg.seed, self.iteration, salt=1)):
-            batch, _ = collect_rollouts(
-                self.eval_env,
-                self.policy,
-                ctx.states,
-                np.arange(len(ctx.states)),
-                self.policy.task_ids_for(ctx.task_names).numpy(),
-                self.cfg.contexts.eval_seed,
-                sample=sample,
-            )
-        success = float(batch.rewards.mean())
+        counts: dict[str, float] = {}
+        if self.eval_env is not None:
+            ctx = self.eval_contexts.gather(self.eval_rows.tolist())
+            sample = self.policy.samples_in_eval if self.cfg.eval.sample is None else self.cfg.eval.sample
+            with _seeded(_derive_seed(self.cfg.seed, self.iteration, salt=3 + self.dist.rank)):
+                batch, _ = collect_rollouts(
+                    self.eval_env,
+                    self.policy,
+                    ctx.states,
+                    self.eval_rows,
+                    self.policy.task_ids_for(ctx.task_names).numpy(),
+                    self.cfg.contexts.eval_seed,
+                    sample=sample,
+                )
+            for task, reward in zip(ctx.task_names, batch.rewards.tolist(), strict=True):
+                counts[f"{task}/n"] = counts.get(f"{task}/n", 0.0) + 1
+                counts[f"{task}/ok"] = counts.get(f"{task}/ok", 0.0) + reward
+        counts = self.dist.sum({**{f"{t}/{k}": 0.0 for t in self.tasks for k in ("n", "ok")}, **counts})
+        success = sum(counts[f"{t}/ok"] for t in self.tasks) / sum(counts[f"{t}/n"] for t in self.tasks)
         result: dict[str, Any] = {"eval_success": success, "eval_seconds": time.perf_counter() - t0}
-        tasks = np.asarray(ctx.task_names)
         if len(self.tasks) > 1:
-            for task in self.tasks:
-                result[f"eval_success/{task}"] = float(batch.rewards[torch.as_tensor(tasks == task)].mean())
+            for t in self.tasks:
+                result[f"eval_success/{t}"] = counts[f"{t}/ok"] / max(counts[f"{t}/n"], 1)
         if success > self.best_eval:
             self.best_eval = success
-            save_policy(self.policy, self.out / BEST_POLICY, {"producer": "ript", "iteration": self.iteration})
+            if self.dist.is_main:
+                save_policy(self.policy, self.out / BEST_POLICY, {"producer": "ript", "iteration": self.iteration})
         return result
 
-    def _log_initial_eval(self) -> None:
+    def _initial_eval(self) -> dict[str, Any]:
         record: dict[str, Any] = {"iteration": 0, "train_success": None, "env_steps": 0, "total_env_steps": 0}
         record.update(self._evaluate())
+        return record
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.logger is None:
+            return
         self.logger.log(record)
+        for filename, (keys, title, ylabel) in PLOTS.items():
+            self.logger.plot(filename, keys, title, ylabel)
 
     # ---- bookkeeping ------------------------------------------------------------------------------------
     def _record(
@@ -237,30 +307,46 @@ class RiptTrainer:
         update_seconds: float,
         batch: RolloutBatch | None,
     ) -> dict[str, Any]:
-        rollout_seconds = timing.env_step + timing.env_reset + timing.policy_act
+        """The iteration's metrics, summed (counts) or averaged (times, rates) over ranks."""
+        totals = self.dist.sum(
+            {
+                "rollouts_run": stats.rollouts_run,
+                "successes": stats.successes,
+                "groups_tried": stats.groups_tried,
+                "groups_rejected": stats.groups_rejected,
+                "groups_kept": len(batch) // self.cfg.ript.group_size if batch is not None else 0,
+                "rounds": stats.rounds,
+                "cap_hit": float(stats.cap_hit),
+                "env_steps": timing.env_steps,
+                "env_step": timing.env_step,
+                "env_reset": timing.env_reset,
+                "policy_act": timing.policy_act,
+                "update": update_seconds,
+            }
+        )
+        world = self.dist.world
+        self.total_env_steps += int(totals["env_steps"])
+        rollout_seconds = (totals["env_step"] + totals["env_reset"] + totals["policy_act"]) / world
         return {
             "iteration": self.iteration,
-            "train_success": stats.success_rate,
-            "rejected_groups": stats.groups_rejected,
-            "kept_groups": stats.groups_kept,
-            "reject_rate": stats.groups_rejected / max(stats.groups_tried, 1),
-            "rounds": stats.rounds,
-            "sampling_cap_hit": stats.cap_hit,
-            "rollouts": len(batch) if batch is not None else 0,
-            "env_steps": timing.env_steps,
+            "train_success": totals["successes"] / max(totals["rollouts_run"], 1),
+            "rejected_groups": int(totals["groups_rejected"]),
+            "kept_groups": int(totals["groups_kept"]),
+            "reject_rate": totals["groups_rejected"] / max(totals["groups_tried"], 1),
+            "rounds": totals["rounds"] / world,
+            "sampling_cap_hit": totals["cap_hit"] > 0,
+            "rollouts": int(totals["groups_kept"]) * self.cfg.ript.group_size,
+            "env_steps": int(totals["env_steps"]),
             "total_env_steps": self.total_env_steps,
-            "env_steps_per_s": timing.env_steps / max(rollout_seconds, 1e-9),
-            "time_env_step": timing.env_step,
-            "time_env_reset": timing.env_reset,
-            "time_policy_act": timing.policy_act,
-            "time_update": update_seconds,
+            "env_steps_per_s": totals["env_steps"] / max(rollout_seconds, 1e-9),
+            "time_env_step": totals["env_step"] / world,
+            "time_env_reset": totals["env_reset"] / world,
+            "time_policy_act": totals["policy_act"] / world,
+            "time_update": totals["update"] / world,
             "lr": self.scheduler.get_last_lr()[0],
+            "world_size": world,
             **update,
         }
-
-    def _plot(self) -> None:
-        for filename, (keys, title, ylabel) in PLOTS.items():
-            self.logger.plot(filename, keys, title, ylabel)
 
     def _lr_factor(self, step: int) -> float:
         r = self.cfg.ript
@@ -276,7 +362,8 @@ class RiptTrainer:
             "best_eval": self.best_eval,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "sampler": self.sampler.state_dict(),
+            "world_size": self.dist.world,
+            "samplers": self.dist.gather(self.sampler.state_dict()),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -285,8 +372,11 @@ class RiptTrainer:
         self.best_eval = float(state["best_eval"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
-        self.logger.truncate(self.iteration)
+        if int(state["world_size"]) != self.dist.world:
+            raise ConfigError(
+                f"this run was checkpointed with {state['world_size']} rank(s); resume it with the same number"
+            )
+        self.sampler.load_state_dict(state["samplers"][self.dist.rank])
 
 
 def _context_sets(cfg: TrainConfig, out: Path) -> tuple[ContextDataset, ContextDataset]:
@@ -308,6 +398,16 @@ def _make_env(cfg: TrainConfig, slot_tasks: list[str], seed: int, obs_mode: str)
     prefix = cfg.env_names[0].split("/", 1)[0]
     names = [f"{prefix}/{task}" for task in slot_tasks]
     return make_vec_env(names, num_envs=len(names), seed=seed, obs_mode=obs_mode, autoreset=False)
+
+
+def _ddp(objective: PPOObjective, dist: Dist, device: torch.device) -> torch.nn.Module:
+    """The objective wrapped in DistributedDataParallel when several ranks train (gradient all-reduce)."""
+    if not dist.enabled:
+        return objective
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(objective, device_ids=device_ids)
 
 
 def _override_lrs(groups: list[dict[str, Any]], cfg: TrainConfig) -> list[dict[str, Any]]:

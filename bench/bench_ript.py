@@ -1,0 +1,155 @@
+"""RIPT-VLA experiments on MetaWorld: the headline runs and the paper's App. A.3/A.4 sweeps.
+
+Each experiment is a set of `ript-fast train` runs (one process each, so a run measures exactly what a user
+gets); this script starts them one after another, then reads their run folders and prints a Markdown table
+(SFT success, held-out success per iteration, best, iterations to 80%, wall time) and draws one PNG of the
+held-out success curves per experiment.
+
+  python bench/bench_ript.py headline  --tasks drawer-open-v3 reach-v3 button-press-v3 --out runs/headline
+  python bench/bench_ript.py contexts  --task reach-v3 --sizes 1 4 16 64 --out runs/ctx_size     (App. A.3)
+  python bench/bench_ript.py noise     --task reach-v3 --stds 0 0.025 0.05 0.1 --out runs/ctx_noise (App. A.4)
+  python bench/bench_ript.py report    --out runs/headline       (table + plot of finished runs only)
+
+`headline` runs every task twice, with dynamic sampling (the method) and without (the paper's Table 3
+ablation), from the same SFT policy (made once per task by the first run and reused by the second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TARGET = 0.8
+
+
+def run_train(out: Path, config: str, overrides: list[str], init: Path | None) -> float:
+    """One `ript-fast train` run into `out` (skipped when it already finished); returns its wall time."""
+    if (out / "policy.safetensors").exists():
+        return float("nan")
+    cmd = [sys.executable, "-m", "ript_fast.cli", "train", "--config", config, "--out", str(out), *overrides]
+    if init is not None:
+        cmd += ["--init", str(init)]
+    start = time.perf_counter()
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    seconds = time.perf_counter() - start
+    (out / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
+    return seconds
+
+
+def headline(args: argparse.Namespace) -> list[Path]:
+    runs = []
+    for task in args.tasks:
+        base = [f"env=metaworld/{task}", *args.set]
+        dyn = args.out / f"{task}__dynamic"
+        run_train(dyn, args.config, base, None)
+        sft = args.out / f"{task}__sft.safetensors"
+        if not sft.exists():
+            shutil.copy(dyn / "sft" / "policy.safetensors", sft)
+        nodyn = args.out / f"{task}__no-dynamic"
+        run_train(nodyn, args.config, [*base, "ript.dynamic_sampling=false"], sft)
+        runs += [dyn, nodyn]
+    return runs
+
+
+def sweep(args: argparse.Namespace, key: str, values: list[str], label: str) -> list[Path]:
+    """Runs `key=value` for each value from one shared SFT policy (made by the first run)."""
+    runs = []
+    init = None
+    for value in values:
+        out = args.out / f"{args.task}__{label}={value}"
+        run_train(out, args.config, [f"env=metaworld/{args.task}", f"{key}={value}", *args.set], init)
+        if init is None:
+            init = args.out / f"{args.task}__sft.safetensors"
+            if not init.exists():
+                shutil.copy(out / "sft" / "policy.safetensors", init)
+        runs.append(out)
+    return runs
+
+
+def summarize(run: Path) -> dict:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [(r["iteration"], r["eval_success"]) for r in records if r.get("eval_success") is not None]
+    reached = next((it for it, s in evals if it > 0 and s >= TARGET), None)
+    wall = run / "wall_seconds.txt"
+    return {
+        "run": run.name,
+        "sft": evals[0][1] if evals else float("nan"),
+        "final": evals[-1][1] if evals else float("nan"),
+        "best": max(s for _, s in evals) if evals else float("nan"),
+        "iterations": records[-1]["iteration"],
+        "reached_80": reached,
+        "minutes": float(wall.read_text()) / 60 if wall.exists() else float("nan"),
+        "curve": evals,
+        "rejected": sum(r.get("rejected_groups", 0) for r in records),
+    }
+
+
+def report(runs: list[Path], out: Path, title: str) -> None:
+    rows = [summarize(r) for r in runs if (r / "metrics.jsonl").exists()]
+    print(f"\n### {title}\n")
+    print("| run | SFT (iter 0) | final | best | first iter >= 80% | iterations | rejected groups | wall min |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        reached = r["reached_80"] if r["reached_80"] is not None else "-"
+        print(
+            f"| {r['run']} | {r['sft']:.2f} | {r['final']:.2f} | {r['best']:.2f} | {reached} | {r['iterations']} | "
+            f"{r['rejected']} | {r['minutes']:.1f} |"
+        )
+    plot(rows, out / f"{title.replace(' ', '_')}.png", title)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for r in rows:
+        xs, ys = zip(*r["curve"], strict=True) if r["curve"] else ((), ())
+        ax.plot(xs, ys, marker="o", label=r["run"], linestyle="--" if "no-dynamic" in r["run"] else "-")
+    ax.axhline(TARGET, color="gray", linewidth=0.8)
+    ax.set_xlabel("RIPT iteration")
+    ax.set_ylabel("held-out success rate")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    print(f"\nplot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", choices=["headline", "contexts", "noise", "report"])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--config", default="default", help="run config (default: the packaged default.yaml)")
+    parser.add_argument("--tasks", nargs="+", default=["drawer-open-v3", "reach-v3", "button-press-v3"])
+    parser.add_argument("--task", default="reach-v3")
+    parser.add_argument("--sizes", nargs="+", default=["1", "4", "16", "64"])
+    parser.add_argument("--stds", nargs="+", default=["0", "0.025", "0.05", "0.1"])
+    parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.experiment == "headline":
+        runs = headline(args)
+    elif args.experiment == "contexts":
+        runs = sweep(args, "contexts.size", args.sizes, "contexts")
+    elif args.experiment == "noise":
+        runs = sweep(args, "contexts.noise_std", args.stds, "noise")
+    else:
+        runs = sorted(p for p in args.out.iterdir() if (p / "metrics.jsonl").exists())
+    report(runs, args.out, f"RIPT {args.experiment}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""torch.distributed: a 2-rank (gloo) PPO update equals a 1-rank update over the same rollouts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from python_tests.ppo_fixtures import frozen_batch, perturb, sgd, smoke_policy
+from ript_fast import ops
+from ript_fast.train.distributed import Dist
+from ript_fast.train.ppo import PPOObjective, PPOSettings, minibatch_schedule, ppo_update
+
+WORKER = Path(__file__).resolve().parent / "ddp_update_worker.py"
+K, ROLLOUTS, MINIBATCH, EPOCHS = 4, 16, 8, 2
+
+
+def one_rank_update(level: str) -> dict[str, torch.Tensor]:
+    """The same update in one process: global minibatch j = the union of the ranks' minibatches j."""
+    policy = smoke_policy()
+    batch = frozen_batch(policy, ROLLOUTS)
+    perturb(policy, 0.05)
+    advantages = ops.rloo_advantage(batch.rewards.view(-1, K)).flatten()
+    half = ROLLOUTS // 2
+    local = minibatch_schedule(half, MINIBATCH // 2, EPOCHS, torch.Generator().manual_seed(5))
+    schedule = [torch.cat([idx, idx + half]) for idx in local]
+    settings = PPOSettings(EPOCHS, MINIBATCH, 0.2, None, level, 1.0)  # type: ignore[arg-type]
+    optimizer = sgd(policy)
+    ppo_update(PPOObjective(policy, settings), optimizer, batch, advantages, schedule, settings, Dist())
+    return {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_two_rank_update_equals_one_rank(level: str, tmp_path: Path) -> None:
+    out = tmp_path / "two_ranks.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    result = subprocess.run([*cmd, str(WORKER), str(out), level], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    two = torch.load(out)
+    one = one_rank_update(level)
+    start = smoke_policy()
+    perturb(start, 0.05)
+    moved = max((one[n] - p).abs().max().item() for n, p in start.named_parameters() if n in one)
+    assert moved > 1e-4, "the update must actually move the weights"
+    assert two.keys() == one.keys()
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
