@@ -1,4 +1,4 @@
-"""Shared pieces of the LIBERO tests: the skip marker, and init states moved towards a task's goal."""
+"""Shared pieces of the LIBERO tests: the skip markers, and init states moved towards a task's goal."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import mujoco
 import numpy as np
 import pytest
 
+from python_tests.test_env_rgb import _gl_available
 from ript_fast.envs.libero_setup import libero_available
+
+# Image tests skip where no OpenGL backend can be created (as the MetaWorld image tests do).
+requires_gl = pytest.mark.skipif(not _gl_available(), reason="no OpenGL backend (set MUJOCO_GL=egl with libegl1)")
 
 requires_libero = [
     pytest.mark.libero,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from python_tests.libero_helpers import requires_libero
+from python_tests.libero_helpers import requires_gl, requires_libero
 
 pytestmark = requires_libero
 
@@ -166,6 +166,7 @@ def test_bad_actions_name_the_argument(env) -> None:
         env.step(bad)
 
 
+@requires_gl
 def test_demo_files_in_libero_layout_load_and_replay(tmp_path) -> None:
     from ript_fast.data.demo_file import read_demo_file
     from ript_fast.envs import make_vec_env
