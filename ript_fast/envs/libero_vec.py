@@ -19,7 +19,7 @@ each env from one of its task's shipped init states, drawn from the env's stream
 
 from __future__ import annotations
 
-import functools
+import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -42,10 +42,18 @@ CAMERAS = {"agentview_rgb": "agentview", "eye_in_hand_rgb": "robot0_eye_in_hand"
 ACTION_DIM = 7
 
 
-@functools.cache
+# Compiled tasks while some env uses them: a task's model is ~200 MB, so a process that walks through many tasks
+# (say, evaluating LIBERO-90 one task at a time) must not keep them all.
+_TEMPLATES: weakref.WeakValueDictionary[LiberoTask, LiberoTemplate] = weakref.WeakValueDictionary()
+
+
 def task_template(task: LiberoTask) -> LiberoTemplate:
-    """The compiled task, built by LIBERO once per process."""
-    return compile_task(task)
+    """The compiled task: built by LIBERO once, shared by every env of it that is alive."""
+    template = _TEMPLATES.get(task)
+    if template is None:
+        template = compile_task(task)
+        _TEMPLATES[task] = template
+    return template
 
 
 class _Scene:
