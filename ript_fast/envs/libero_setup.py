@@ -10,6 +10,7 @@ from a shell and prints where things are.
 
 from __future__ import annotations
 
+import ctypes.util
 import importlib.util
 import os
 from pathlib import Path
@@ -67,11 +68,19 @@ def write_config(force: bool = False) -> Path:
     return path
 
 
+def _headless_without_egl() -> None:
+    """robosuite imports an EGL context at import time (MUJOCO_GL=egl); on a machine without libEGL that import
+    fails. There LIBERO is imported with robosuite's rendering off: state envs work, images need EGL/OSMesa."""
+    if "MUJOCO_GL" not in os.environ and ctypes.util.find_library("EGL") is None:
+        os.environ["MUJOCO_GL"] = "disable"
+
+
 def ensure_libero() -> ModuleType:
     """Imports `libero.libero` offline: config written if missing, assets taken from the installed packages."""
     for name in ("robosuite", "bddl", "libero"):
         _package_dir(name)
     write_config()
+    _headless_without_egl()
     import libero.libero as libero_root
 
     assets = Path(libero_root.get_libero_path("assets"))
