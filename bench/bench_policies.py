@@ -126,13 +126,14 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="config overrides for every preset")
     parser.add_argument("--sft-success", action="store_true", help="the SFT success table instead of timings")
     parser.add_argument("--out", default="runs/sft_figures", help="with --sft-success: where demos and runs go")
+    parser.add_argument("--demos", nargs="+", type=int, default=[1, 5], help="with --sft-success: demo counts")
     parser.add_argument(
         "--tasks", nargs="+", default=["reach-v3", "button-press-v3", "drawer-open-v3", "pick-place-v3"]
     )
     args = parser.parse_args()
     if args.sft_success:
         print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}")
-        print("\n".join(sft_success(Path(args.out), args.tasks, [1, 5], 50)))
+        print("\n".join(sft_success(Path(args.out), args.tasks, args.demos, 50)))
         return
     presets = ["sft_quest_metaworld_cpu.yaml"] + (
         ["quest_ml45_paper.yaml", "quest_libero_paper.yaml"] if args.paper else []

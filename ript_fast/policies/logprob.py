@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ript_fast.policies._ops_bridge import categorical_logprob, gaussian_logprob, laplace_logprob
+from ript_fast.ops import categorical_logprob, gaussian_logprob, laplace_logprob
 
 if TYPE_CHECKING:
     from ript_fast.policies.base import ActionKind, Scores
