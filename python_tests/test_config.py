@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ript_fast.config import ConfigError, from_dict, load_config, parse_overrides, to_dict
+from ript_fast.train.run_config import TrainConfig
 
 
 @dataclass
@@ -70,3 +73,50 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_bad_override_syntax(item: str) -> None:
     with pytest.raises(ConfigError, match="must look like key=value"):
         parse_overrides([item])
+
+
+# ---- fuzzing: any YAML-able value under any key either loads into a valid config or is one ConfigError ----
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.floats(allow_nan=True), st.text(max_size=8))
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+keys = st.sampled_from(
+    [
+        "env",
+        "seed",
+        "ript.group_size",
+        "ript.batch_rollouts",
+        "ript.lr",
+        "ript.ratio_level",
+        "ript.clip_eps",
+        "contexts.size",
+        "contexts.noise_std",
+        "eval.every",
+        "sft.policy.quest.top_k",
+        "sft.stages",
+        "demos.files",
+        "ript.group_lr",
+        "nonsense",
+        "ript.nonsense",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, values, max_size=4))
+def test_fuzzed_train_configs_load_or_raise_config_error(overrides: dict) -> None:
+    nested: dict = {}
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        cfg = from_dict(TrainConfig, nested)
+    except ConfigError as err:
+        assert str(err) and "\n" not in str(err).strip()
+        return
+    assert cfg.ript.group_size >= 2 and cfg.ript.batch_rollouts % cfg.ript.group_size == 0
