@@ -120,3 +120,32 @@ def test_fuzzed_train_configs_load_or_raise_config_error(overrides: dict) -> Non
         assert str(err) and "\n" not in str(err).strip()
         return
     assert cfg.ript.group_size >= 2 and cfg.ript.batch_rollouts % cfg.ript.group_size == 0
+
+
+def test_base_files_merge_under_the_including_keys(tmp_path: Path) -> None:
+    (tmp_path / "inner.yaml").write_text("lr: 0.5\nmode: sequence\n")
+    (tmp_path / "run.yaml").write_text("steps: 9\ninner:\n  _base_: inner.yaml\n  lr: 0.25\n")
+    cfg = load_config(Outer, tmp_path / "run.yaml")
+    assert cfg.steps == 9 and cfg.inner.lr == 0.25 and cfg.inner.mode == "sequence"
+
+
+def test_base_cycles_and_missing_bases_are_config_errors(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("_base_: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(Outer, tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("_base_: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"no config file nowhere\.yaml"):
+        load_config(Outer, tmp_path / "c.yaml")
+
+
+def test_packaged_presets_load() -> None:
+    """Every preset in configs/ is a valid config of its kind (run configs and SFT configs)."""
+    from ript_fast.config import find_config, preset_dirs
+    from ript_fast.train.sft import SftConfig
+
+    presets = sorted({p.name for d in preset_dirs() for p in d.glob("*.yaml")})
+    assert "default.yaml" in presets
+    for name in presets:
+        kind = TrainConfig if name.startswith(("ript_", "default")) else SftConfig  # run vs SFT presets
+        load_config(kind, find_config(name))
