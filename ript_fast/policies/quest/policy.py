@@ -102,26 +102,31 @@ class QuestPolicy(Policy):
     def act(self, obs: Observation, sample: bool = True) -> ChunkSample:
         raw = self._raw_cond(obs)
         context = self._context(raw)
-        tokens, support = self._generate(context, greedy=not sample)
+        tokens, support, logprob = self._generate(context, greedy=not sample)
         cond = {"context": context} if self._caches_context() else raw
         if self.cfg.score_support == "sampled_topk":
             cond["support"] = support
-        actions = self.autoencoder.decode_tokens(tokens)[:, : self.action_horizon]
-        logprob = self.sequence_logprob(cond, tokens)
+        actions = self.autoencoder.decode_tokens(tokens, steps=self.action_horizon)  # the executed head only
         return ChunkSample(actions.clamp(ACTION_LOW, ACTION_HIGH), tokens, logprob, cond)
 
-    def _generate(self, context: torch.Tensor, greedy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Autoregressive top-k sampling: (n, L) tokens and (n, L, k) the support of each step."""
-        n = context.shape[0]
-        inputs = torch.full((n, 1), self.prior.start_token, dtype=torch.long, device=context.device)
-        supports = []
-        for _ in range(self.num_tokens):
-            logits = self.prior(inputs, context)[:, -1] / self.cfg.temperature
+    def _generate(self, context: torch.Tensor, greedy: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Autoregressive top-k sampling (key/value-cached): (n, L) tokens, (n, L, k) each step's support, and
+        (n, L) each token's log-prob under the distribution `score` recomputes (equal up to float rounding:
+        the cached pass and teacher forcing sum in different orders)."""
+        supports, logprobs = [], []
+
+        def pick(logits: torch.Tensor) -> torch.Tensor:
+            logits = logits / self.cfg.temperature
             support = top_k_support(logits, self.cfg.top_k)
-            token = draw(restrict_to_support(logits, support), greedy)
-            inputs = torch.cat([inputs, token.unsqueeze(1)], dim=1)
+            restricted = restrict_to_support(logits, support)
+            token = draw(restricted, greedy)
+            scored = restricted if self.cfg.score_support == "sampled_topk" else logits
+            logprobs.append(torch.log_softmax(scored.float(), dim=-1).gather(-1, token[:, None]).squeeze(-1))
             supports.append(support)
-        return inputs[:, 1:], torch.stack(supports, dim=1)
+            return token
+
+        tokens = self.prior.generate(context, self.num_tokens, pick)
+        return tokens, torch.stack(supports, dim=1), torch.stack(logprobs, dim=1)
 
     def score(self, cond: dict[str, torch.Tensor], decision: torch.Tensor) -> Scores:
         context = cond["context"] if "context" in cond else self._context(cond)

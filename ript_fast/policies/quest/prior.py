@@ -7,10 +7,13 @@ through LayerNorm + Linear over the codebook. The start token is an extra embedd
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from ript_fast.policies.positional import add_positions
+from ript_fast.policies.quest.cached_decoding import decode_with_cache
 from ript_fast.policies.quest.transformer import causal_mask, transformer_layer
 
 
@@ -32,6 +35,12 @@ class SkillPrior(nn.Module):
         x = torch.cat([context, add_positions(self.tok_emb(inputs))], dim=1)
         x = self.blocks(self.drop(x), mask=causal_mask(x.shape[1], x.device), is_causal=True)
         return self.head(self.ln_f(x[:, context.shape[1] :]))
+
+    def generate(self, context: torch.Tensor, steps: int, pick: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """(B, steps) tokens sampled one at a time with a key/value cache; `pick(logits (B, V)) -> (B,)`."""
+        return decode_with_cache(
+            self.tok_emb, self.blocks.layers, self.ln_f, self.head, context, self.start_token, steps, pick
+        )
 
     def teacher_forcing_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, L) targets -> (B, L) inputs: the start token followed by all but the last target."""

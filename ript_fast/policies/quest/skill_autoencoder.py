@@ -60,19 +60,23 @@ class SkillAutoencoder(nn.Module):
         x = add_positions(self.conv(self.action_proj(actions)))
         return self.encoder(x, mask=causal_mask(x.shape[1], x.device), is_causal=True)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, tokens, decoder_dim) codes -> (B, T, A) actions."""
-        queries = sinusoidal(self.chunk_size, self.decoder_dim, codes.device).expand(codes.shape[0], -1, -1)
-        x = self.decoder(queries, codes, tgt_mask=causal_mask(self.chunk_size, codes.device), tgt_is_causal=True)
+    def decode(self, codes: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """(B, tokens, decoder_dim) codes -> (B, steps, A): the first `steps` actions of the chunk (default all).
+
+        The decoder is causal over its queries, so the first actions do not depend on the later queries:
+        decoding only the executed head of a chunk gives the same actions for a fraction of the cost."""
+        steps = self.chunk_size if steps is None else steps
+        queries = sinusoidal(steps, self.decoder_dim, codes.device).expand(codes.shape[0], -1, -1)
+        x = self.decoder(queries, codes, tgt_mask=causal_mask(steps, codes.device), tgt_is_causal=True)
         return self.action_head(x)
 
     def tokens(self, actions: torch.Tensor) -> torch.Tensor:
         """(B, T, A) -> (B, T / downsample) int64 skill tokens."""
         return self.fsq(self.encode(actions))[1]
 
-    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(B, tokens) int64 -> (B, T, A) actions."""
-        return self.decode(self.fsq.indices_to_codes(tokens))
+    def decode_tokens(self, tokens: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """(B, tokens) int64 -> (B, steps, A) actions (default: the whole chunk)."""
+        return self.decode(self.fsq.indices_to_codes(tokens), steps)
 
     def forward(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction (B, T, A) with straight-through gradients, and the tokens."""
