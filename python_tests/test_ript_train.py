@@ -61,6 +61,7 @@ def test_sft_and_demos_are_cached(smoke_run: Path, tmp_path: Path) -> None:
         ("ript.group_size=1", "group_size (K) must be >= 2"),
         ("ript.batch_rollouts=5", "must be a positive multiple of ript.group_size"),
         ("env=metaworld/reach-v9", "env:"),
+        ("policy.quest.top_kk=3", "unknown key 'policy.quest.top_kk'"),
     ],
 )
 def test_config_errors_exit_2_with_one_line(

@@ -81,7 +81,7 @@ def run_train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool 
         if dist.is_main and resumed is None:
             checkpoints.clear()  # a fresh run into an old folder must never resume from the old run's files
         dist.barrier()
-        policy = load_policy(policy_path, device=rank_device(cfg.device, dist))
+        policy = load_policy(policy_path, device=rank_device(cfg.device, dist), config_overrides=cfg.policy)
         trainer = RiptTrainer(cfg, policy, out, dist)
         if resumed is not None:
             trainer.restore(resumed.load_state())

@@ -8,8 +8,10 @@ beside its field, and the whole resolved config is written to the run folder.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
+from ript_fast.config import from_dict
+from ript_fast.policies.config import PolicyConfig
 from ript_fast.train.sft import SftConfig
 
 
@@ -74,6 +76,9 @@ class TrainConfig:
     torch_threads: int = 1  # 0 keeps torch's default (all cores)
     engine_threads: int = 0  # the engine's C++ pool; 0 keeps its default (all cores)
     init: str | None = None  # stage-2 policy checkpoint; None: collect demos and run SFT first (cached)
+    # Changes to the stage-2 policy's config for RIPT that keep its weights' shapes, e.g. which parts train
+    # (`policy.quest.rl_trainable=[prior,obs_encoder]`), its RL learning rate, or top-k sampling.
+    policy: dict[str, Any] = field(default_factory=dict)
     out_dir: str = "runs/ript"
     demos: DemoConfig = field(default_factory=DemoConfig)
     sft: SftConfig = field(default_factory=SftConfig)
@@ -84,6 +89,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        from_dict(PolicyConfig, self.policy, "policy")  # key names and types, before any demo or SFT work
         r = self.ript
         if r.group_size < 2:
             raise ValueError(f"ript.group_size (K) must be >= 2 for a leave-one-out baseline, got {r.group_size}")
