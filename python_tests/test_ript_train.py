@@ -76,3 +76,8 @@ def test_config_errors_exit_2_with_one_line(
 def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "no config file" in capsys.readouterr().err
+
+
+def test_overrides_may_follow_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--config", "configs/ript_smoke.yaml", "--out", str(tmp_path / "r"), "ript.group_size=1"])
+    assert code == 2 and "group_size (K) must be >= 2" in capsys.readouterr().err
