@@ -28,5 +28,7 @@ if [ "$before" != "$after" ]; then
   echo "error: installing LIBERO changed torch ($before -> $after)" >&2
   exit 1
 fi
-python -m ript_fast.envs.libero_setup
+# From outside the source tree: `python -m` puts the working directory first on sys.path, and the source
+# folder's ript_fast has no compiled _C (it lives in the installed package).
+(cd "${TMPDIR:-/tmp}" && python -m ript_fast.envs.libero_setup)
 echo "LIBERO installed in $(( $(date +%s) - start )) s (torch $after untouched)"
