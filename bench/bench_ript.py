@@ -25,13 +25,16 @@ import time
 from pathlib import Path
 
 TARGET = 0.8
+# The installed console script: `python -m ript_fast.cli` from the checkout would import the source folder's
+# ript_fast, which has no compiled _C.
+RIPT_FAST = shutil.which("ript-fast", path=str(Path(sys.executable).parent)) or "ript-fast"
 
 
 def run_train(out: Path, config: str, overrides: list[str], init: Path | None) -> float:
     """One `ript-fast train` run into `out` (skipped when it already finished); returns its wall time."""
     if (out / "policy.safetensors").exists():
         return float("nan")
-    cmd = [sys.executable, "-m", "ript_fast.cli", "train", "--config", config, "--out", str(out), *overrides]
+    cmd = [RIPT_FAST, "train", "--config", config, "--out", str(out), *overrides]
     if init is not None:
         cmd += ["--init", str(init)]
     start = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +18,13 @@ from python_tests.ppo_fixtures import smoke_policy
 from ript_fast.train.checkpoint import save_policy
 
 TIMING_KEYS = ("seconds", "eval_seconds", "env_steps_per_s", "time_")
+# The installed console script, not `python -m ript_fast.cli`: `-m` would put the working directory (the source
+# checkout, whose ript_fast has no compiled _C) ahead of the installed package.
+RIPT_FAST = shutil.which("ript-fast", path=str(Path(sys.executable).parent)) or "ript-fast"
 
 
 def train_cmd(init: Path, out: Path, resume: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "ript_fast.cli", "train"]
+    cmd = [RIPT_FAST, "train"]
     if resume:
         return [*cmd, "--resume", str(out)]
     return [
