@@ -72,6 +72,22 @@ def test_diverging_env_is_frozen_without_autoreset() -> None:
     assert not info["active"][0] and info["active"][1]
 
 
+def test_every_divergence_is_reported_after_context_restarts() -> None:
+    """MuJoCo resets a diverged data and sets its warning count to 1: a second divergence from a restarted
+    context must still be seen (comparing counts before and after would read 1 -> 1)."""
+    env = make_vec_env("metaworld/reach-v3", num_envs=2, seed=1, autoreset=False)
+    env.reset()
+    contexts = env.get_state()
+    model = env.envs[0].model
+    timestep = model.opt.timestep
+    for _ in range(3):
+        env.reset(options={"init_state": contexts})
+        model.opt.timestep = 1e4
+        _, _, _, truncated, info = env.step(np.ones((2, 4), np.float32))
+        model.opt.timestep = timestep
+        assert info["sim_error"].tolist() == [True, False] and truncated[0]
+
+
 def test_settle_matches_metaworlds_python_loop() -> None:
     ours = make_task_env("drawer-open-v3", True, seed=0)
     theirs = make_task_env("drawer-open-v3", True, seed=0)

@@ -103,6 +103,15 @@ def test_bad_init_state_is_named(mixed_env, value, message) -> None:
     assert "init_state" in str(err.value)
 
 
+def test_cut_short_rows_are_rejected_not_padded(mixed_env) -> None:
+    mixed_env.reset(seed=10)
+    states = mixed_env.get_state()
+    before = mixed_env.envs[0].model.body_pos.copy()
+    with pytest.raises(ValueError, match=r"init_state: row 0 is cut short: 30 values"):
+        mixed_env.reset(options={"init_state": states[:, :30]})
+    np.testing.assert_array_equal(mixed_env.envs[0].model.body_pos, before)  # nothing was written
+
+
 def test_init_state_of_wrong_task_is_rejected(mixed_env) -> None:
     mixed_env.reset(seed=9)
     states = mixed_env.get_state()

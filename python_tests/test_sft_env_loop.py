@@ -19,7 +19,7 @@ import pytest
 from ript_fast.cli import main
 from ript_fast.config import load_config
 from ript_fast.data import read_demo_file
-from ript_fast.data.collect import collect_demos
+from ript_fast.data.collect import TooFewDemosError, collect_demos
 from ript_fast.train.checkpoint import load_policy
 from ript_fast.train.evaluate import evaluate
 from ript_fast.train.sft import SftConfig, run_sft
@@ -118,7 +118,7 @@ def test_collect_gives_up_when_the_expert_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_engine: types.ModuleType
 ) -> None:
     monkeypatch.setattr(fake_engine, "expert_actions", lambda obs, tasks: np.zeros((len(obs), 4), dtype=np.float32))
-    with pytest.raises(RuntimeError, match="only 0 of"):
+    with pytest.raises(TooFewDemosError, match="only 0 of"):
         collect_demos("metaworld/point-reach-v3", 2, tmp_path / "d.hdf5", num_envs=2, progress=False)
     assert not (tmp_path / "d.hdf5").exists()
 
@@ -153,6 +153,10 @@ def test_cli_collect_sft_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     args = ["sft", "--config", str(SMOKE), "--out", str(run), f"demos=[{demos}]"]
     assert main([*args, "policy.quest.top_kk=3"]) == 2
     assert "top_kk" in capsys.readouterr().err
+    assert main([*args, "stages=[{name: foo, steps: 1}]"]) == 2
+    assert "'foo' is not a quest stage" in capsys.readouterr().err
+    assert main(["sft", "--config", str(SMOKE), "--out", str(run), "demos=[]"]) == 2
+    assert "lists no demo files" in capsys.readouterr().err
     assert main(args) == 0
     out = tmp_path / "eval.json"
     argv = ["eval", "--ckpt", str(run / "policy.safetensors"), "--env", "metaworld/point-reach-v3", "--episodes", "4"]

@@ -21,10 +21,11 @@ class UsageError(Exception):
 def _user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean the user asked for something wrong (bad config, bad file), not a bug."""
     from ript_fast.config import ConfigError
+    from ript_fast.data.collect import TooFewDemosError
     from ript_fast.data.demo_file import DemoFileError
     from ript_fast.train.checkpoint import CheckpointError
 
-    return (ConfigError, DemoFileError, CheckpointError, FileNotFoundError)
+    return (ConfigError, DemoFileError, CheckpointError, TooFewDemosError, FileNotFoundError)
 
 
 def _sft(args: argparse.Namespace) -> int:

@@ -52,8 +52,35 @@ bool all_finite(const mjtNum* v, int n) {
   return true;
 }
 
-int divergence_warnings(const mjData* d) {
-  return d->warning[mjWARN_BADQPOS].number + d->warning[mjWARN_BADQVEL].number + d->warning[mjWARN_BADQACC].number;
+constexpr int kDivergenceWarnings[] = {mjWARN_BADQPOS, mjWARN_BADQVEL, mjWARN_BADQACC};
+constexpr int kNumDivergenceWarnings = 3;
+
+// Divergence is told by a divergence warning raised during the call, counted from zero: comparing counts
+// before and after is not enough, because on a divergence MuJoCo resets the data (counts back to 0) and then
+// sets its own count to 1, so an env that already held a count of 1 would look unchanged.
+struct DivergenceCounts {
+  int number[kNumDivergenceWarnings];
+};
+
+DivergenceCounts take_divergence_counts(mjData* d) {
+  DivergenceCounts taken{};
+  for (int i = 0; i < kNumDivergenceWarnings; ++i) {
+    taken.number[i] = d->warning[kDivergenceWarnings[i]].number;
+    d->warning[kDivergenceWarnings[i]].number = 0;
+  }
+  return taken;
+}
+
+bool any_count(const DivergenceCounts& counts) {
+  for (int n : counts.number) {
+    if (n > 0) return true;
+  }
+  return false;
+}
+
+// Makes the counts cumulative again (what users reading mjData.warning expect).
+void add_counts(mjData* d, const DivergenceCounts& a, const DivergenceCounts& b) {
+  for (int i = 0; i < kNumDivergenceWarnings; ++i) d->warning[kDivergenceWarnings[i]].number += a.number[i] + b.number[i];
 }
 
 // The one trapped region: runs `body(args)`; on an mju_error, resets the data and returns false.
@@ -100,24 +127,30 @@ void run_controlled(void* p) {
   }
 }
 
-bool stayed_finite(const mjModel* m, const mjData* d, int warnings_before) {
-  return divergence_warnings(d) == warnings_before && all_finite(d->qpos, m->nq) && all_finite(d->qvel, m->nv);
+// A trapped call followed by the divergence test. On failure the data is reset (mj_resetData): after a
+// divergence MuJoCo has reset it only at the failing substep and the remaining substeps went on integrating
+// garbage, and the next reset of the env (e.g. MetaWorld's, whose first pass runs before its own
+// mj_resetData) must start from a sane state.
+bool run_checked(void (*body)(void*), void* args, const mjModel* m, mjData* d) {
+  const DivergenceCounts before = take_divergence_counts(d);
+  const bool finished = run_trapped(body, args, m, d);
+  const DivergenceCounts during = take_divergence_counts(d);
+  const bool ok = finished && !any_count(during) && all_finite(d->qpos, m->nq) && all_finite(d->qvel, m->nv);
+  if (!ok) mj_resetData(m, d);
+  add_counts(d, before, during);
+  return ok;
 }
 
 }  // namespace
 
 bool step_guarded(const mjModel* m, mjData* d, int nstep) {
-  const int warnings_before = divergence_warnings(d);
   Call call{mj_step, m, d, nstep};
-  if (!run_trapped(repeat_call, &call, m, d)) return false;
-  return stayed_finite(m, d, warnings_before);
+  return run_checked(repeat_call, &call, m, d);
 }
 
 bool step_controlled_guarded(const mjModel* m, mjData* d, int nstep, void (*control)(void* ctx, int substep), void* ctx) {
-  const int warnings_before = divergence_warnings(d);
   ControlledSteps steps{m, d, nstep, control, ctx};
-  if (!run_trapped(run_controlled, &steps, m, d)) return false;
-  return stayed_finite(m, d, warnings_before);
+  return run_checked(run_controlled, &steps, m, d);
 }
 
 bool call_guarded(void (*fn)(const mjModel*, mjData*), const mjModel* m, mjData* d) {

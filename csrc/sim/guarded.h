@@ -11,9 +11,9 @@
 
 namespace ript::sim {
 
-// Runs `nstep` mj_step calls. Returns false when MuJoCo raised an error (the data is then reset with
-// mj_resetData, its arena being in an unknown state) or the step diverged: a bad-qpos/qvel/qacc warning was
-// raised (MuJoCo then resets the data itself) or qpos/qvel hold a non-finite value.
+// Runs `nstep` mj_step calls. Returns false when MuJoCo raised an error or the step diverged (a
+// bad-qpos/qvel/qacc warning was raised during the call, or qpos/qvel hold a non-finite value); the data is
+// then reset with mj_resetData, so whatever restarts the env next starts from a sane state.
 bool step_guarded(const mjModel* m, mjData* d, int nstep);
 
 // Runs `nstep` physics steps split around a controller, as MuJoCo intends for state-feedback control: per

@@ -19,6 +19,11 @@ import numpy as np
 
 from ript_fast.data.demo_file import Episode, write_demo_file
 
+
+class TooFewDemosError(ValueError):
+    """The scripted expert succeeded too rarely (a hard task or too much action noise) to collect the demos
+    asked for; a user-facing error: lower the noise or ask for fewer demos."""
+
 Expert = Callable[[np.ndarray, list[str]], np.ndarray]  # (N, 39) state obs, task names -> (N, 4) actions
 MAX_BATCHES_FACTOR = 4  # give up after trying this many times the requested episodes
 OBS_MODES = ("state", "state+rgb")  # the experts read the state
@@ -58,9 +63,9 @@ def collect_demos(
         instruction = str(env.instructions[0])
         while len(kept) < num_demos:
             if tried >= MAX_BATCHES_FACTOR * num_demos:
-                raise RuntimeError(
+                raise TooFewDemosError(
                     f"only {len(kept)} of {tried} expert episodes of {env_name} succeeded "
-                    f"(noise {noise}); wanted {num_demos}"
+                    f"(noise {noise}); wanted {num_demos}: lower the noise or ask for fewer demos"
                 )
             episodes = _run_batch(env, act, noise, seed + tried, rng)
             tried += batch

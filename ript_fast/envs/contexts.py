@@ -73,6 +73,7 @@ def rows_for(init_state: Any, ids: np.ndarray, num_envs: int, width: int) -> np.
         )
     if states.shape[0] == num_envs and num_envs != len(ids):
         states = states[ids]
+    _check_not_cut_short(states)
     if states.shape[1] > width:
         if np.any(states[:, width:] != 0):
             raise ValueError(f"init_state: rows are wider ({states.shape[1]}) than this batch's contexts ({width})")
@@ -80,6 +81,20 @@ def rows_for(init_state: Any, ids: np.ndarray, num_envs: int, width: int) -> np.
     out = np.zeros((len(ids), width), dtype=np.float64)
     out[:, : states.shape[1]] = states
     return out
+
+
+def _check_not_cut_short(states: np.ndarray) -> None:
+    """A context row narrower than the length its header states would be zero-padded into a different,
+    silently corrupt context (zero physics state, zero body positions): refuse it before padding."""
+    if states.shape[1] < 3:
+        return
+    versioned = states[:, 0] == VERSION
+    short = versioned & (states[:, 2] > states.shape[1])
+    if short.any():
+        r = int(np.flatnonzero(short)[0])
+        raise ValueError(
+            f"init_state: row {r} is cut short: {states.shape[1]} values, but its header says {int(states[r, 2])}"
+        )
 
 
 def check_tasks(states: np.ndarray, ids: np.ndarray, expected: Sequence[int]) -> None:

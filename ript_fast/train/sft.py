@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import yaml
 
-from ript_fast.config import to_dict
+from ript_fast.config import ConfigError, to_dict
 from ript_fast.data.chunks import ChunkDataset
 from ript_fast.data.demo_file import read_demo_file
 from ript_fast.policies.base import Policy
@@ -110,7 +110,7 @@ def run_sft(cfg: SftConfig, out_dir: str | Path | None = None, resume: bool = Fa
 
 def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
     if not cfg.demos:
-        raise ValueError("sft config lists no demo files (key `demos`)")
+        raise ConfigError("demos: the sft config lists no demo files")
     obs = cfg.policy.obs
     keys = list(dict.fromkeys([*obs.state_keys, *obs.image_keys]))
     sets = [read_demo_file(path, obs_keys=keys, max_demos=cfg.num_demos) for path in cfg.demos]
@@ -124,7 +124,7 @@ def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: boo
     if cfg.init_checkpoint:
         policy = load_policy(cfg.init_checkpoint)
         if policy.spec.task_names != data.task_names:
-            raise ValueError(
+            raise ConfigError(
                 f"init_checkpoint was trained on tasks {policy.spec.task_names}, the demos are {data.task_names}"
             )
         return policy
@@ -136,9 +136,11 @@ def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: boo
 def _check_stages(policy: Policy, stages: list[StageConfig]) -> None:
     for stage in stages:
         if stage.name not in policy.sft_stages:
-            raise ValueError(f"stage {stage.name!r} is not a {policy.family} stage; use {list(policy.sft_stages)}")
+            raise ConfigError(
+                f"stages: {stage.name!r} is not a {policy.family} stage; use {list(policy.sft_stages)}"
+            )
         if stage.steps < 0 or stage.batch_size < 1:
-            raise ValueError(f"stage {stage.name!r}: steps must be >= 0 and batch_size >= 1")
+            raise ConfigError(f"stages: {stage.name!r}: steps must be >= 0 and batch_size >= 1")
 
 
 def _cosine(stage: StageConfig) -> Any:
