@@ -78,3 +78,16 @@ def test_nan_actions_are_reported_with_their_contexts(policy, contexts: np.ndarr
     monkeypatch.setattr(policy, "act", broken_act)
     with pytest.raises(NonFiniteActionError, match=r"contexts \[11\]"):
         run(policy, contexts)
+
+
+@pytest.mark.parametrize("sample", [True, False])
+def test_nan_weights_are_reported_sampled_or_greedy(contexts: np.ndarray, sample: bool) -> None:
+    """NaN weights make multinomial fail (sampling) or decode finite actions with NaN log-probs (greedy):
+    both are reported as the policy's fault, with the contexts."""
+    broken = smoke_policy()
+    with torch.no_grad():
+        for p in broken.prior.parameters():
+            p.fill_(float("nan"))
+    env = make_vec_env("metaworld/reach-v3", num_envs=N, seed=0, autoreset=False)
+    with pytest.raises(NonFiniteActionError, match=r"NaN \(contexts \[10, 11, 12, 13, 14, 15\]\)"):
+        collect_rollouts(env, broken, contexts, np.arange(10, 10 + N), np.zeros(N, dtype=np.int64), 0, sample=sample)

@@ -142,12 +142,16 @@ def collect_rollouts(
     while running.any():
         ids = np.flatnonzero(running)
         t0 = time.perf_counter()
-        with torch.no_grad():
-            chunk = policy.act(_observation(obs, ids, instructions, task_ids_t, policy), sample=sample)
+        try:
+            with torch.no_grad():
+                chunk = policy.act(_observation(obs, ids, instructions, task_ids_t, policy), sample=sample)
+        except FloatingPointError as err:
+            raise NonFiniteActionError(f"{err} (contexts {context_ids[ids].tolist()})") from None
         timing.policy_act += time.perf_counter() - t0
-        queries.append((ids, _to_cpu(chunk)))
-        chunk_actions = chunk.actions.detach().cpu().numpy()
-        _check_finite(chunk_actions, context_ids[ids])
+        chunk = _to_cpu(chunk)
+        queries.append((ids, chunk))
+        chunk_actions = chunk.actions.numpy()
+        _check_finite(chunk_actions, chunk.logprob.numpy(), context_ids[ids])
         for h in range(chunk_actions.shape[1]):
             actions[ids] = chunk_actions[:, h]
             t0 = time.perf_counter()
@@ -167,12 +171,18 @@ def collect_rollouts(
     return batch, timing
 
 
-def _check_finite(actions: np.ndarray, context_ids: np.ndarray) -> None:
-    bad = ~np.isfinite(actions).reshape(len(actions), -1).all(axis=1)
-    if bad.any():
-        raise NonFiniteActionError(
-            f"the policy emitted non-finite actions for {int(bad.sum())} env(s), contexts {context_ids[bad].tolist()}"
-        )
+def _check_finite(actions: np.ndarray, logprob: np.ndarray, context_ids: np.ndarray) -> None:
+    """Actions must be finite, and their log-probs not NaN (NaN weights can still decode finite actions)."""
+    n = len(actions)
+    for what, bad in (
+        ("actions", ~np.isfinite(actions).reshape(n, -1).all(axis=1)),
+        ("action log-probs", np.isnan(logprob).reshape(n, -1).any(axis=1)),
+    ):
+        if bad.any():
+            raise NonFiniteActionError(
+                f"the policy emitted non-finite {what} for {int(bad.sum())} env(s), "
+                f"contexts {context_ids[bad].tolist()}"
+            )
 
 
 def _observation(

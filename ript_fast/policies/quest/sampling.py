@@ -27,7 +27,12 @@ def restrict_to_support(logits: torch.Tensor, support: torch.Tensor) -> torch.Te
 
 
 def draw(logits: torch.Tensor, greedy: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(n, V) logits (already restricted / tempered) -> (n,) int64: the argmax, or a multinomial draw."""
+    """(n, V) logits (already restricted / tempered) -> (n,) int64: the argmax, or a multinomial draw.
+
+    NaN logits (a diverged policy) raise FloatingPointError: argmax would pick a token silently, and
+    multinomial fails with a bare error on CPU and a device-side assert on CUDA."""
+    if torch.isnan(logits).any():
+        raise FloatingPointError("the policy's token logits hold NaN")
     if greedy:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float(), dim=-1)
