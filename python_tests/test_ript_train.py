@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from ript_fast.cli import main
 from ript_fast.train.trainer_checkpoints import TrainerCheckpoints
@@ -81,3 +83,18 @@ def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_overrides_may_follow_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", "--config", "configs/ript_smoke.yaml", "--out", str(tmp_path / "r"), "ript.group_size=1"])
     assert code == 2 and "group_size (K) must be >= 2" in capsys.readouterr().err
+
+
+def test_checkpoints_of_another_family_or_format_are_refused(
+    smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sft = smoke_run / "sft" / "policy.safetensors"
+    code = main(["train", *TINY, "--init", str(sft), "policy.family=oft", "--out", str(tmp_path / "a")])
+    assert code == 2 and "holds a 'quest' policy, but the config asks for family 'oft'" in capsys.readouterr().err
+    old = tmp_path / "old"
+    shutil.copytree(smoke_run, old)
+    state = TrainerCheckpoints(old / "checkpoints", keep=3).latest().folder / "trainer_state.pt"
+    torch.save({"iteration": 2}, state)  # a trainer state from before formats were recorded
+    assert main(["train", "--resume", str(old)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trainer state format None" in err, err

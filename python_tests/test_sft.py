@@ -124,6 +124,17 @@ def test_bad_checkpoints_are_named(tmp_path: Path) -> None:
         load_policy(plain)
 
 
+def test_checkpoints_of_another_format_or_family_are_refused(full_run: Path, tmp_path: Path) -> None:
+    path = full_run / "policy.safetensors"
+    with pytest.raises(CheckpointError, match="holds a 'quest' policy, but the config asks for family 'oft'"):
+        load_policy(path, config_overrides={"family": "oft"})
+    meta = read_checkpoint_meta(path)
+    future = tmp_path / "future.safetensors"
+    save_file({"w": torch.zeros(2)}, str(future), metadata={"ript_fast": json.dumps({**meta, "format": "x/9"})})
+    with pytest.raises(CheckpointError, match=r"format 'x/9', this version reads 'ript_fast.policy/1'"):
+        load_policy(future)
+
+
 def test_stage_of_another_family_is_rejected(demos: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a quest stage"):
         run_sft(config(demos, "stages=[{name: scale, steps: 3}]"), tmp_path)

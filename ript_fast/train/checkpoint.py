@@ -5,6 +5,10 @@ plus the ript-fast version and the producer's notes (stage, step, demo files).
 `load_policy(path)` needs nothing else, except for OFT: its frozen base LM is not copied into every
 checkpoint; it is re-read from `policy.oft.backbone_path` and only LoRA, heads and projectors are stored.
 Writes are atomic (temp file + rename), so a killed run never leaves a torn checkpoint.
+
+Compatibility is the header's `format` (a checkpoint of another format is refused); `version` records which
+ript-fast wrote it, for the user's information. A checkpoint of another policy family than the config asks
+for is refused too.
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ def load_policy(
     """Rebuilds the policy of a checkpoint and loads its weights. `config_overrides` (a nested dict over the
     policy config, e.g. {"quest": {"top_k": 3}}) may change settings that do not change shapes."""
     meta = read_checkpoint_meta(path)
+    wanted = (config_overrides or {}).get("family", meta["family"])
+    if wanted != meta["family"]:
+        raise CheckpointError(f"{path}: holds a {meta['family']!r} policy, but the config asks for family {wanted!r}")
     cfg = from_dict(PolicyConfig, merge(meta["policy"], config_overrides or {}), "policy")
     policy = build_policy(cfg, PolicySpec(**meta["spec"]))
     try:

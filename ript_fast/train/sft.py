@@ -119,10 +119,11 @@ def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
 
 
 def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: bool) -> Policy:
+    family = {"family": cfg.policy.family}  # a checkpoint of another family is refused, not half-loaded
     if resuming:
-        return load_policy(out / "checkpoints" / "latest.safetensors")
+        return load_policy(out / "checkpoints" / "latest.safetensors", config_overrides=family)
     if cfg.init_checkpoint:
-        policy = load_policy(cfg.init_checkpoint)
+        policy = load_policy(cfg.init_checkpoint, config_overrides=family)
         if policy.spec.task_names != data.task_names:
             raise ConfigError(
                 f"init_checkpoint was trained on tasks {policy.spec.task_names}, the demos are {data.task_names}"

@@ -19,11 +19,12 @@ import torch
 
 from ript_fast.policies.base import Policy
 from ript_fast.train.atomic import fsync_path
-from ript_fast.train.checkpoint import save_policy
+from ript_fast.train.checkpoint import CheckpointError, save_policy
 
 PREFIX = "iter_"
 POLICY_FILE = "policy.safetensors"
 STATE_FILE = "trainer_state.pt"
+STATE_FORMAT = "ript_fast.trainer_state/1"
 
 
 @dataclass
@@ -36,7 +37,12 @@ class SavedIteration:
         return self.folder / POLICY_FILE
 
     def load_state(self) -> dict[str, Any]:
-        return torch.load(self.folder / STATE_FILE, weights_only=False)
+        path = self.folder / STATE_FILE
+        state = torch.load(path, weights_only=False)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"{path}: trainer state format {found!r}, this version reads {STATE_FORMAT!r}")
+        return state
 
 
 class TrainerCheckpoints:
@@ -54,7 +60,7 @@ class TrainerCheckpoints:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.root))
         try:
             save_policy(policy, tmp / POLICY_FILE, {"producer": "ript", "iteration": iteration})
-            torch.save(state, tmp / STATE_FILE)
+            torch.save({"format": STATE_FORMAT, **state}, tmp / STATE_FILE)
             fsync_path(tmp / STATE_FILE)
             if final.exists():  # a re-run of an iteration after a kill between rename and metrics
                 shutil.rmtree(final)
