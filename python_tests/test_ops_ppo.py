@@ -31,7 +31,7 @@ def check_against_reference(
 ) -> None:
     ours = logp_new.detach().clone().requires_grad_()
     theirs = logp_new.detach().double().requires_grad_()
-    loss, *stats = ops.ppo_clip_loss(ours, logp_old, advantages, clip_eps, clip_eps_high, True, mask)
+    loss, *stats = ops.ppo_clip_loss(ours, logp_old, advantages, clip_eps, clip_eps_high, True, mask=mask)
     loss_ref, stats_ref = ppo_clip_loss_ref(theirs, logp_old, advantages, clip_eps, clip_eps_high, mask)
     tol = {} if logp_new.dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
     torch.testing.assert_close(loss.double(), loss_ref, **tol)

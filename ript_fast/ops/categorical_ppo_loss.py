@@ -100,8 +100,9 @@ def categorical_ppo_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor | None = None,
     clip_eps: float = 0.2,
-    clip_eps_high: float | None = None,
     temperature: float = 1.0,
+    *,
+    clip_eps_high: float | None = None,
     return_stats: bool = False,
 ) -> torch.Tensor | PPOLoss:
     """Clipped PPO loss of sampled tokens straight from the logits, forward and backward fused.

@@ -123,6 +123,7 @@ def ppo_clip_loss(
     clip_eps: float = 0.2,
     clip_eps_high: float | None = None,
     return_stats: bool = False,
+    *,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor | PPOLoss:
     """Clipped PPO loss: the weighted mean of -min(r A, clip(r, 1 - clip_eps, 1 + clip_eps_high) A).
