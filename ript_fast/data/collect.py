@@ -24,6 +24,7 @@ class TooFewDemosError(ValueError):
     """The scripted expert succeeded too rarely (a hard task or too much action noise) to collect the demos
     asked for; a user-facing error: lower the noise or ask for fewer demos."""
 
+
 Expert = Callable[[np.ndarray, list[str]], np.ndarray]  # (N, 39) state obs, task names -> (N, 4) actions
 MAX_BATCHES_FACTOR = 4  # give up after trying this many times the requested episodes
 OBS_MODES = ("state", "state+rgb")  # the experts read the state

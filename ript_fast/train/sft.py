@@ -137,9 +137,7 @@ def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: boo
 def _check_stages(policy: Policy, stages: list[StageConfig]) -> None:
     for stage in stages:
         if stage.name not in policy.sft_stages:
-            raise ConfigError(
-                f"stages: {stage.name!r} is not a {policy.family} stage; use {list(policy.sft_stages)}"
-            )
+            raise ConfigError(f"stages: {stage.name!r} is not a {policy.family} stage; use {list(policy.sft_stages)}")
         if stage.steps < 0 or stage.batch_size < 1:
             raise ConfigError(f"stages: {stage.name!r}: steps must be >= 0 and batch_size >= 1")
 
