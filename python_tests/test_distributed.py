@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +50,22 @@ def test_two_rank_update_equals_one_rank(level: str, tmp_path: Path) -> None:
     assert two.keys() == one.keys()
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_torchrun_train_end_to_end(tmp_path: Path) -> None:
+    """`torchrun --nproc-per-node=2 ript-fast train`: both ranks roll out and update, rank 0 alone writes, and
+    the metrics are the job's (summed over ranks)."""
+    script = shutil.which("ript-fast", path=str(Path(sys.executable).parent))
+    assert script is not None
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", script, "train"]
+    args = ["--config", "configs/ript_smoke.yaml", "--out", str(out), "ript.dynamic_sampling=false"]
+    result = subprocess.run([*cmd, *args, "contexts.eval_size=2"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1, 2]
+    for r in records[1:]:
+        assert r["world_size"] == 2
+        assert r["rollouts"] == 4  # B over the job: B / 2 from each rank
+        assert r["env_steps"] > 0 and 0.0 <= r["eval_success"] <= 1.0
+    assert (out / "policy.safetensors").is_file() and (out / "success.png").is_file()

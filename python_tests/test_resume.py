@@ -96,6 +96,27 @@ def test_killed_and_resumed_run_matches_uninterrupted(reference: tuple[Path, Pat
     check_same(run, ref)
 
 
+KILL_WORKER = Path(__file__).with_name("kill_worker.py")
+
+
+def test_kills_at_rollout_update_and_checkpoint_write(reference: tuple[Path, Path], tmp_path: Path) -> None:
+    """Deterministic kills at the three moments that matter, one after another on the same run: during a
+    rollout collection, during a PPO update, and inside a checkpoint write (files in the temporary folder,
+    not yet renamed). Each resume must carry on as if nothing happened."""
+    init, ref = reference
+    run = tmp_path / "run"
+    plan = [("rollout", 3), ("update", 2), ("checkpoint", 3)]
+    for i, (point, n) in enumerate(plan):
+        args = train_cmd(init, run, resume=i > 0)[1:]
+        proc = subprocess.run([sys.executable, str(KILL_WORKER), point, str(n), *args], capture_output=True)
+        assert proc.returncode == -signal.SIGKILL, (point, proc.stderr.decode()[-3000:])
+    if (run / "checkpoints").is_dir():
+        assert list((run / "checkpoints").glob(".*")), "the checkpoint kill left its temporary folder"
+    result = subprocess.run(train_cmd(init, run, resume=True), capture_output=True, timeout=900)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    check_same(run, ref)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_many_kills(reference: tuple[Path, Path], tmp_path: Path, seed: int) -> None:

@@ -1,0 +1,47 @@
+"""Run by test_resume.py: `ript-fast train` with a SIGKILL planted at the N-th pass through one point of the
+trainer, so a kill lands exactly where a preemption hurts most:
+
+  rollout     the N-th rollout collection (mid-iteration, before its update)
+  update      the N-th PPO update (after the rollouts, before the checkpoint)
+  checkpoint  the N-th fsync of the checkpoint writer: odd N is inside a write (the files are in the
+              temporary folder, not yet renamed into place), even N just after a rename
+
+    python python_tests/kill_worker.py POINT N train ARGS...
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ript_fast import cli
+from ript_fast.train import ript, trainer_checkpoints
+
+POINTS = {
+    "rollout": (ript, "collect_rollouts"),
+    "update": (ript, "ppo_update"),
+    "checkpoint": (trainer_checkpoints, "fsync_path"),
+}
+
+
+def plant(module: Any, name: str, n: int) -> None:
+    real: Callable[..., Any] = getattr(module, name)
+    calls = 0
+
+    def killed_on_nth(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+
+    setattr(module, name, killed_on_nth)
+
+
+if __name__ == "__main__":
+    point, n = sys.argv[1], int(sys.argv[2])
+    plant(*POINTS[point], n)
+    sys.exit(cli.main(sys.argv[3:]))
