@@ -7,7 +7,8 @@ MetaWorld's Python only builds the tasks and samples their parameters at reset.
 Semantics (see docs/ARCHITECTURE.md, "Environments"):
   * reward = the binary success flag (RIPT's sparse reward), info["success"] the same as bools;
   * terminated = success (``terminate_on_success=True``, the default), truncated at ``max_episode_steps`` (500);
-  * a diverging simulation fails its env alone: reward 0, truncated, info["sim_error"] True;
+  * a diverging simulation fails its env alone: reward 0, truncated, info["sim_error"] True, its observation
+    the last good one; its MjData is reset (mj_resetData), so its next reset starts from a sane state;
   * autoreset: gymnasium's next-step mode (an env that finished is reset by the following ``step`` call, which
     returns its reset observation with reward 0); with ``autoreset=False`` a finished env is not stepped
     again: its observation, terminated, truncated and success stay as they were, its reward is 0, until
