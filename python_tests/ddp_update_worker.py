@@ -22,7 +22,9 @@ from ript_fast.train.ppo import PPOObjective, PPOSettings, minibatch_schedule, p
 K, ROLLOUTS, MINIBATCH, EPOCHS = 4, 16, 8, 2
 
 
-def main(out: str, level: str) -> None:
+def main(out: str, variant: str) -> None:
+    """`variant`: the ratio level, optionally with the token average (`token/rollouts`)."""
+    level, _, average = variant.partition("/")
     tdist.init_process_group("gloo")
     rank, world = tdist.get_rank(), tdist.get_world_size()
     policy = smoke_policy()
@@ -31,7 +33,7 @@ def main(out: str, level: str) -> None:
     advantages = ops.rloo_advantage(batch.rewards.view(-1, K)).flatten()
     share = torch.arange(rank * ROLLOUTS // world, (rank + 1) * ROLLOUTS // world)
     local_minibatch = MINIBATCH // world
-    settings = PPOSettings(EPOCHS, local_minibatch, 0.2, None, level, 1.0)  # type: ignore[arg-type]
+    settings = PPOSettings(EPOCHS, local_minibatch, 0.2, None, level, 1.0, average or "tokens")  # type: ignore[arg-type]
     objective = DistributedDataParallel(PPOObjective(policy, settings))
     optimizer = sgd(policy)
     schedule = minibatch_schedule(len(share), local_minibatch, EPOCHS, torch.Generator().manual_seed(5))

@@ -20,7 +20,7 @@ WORKER = Path(__file__).resolve().parent / "ddp_update_worker.py"
 K, ROLLOUTS, MINIBATCH, EPOCHS = 4, 16, 8, 2
 
 
-def one_rank_update(level: str) -> dict[str, torch.Tensor]:
+def one_rank_update(variant: str) -> dict[str, torch.Tensor]:
     """The same update in one process: global minibatch j = the union of the ranks' minibatches j."""
     policy = smoke_policy()
     batch = frozen_batch(policy, ROLLOUTS)
@@ -29,13 +29,14 @@ def one_rank_update(level: str) -> dict[str, torch.Tensor]:
     half = ROLLOUTS // 2
     local = minibatch_schedule(half, MINIBATCH // 2, EPOCHS, torch.Generator().manual_seed(5))
     schedule = [torch.cat([idx, idx + half]) for idx in local]
-    settings = PPOSettings(EPOCHS, MINIBATCH, 0.2, None, level, 1.0)  # type: ignore[arg-type]
+    level, _, average = variant.partition("/")
+    settings = PPOSettings(EPOCHS, MINIBATCH, 0.2, None, level, 1.0, average or "tokens")  # type: ignore[arg-type]
     optimizer = sgd(policy)
     ppo_update(PPOObjective(policy, settings), optimizer, batch, advantages, schedule, settings, Dist())
     return {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("level", ["token", "sequence", "token/rollouts"])
 def test_two_rank_update_equals_one_rank(level: str, tmp_path: Path) -> None:
     out = tmp_path / "two_ranks.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]

@@ -2,7 +2,7 @@
 
 The reference is written from the paper: per-rollout sequence log-prob = sum of token log-probs (Eq. 7),
 RLOO advantages (Eq. 5), clipped objective (Eq. 6) averaged over rollouts; and the released code's variant
-with per-token ratios averaged over all valid tokens.
+with per-token ratios averaged over all valid tokens, or over each rollout's tokens and then rollouts.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ def policy():
     return smoke_policy()
 
 
-def reference_loss(policy, batch: RolloutBatch, adv: torch.Tensor, level: str, eps: float) -> torch.Tensor:
+def reference_loss(
+    policy, batch: RolloutBatch, adv: torch.Tensor, level: str, eps: float, average: str = "tokens"
+) -> torch.Tensor:
     terms, weights = [], []
     for r in range(len(batch)):
         logp_new_tokens, logp_old_tokens = [], []
@@ -41,24 +43,31 @@ def reference_loss(policy, batch: RolloutBatch, adv: torch.Tensor, level: str, e
             new, old = new.sum()[None], old.sum()[None]
         ratio = torch.exp(new - old)
         term = -torch.minimum(ratio * adv[r], torch.clamp(ratio, 1 - eps, 1 + eps) * adv[r])
-        terms.append(term.sum())
+        terms.append(term.mean() if average == "rollouts" else term.sum())
         weights.append(len(term))
     total = torch.stack(terms).sum()
-    return total / len(batch) if level == "sequence" else total / sum(weights)
+    return total / sum(weights) if level == "token" and average == "tokens" else total / len(batch)
 
 
-@pytest.mark.parametrize("level", ["sequence", "token"])
-def test_trainer_loss_and_grads_match_reference(policy, level: str) -> None:
+@pytest.mark.parametrize(("level", "average"), [("sequence", "tokens"), ("token", "tokens"), ("token", "rollouts")])
+def test_trainer_loss_and_grads_match_reference(policy, level: str, average: str) -> None:
     batch = frozen_batch(policy, 2 * K)
+    assert len(set(batch.query_mask.sum(dim=1).tolist())) > 1, "rollouts of different lengths"
     adv = ops.rloo_advantage(batch.rewards.view(-1, K)).flatten()
     settings = PPOSettings(
-        epochs=1, minibatch_rollouts=len(batch), clip_eps=0.2, clip_eps_high=None, ratio_level=level, max_grad_norm=1.0
+        epochs=1,
+        minibatch_rollouts=len(batch),
+        clip_eps=0.2,
+        clip_eps_high=None,
+        ratio_level=level,
+        max_grad_norm=1.0,
+        token_average=average,
     )
     perturb(policy, 0.05)  # ratios away from 1, some clipped: the state after a few PPO steps
     params = [p for g in policy.rl_param_groups() for p in g["params"]]
     loss, stats = ppo_loss(policy, batch, adv, settings)
     grads = torch.autograd.grad(loss, params)
-    expected = reference_loss(policy, batch, adv.double(), level, 0.2)
+    expected = reference_loss(policy, batch, adv.double(), level, 0.2, average)
     expected_grads = torch.autograd.grad(expected, params)
     torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-6)
     for g, e in zip(grads, expected_grads, strict=True):

@@ -6,7 +6,11 @@ The loss is the clipped objective of Eq. 6 with RLOO advantages (Eq. 5), compute
 
 `ratio_level="sequence"` is Eq. 6 as written: one ratio per rollout, of the summed log-probs of everything
 it sampled (Eq. 7). `ratio_level="token"` is what the released code trains with: one ratio per token (or
-per chunk step for regression heads), averaged over the valid tokens of the minibatch.
+per chunk step for regression heads). The per-token terms are averaged over the valid tokens of the minibatch
+(`token_average="tokens"`, the released code's `use_token_level_loss_avg`) or within each rollout first and
+then over rollouts (`token_average="rollouts"`), so that every rollout weighs the same, as in Eq. 6. The two
+differ when rollout lengths differ: with sparse success rewards a successful episode ends early and a failed
+one runs to the time limit, so under "tokens" a group's failures outweigh its success by their length.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ript_fast.train.distributed import Dist
 from ript_fast.train.rollout import RolloutBatch
 
 RatioLevel = Literal["sequence", "token"]
+TokenAverage = Literal["tokens", "rollouts"]
 
 
 @dataclass
@@ -33,6 +38,7 @@ class PPOSettings:
     clip_eps_high: float | None
     ratio_level: RatioLevel
     max_grad_norm: float
+    token_average: TokenAverage = "tokens"  # token level only: over the minibatch's tokens, or per rollout
 
 
 def ppo_loss(
@@ -51,6 +57,10 @@ def ppo_loss(
         logp_old = (logp_old * elem_mask).sum(dim=1)
     device = _device(policy)
     elem_mask, logp_old, advantages = elem_mask.to(device), logp_old.to(device), advantages.to(device)
+    if settings.ratio_level == "token" and settings.token_average == "rollouts":
+        # weights 1 / (valid tokens of the rollout): the weighted token mean is the mean over rollouts of
+        # each rollout's token mean
+        elem_mask = elem_mask.float() / elem_mask.sum(dim=1, keepdim=True).clamp(min=1)
     clip = {"clip_eps": settings.clip_eps, "clip_eps_high": settings.clip_eps_high}
 
     if policy.action_kind == "categorical":
@@ -94,9 +104,9 @@ def minibatch_schedule(
     return steps
 
 
-def loss_weight(batch: RolloutBatch, level: RatioLevel) -> float:
-    """What the loss of `batch` averages over: valid tokens (token level) or rollouts (sequence level)."""
-    if level == "token":
+def loss_weight(batch: RolloutBatch, settings: PPOSettings) -> float:
+    """What the loss of `batch` averages over: valid tokens (token level, averaged over tokens) or rollouts."""
+    if settings.ratio_level == "token" and settings.token_average == "tokens":
         return float(batch.query_mask.sum().item() * batch.decisions.shape[2])
     return float(len(batch))
 
@@ -126,7 +136,7 @@ def ppo_update(
         minibatch = batch.select(idx)
         t0 = time.perf_counter()
         loss, stats = objective(minibatch, advantages[idx])
-        local = loss_weight(minibatch, settings.ratio_level)
+        local = loss_weight(minibatch, settings)
         total = dist.sum({"w": local})["w"]
         scale = local * dist.world / total if total > 0 else 0.0
         t1 = time.perf_counter()

@@ -152,6 +152,7 @@ class RiptTrainer:
             clip_eps=r.clip_eps,
             clip_eps_high=r.clip_eps_high,
             ratio_level=r.ratio_level,
+            token_average=r.token_average,
             max_grad_norm=r.max_grad_norm,
         )
         self.objective = _ddp(PPOObjective(policy, self.settings), self.dist, policy.device)

@@ -52,6 +52,8 @@ class RiptConfig:
     clip_eps: float = 0.2
     clip_eps_high: float | None = None  # None: same as clip_eps
     ratio_level: Literal["sequence", "token"] = "token"  # Eq. 6 per rollout, or the released code's per token
+    # token level: average over the minibatch's tokens (released code) or each rollout's tokens, then rollouts
+    token_average: Literal["tokens", "rollouts"] = "tokens"
     lr: float | None = None  # None: the policy's own RL learning rates (per parameter group)
     group_lr: dict[str, float] = field(default_factory=dict)  # override a parameter group's lr by name
     weight_decay: float | None = None
