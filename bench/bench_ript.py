@@ -5,13 +5,14 @@ gets); this script starts them one after another, then reads their run folders a
 (SFT success, held-out success per iteration, best, iterations to 80%, wall time) and draws one PNG of the
 held-out success curves per experiment.
 
-  python bench/bench_ript.py headline  --tasks drawer-open-v3 reach-v3 button-press-v3 --out runs/headline
+  python bench/bench_ript.py headline  --tasks reach-v3 coffee-push-v3 drawer-open-v3@demos.num_demos=1 --out runs/headline
   python bench/bench_ript.py contexts  --task reach-v3 --sizes 1 4 16 64 --out runs/ctx_size     (App. A.3)
   python bench/bench_ript.py noise     --task reach-v3 --stds 0 0.025 0.05 0.1 --out runs/ctx_noise (App. A.4)
   python bench/bench_ript.py report    --out runs/headline       (table + plot of finished runs only)
 
 `headline` runs every task twice, with dynamic sampling (the method) and without (the paper's Table 3
 ablation), from the same SFT policy (made once per task by the first run and reused by the second).
+`task@key=value,key=value` gives one task its own overrides (e.g. its number of demos).
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def run_train(out: Path, config: str, overrides: list[str], init: Path | None) -
 
 def headline(args: argparse.Namespace) -> list[Path]:
     runs = []
-    for task in args.tasks:
-        base = [f"env=metaworld/{task}", *args.set]
+    for spec in args.tasks:
+        task, _, extra = spec.partition("@")  # e.g. drawer-open-v3@demos.num_demos=1: that task's own overrides
+        base = [f"env=metaworld/{task}", *args.set, *(extra.split(",") if extra else [])]
         dyn = args.out / f"{task}__dynamic"
         run_train(dyn, args.config, base, None)
         sft = args.out / f"{task}__sft.safetensors"
@@ -136,7 +138,7 @@ def main() -> None:
     parser.add_argument("experiment", choices=["headline", "contexts", "noise", "report"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--config", default="default", help="run config (default: the packaged default.yaml)")
-    parser.add_argument("--tasks", nargs="+", default=["drawer-open-v3", "reach-v3", "button-press-v3"])
+    parser.add_argument("--tasks", nargs="+", default=["reach-v3", "coffee-push-v3", "drawer-open-v3@demos.num_demos=1"])
     parser.add_argument("--task", default="reach-v3")
     parser.add_argument("--sizes", nargs="+", default=["1", "4", "16", "64"])
     parser.add_argument("--stds", nargs="+", default=["0", "0.025", "0.05", "0.1"])
