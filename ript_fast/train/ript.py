@@ -10,7 +10,9 @@ Where this departs from the released code (`shared/REFERENCE_CODE.md`), on purpo
   pass); they are equal because the policy is in eval mode (no dropout) both when sampling and when scoring,
   which is also what the released code effectively does;
 - collection rounds are capped (`ript.max_rounds`), and hitting the cap is logged (`sampling_cap_hit`);
-- a finished env is never stepped again nor queried again (the released code keeps stepping it).
+- a finished env is never stepped again nor queried again (the released code keeps stepping it);
+- per-token losses may be averaged per rollout first (`ript.token_average: rollouts`, the CPU preset's
+  choice): the released code's token mean lets a long failed episode outweigh a short success.
 
 A run folder holds: `config.yaml` (resolved), `metrics.jsonl`, `tensorboard/`, PNG plots, `demos/` and `sft/`
 (when the stage-2 policy was made here), `checkpoints/iter_XXXX/` (policy + trainer state, written
