@@ -5,7 +5,8 @@ gets); this script starts them one after another, then reads their run folders a
 (SFT success, held-out success per iteration, best, iterations to 80%, wall time) and draws one PNG of the
 held-out success curves per experiment.
 
-  python bench/bench_ript.py headline  --tasks reach-v3 coffee-push-v3 drawer-open-v3@demos.num_demos=1 --out runs/headline
+  python bench/bench_ript.py headline  --tasks reach-v3 coffee-push-v3 drawer-open-v3@demos.num_demos=1 \
+                                       --out runs/headline
   python bench/bench_ript.py contexts  --task reach-v3 --sizes 1 4 16 64 --out runs/ctx_size     (App. A.3)
   python bench/bench_ript.py noise     --task reach-v3 --stds 0 0.025 0.05 0.1 --out runs/ctx_noise (App. A.4)
   python bench/bench_ript.py report    --out runs/headline       (table + plot of finished runs only)
@@ -138,7 +139,9 @@ def main() -> None:
     parser.add_argument("experiment", choices=["headline", "contexts", "noise", "report"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--config", default="default", help="run config (default: the packaged default.yaml)")
-    parser.add_argument("--tasks", nargs="+", default=["reach-v3", "coffee-push-v3", "drawer-open-v3@demos.num_demos=1"])
+    parser.add_argument(
+        "--tasks", nargs="+", default=["reach-v3", "coffee-push-v3", "drawer-open-v3@demos.num_demos=1"]
+    )
     parser.add_argument("--task", default="reach-v3")
     parser.add_argument("--sizes", nargs="+", default=["1", "4", "16", "64"])
     parser.add_argument("--stds", nargs="+", default=["0", "0.025", "0.05", "0.1"])
