@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from python_tests.conftest import RIPT_FAST
 from python_tests.ppo_fixtures import frozen_batch, perturb, sgd, smoke_policy
 from ript_fast import ops
 from ript_fast.train.distributed import Dist
@@ -56,10 +56,8 @@ def test_two_rank_update_equals_one_rank(level: str, tmp_path: Path) -> None:
 def test_torchrun_train_end_to_end(tmp_path: Path) -> None:
     """`torchrun --nproc-per-node=2 ript-fast train`: both ranks roll out and update, rank 0 alone writes, and
     the metrics are the job's (summed over ranks)."""
-    script = shutil.which("ript-fast", path=str(Path(sys.executable).parent))
-    assert script is not None
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", script, "train"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", RIPT_FAST, "train"]
     args = ["--config", "configs/ript_smoke.yaml", "--out", str(out), "ript.dynamic_sampling=false"]
     result = subprocess.run([*cmd, *args, "contexts.eval_size=2"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

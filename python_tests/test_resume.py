@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,13 +13,11 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from python_tests.conftest import RIPT_FAST
 from python_tests.ppo_fixtures import smoke_policy
 from ript_fast.train.checkpoint import save_policy
 
 TIMING_KEYS = ("seconds", "eval_seconds", "env_steps_per_s", "time_")
-# The installed console script, not `python -m ript_fast.cli`: `-m` would put the working directory (the source
-# checkout, whose ript_fast has no compiled _C) ahead of the installed package.
-RIPT_FAST = shutil.which("ript-fast", path=str(Path(sys.executable).parent)) or "ript-fast"
 
 
 def train_cmd(init: Path, out: Path, resume: bool) -> list[str]:
