@@ -11,8 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ript_fast.config import load_config
+from ript_fast.config import ConfigError, load_config
 from ript_fast.data import ChunkDataset, Episode, write_demo_file
+from ript_fast.data.demo_file import read_demo_file
 from ript_fast.policies.base import Observation
 from ript_fast.train.checkpoint import CheckpointError, load_policy, read_checkpoint_meta, save_policy
 from ript_fast.train.run_logger import read_metrics
@@ -140,6 +141,28 @@ def test_stage_of_another_family_is_rejected(demos: Path, tmp_path: Path) -> Non
         run_sft(config(demos, "stages=[{name: scale, steps: 3}]"), tmp_path)
 
 
+def _relabelled(demos: Path, out: Path, task: str) -> Path:
+    """The demo file's episodes under another task name (a second task for a multi-task policy)."""
+    ds = read_demo_file(demos, obs_keys=["state"])
+    return write_demo_file(out, ds.episodes, f"metaworld/{task}", task, task.split("-")[0])
+
+
+def test_stage2_fine_tunes_a_multitask_policy_on_one_of_its_tasks(demos: Path, tmp_path: Path) -> None:
+    """QueST's stage 2: a policy pretrained on tasks [reach, push] fine-tuned on push's demos alone keeps its
+    task table, and the fine-tune feeds it push's id (1), not the id push has in the small demo set (0)."""
+    push = _relabelled(demos, tmp_path / "push.hdf5", "push-v3")
+    pretrained = run_sft(config(demos, f"demos=[{demos}, {push}]"), tmp_path / "pre")
+    data = ChunkDataset([read_demo_file(push, obs_keys=["state"])], 8, ["state"], [])
+    data.use_task_table(["reach-v3", "push-v3"], ["reach", "push"])
+    assert data.task_names == ["reach-v3", "push-v3"] and set(data.task_ids.tolist()) == {1}
+    tuned = run_sft(config(push, f"init_checkpoint={pretrained}", "stages=[{name: prior, steps: 5}]"), tmp_path / "ft")
+    policy = load_policy(tuned)
+    assert policy.spec.task_names == ["reach-v3", "push-v3"]
+    other = _relabelled(demos, tmp_path / "door.hdf5", "door-open-v3")
+    with pytest.raises(ConfigError, match=r"the demos' tasks \['door-open-v3'\] must be among them"):
+        run_sft(config(other, f"init_checkpoint={pretrained}"), tmp_path / "bad")
+
+
 CONFIGS = SMOKE.parent
 
 
@@ -150,6 +173,7 @@ PAPER = pytest.mark.slow  # paper-scale models: seconds each on 2 cores
     "name",
     [
         "sft_quest_metaworld_cpu.yaml",
+        "sft_quest_mt50_cpu.yaml",
         "sft_quest_smoke.yaml",
         pytest.param("quest_libero_paper.yaml", marks=PAPER),
         pytest.param("quest_ml45_paper.yaml", marks=PAPER),

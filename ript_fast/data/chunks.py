@@ -37,6 +37,17 @@ class ChunkDataset:
         self.task_ids = torch.repeat_interleave(torch.tensor([t for t, _ in episodes]), lengths)
         self.num_episodes = len(episodes)
 
+    def use_task_table(self, task_names: list[str], instructions: list[str]) -> None:
+        """Re-expresses the samples' task ids as indices into a larger task table: fine-tuning a multi-task
+        policy on a few demos of some of its tasks (QueST's stage 2) must feed it the ids it was trained with."""
+        missing = sorted(set(self.task_names) - set(task_names))
+        if missing:
+            raise ValueError(f"task_names: the demos' tasks {missing} are not in the table {task_names}")
+        index = torch.tensor([task_names.index(name) for name in self.task_names])
+        self.task_ids = index[self.task_ids]
+        self.task_names = list(task_names)
+        self.instructions = list(instructions)
+
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 

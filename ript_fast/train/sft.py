@@ -119,18 +119,21 @@ def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
 
 
 def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: bool) -> Policy:
+    """A resumed run's latest weights, the init checkpoint (possibly a multi-task policy fine-tuned here on
+    some of its tasks: the data then takes its task table), or a new policy fitted to the data."""
     family = {"family": cfg.policy.family}  # a checkpoint of another family is refused, not half-loaded
-    if resuming:
-        return load_policy(out / "checkpoints" / "latest.safetensors", config_overrides=family)
-    if cfg.init_checkpoint:
-        policy = load_policy(cfg.init_checkpoint, config_overrides=family)
-        if policy.spec.task_names != data.task_names:
-            raise ConfigError(
-                f"init_checkpoint was trained on tasks {policy.spec.task_names}, the demos are {data.task_names}"
-            )
+    if not resuming and not cfg.init_checkpoint:
+        policy = build_policy(cfg.policy, data.spec)
+        policy.fit_normalizers(data.states, data.actions)
         return policy
-    policy = build_policy(cfg.policy, data.spec)
-    policy.fit_normalizers(data.states, data.actions)
+    path = out / "checkpoints" / "latest.safetensors" if resuming else cfg.init_checkpoint
+    policy = load_policy(path, config_overrides=family)
+    if not set(data.task_names) <= set(policy.spec.task_names):
+        raise ConfigError(
+            f"init_checkpoint was trained on tasks {policy.spec.task_names}; the demos' tasks {data.task_names} "
+            "must be among them"
+        )
+    data.use_task_table(policy.spec.task_names, policy.spec.instructions)
     return policy
 
 
