@@ -9,11 +9,20 @@ held-out success curves per experiment.
                                        --out runs/headline
   python bench/bench_ript.py contexts  --task reach-v3 --sizes 1 4 16 64 --out runs/ctx_size     (App. A.3)
   python bench/bench_ript.py noise     --task reach-v3 --stds 0 0.025 0.05 0.1 --out runs/ctx_noise (App. A.4)
+  python bench/bench_ript.py multitask --tasks door-open-v3 reach-v3 push-v3 --target-demos 1 --out runs/multitask \
+      --few-shot coffee-push-v3 door-open-v3 drawer-open-v3 pick-place-v3 push-v3 reach-v3 sweep-v3 window-open-v3
+                                       (the paper's MetaWorld protocol, below)
   python bench/bench_ript.py report    --out runs/headline       (table + plot of finished runs only)
 
 `headline` runs every task twice, with dynamic sampling (the method) and without (the paper's Table 3
 ablation), from the same SFT policy (made once per task by the first run and reused by the second).
 `task@key=value,key=value` gives one task its own overrides (e.g. its number of demos).
+
+`multitask` is the paper's MetaWorld protocol at CPU scale: a QueST policy pretrained on scripted demos of
+every other MT50 task (`--pretrain-demos` each) plus the few-shot tasks' `--target-demos` demos
+(configs/sft_quest_mt50_cpu.yaml), then for each target a stage-2 fine-tune on its few demos alone (QueST's
+stage 2, configs/sft_quest_stage2_cpu.yaml), then RIPT on that target with and without dynamic sampling.
+Each step is a `ript-fast` command, printed as it runs.
 """
 
 from __future__ import annotations
@@ -59,6 +68,51 @@ def headline(args: argparse.Namespace) -> list[Path]:
             shutil.copy(dyn / "sft" / "policy.safetensors", sft)
         nodyn = args.out / f"{task}__no-dynamic"
         run_train(nodyn, args.config, [*base, "ript.dynamic_sampling=false"], sft)
+        runs += [dyn, nodyn]
+    return runs
+
+
+def run_sft(out: Path, config: str, overrides: list[str]) -> Path:
+    """One `ript-fast sft` run into `out` (skipped when it already finished); returns its policy."""
+    policy = out / "policy.safetensors"
+    if not policy.exists():
+        cmd = [RIPT_FAST, "sft", "--config", config, "--out", str(out), *overrides]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return policy
+
+
+def collect(task: str, num_demos: int, out: Path) -> Path:
+    """`ript-fast collect-demos` of one task with QueST's action noise (cached)."""
+    if not out.exists():
+        cmd = [RIPT_FAST, "collect-demos", "--env", f"metaworld/{task}", "--num-demos", str(num_demos)]
+        subprocess.run([*cmd, "--noise", "0.2", "--seed", "1000", "--out", str(out)], check=True)
+    return out
+
+
+def multitask(args: argparse.Namespace) -> list[Path]:
+    from ript_fast.envs.registry import resolve_tasks
+
+    targets = args.few_shot or [spec.partition("@")[0] for spec in args.tasks]
+    demos = args.out / "demos"
+    others = sorted(set(resolve_tasks("metaworld/MT50")) - set(targets))
+    files = [collect(task, args.pretrain_demos, demos / f"{task}.hdf5") for task in others]
+    files += [collect(task, args.target_demos, demos / f"{task}.hdf5") for task in sorted(targets)]
+    pretrained = run_sft(
+        args.out / "pretrain", "configs/sft_quest_mt50_cpu.yaml", [f"demos=[{','.join(map(str, files))}]"]
+    )
+    runs = []
+    for spec in args.tasks:
+        task, _, extra = spec.partition("@")
+        stage2 = run_sft(
+            args.out / f"{task}__stage2",
+            "configs/sft_quest_stage2_cpu.yaml",
+            [f"demos=[{demos / f'{task}.hdf5'}]", f"init_checkpoint={pretrained}"],
+        )
+        base = [f"env=metaworld/{task}", *args.set, *(extra.split(",") if extra else [])]
+        dyn, nodyn = args.out / f"{task}__dynamic", args.out / f"{task}__no-dynamic"
+        run_train(dyn, args.config, base, stage2)
+        run_train(nodyn, args.config, [*base, "ript.dynamic_sampling=false"], stage2)
         runs += [dyn, nodyn]
     return runs
 
@@ -136,7 +190,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", choices=["headline", "contexts", "noise", "report"])
+    parser.add_argument("experiment", choices=["headline", "multitask", "contexts", "noise", "report"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--config", default="default", help="run config (default: the packaged default.yaml)")
     parser.add_argument(
@@ -145,11 +199,18 @@ def main() -> None:
     parser.add_argument("--task", default="reach-v3")
     parser.add_argument("--sizes", nargs="+", default=["1", "4", "16", "64"])
     parser.add_argument("--stds", nargs="+", default=["0", "0.025", "0.05", "0.1"])
+    parser.add_argument("--pretrain-demos", type=int, default=40, help="multitask: demos of each other task")
+    parser.add_argument("--target-demos", type=int, default=1, help="multitask: demos of each few-shot task")
+    parser.add_argument(
+        "--few-shot", nargs="*", default=[], help="multitask: the tasks given only --target-demos (default: --tasks)"
+    )
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.experiment == "headline":
         runs = headline(args)
+    elif args.experiment == "multitask":
+        runs = multitask(args)
     elif args.experiment == "contexts":
         runs = sweep(args, "contexts.size", args.sizes, "contexts")
     elif args.experiment == "noise":
