@@ -199,3 +199,8 @@ def test_oft_preset_loads() -> None:
     cfg = load_config(SftConfig, CONFIGS / "oft_libero_paper.yaml")
     assert cfg.policy.family == "oft" and [s.name for s in cfg.stages] == ["action", "scale"]
     assert cfg.stages[1].steps == 500 and cfg.policy.oft.lora_rank == 32
+
+
+def test_stage2_preset_fine_tunes_only_the_prior() -> None:
+    cfg = load_config(SftConfig, CONFIGS / "sft_quest_stage2_cpu.yaml")
+    assert cfg.policy.family == "quest" and [s.name for s in cfg.stages] == ["prior"]
