@@ -40,6 +40,8 @@ class ChunkDataset:
     def use_task_table(self, task_names: list[str], instructions: list[str]) -> None:
         """Re-expresses the samples' task ids as indices into a larger task table: fine-tuning a multi-task
         policy on a few demos of some of its tasks (QueST's stage 2) must feed it the ids it was trained with."""
+        if list(task_names) == self.task_names:  # already this table (also keeps repeated task names apart)
+            return
         missing = sorted(set(self.task_names) - set(task_names))
         if missing:
             raise ValueError(f"task_names: the demos' tasks {missing} are not in the table {task_names}")
