@@ -44,7 +44,9 @@ class ChunkDataset:
             return
         missing = sorted(set(self.task_names) - set(task_names))
         if missing:
-            raise ValueError(f"task_names: the demos' tasks {missing} are not in the table {task_names}")
+            raise ValueError(
+                f"task_names: the policy knows tasks {task_names}; the demos' tasks {missing} must be among them"
+            )
         index = torch.tensor([task_names.index(name) for name in self.task_names])
         self.task_ids = index[self.task_ids]
         self.task_names = list(task_names)

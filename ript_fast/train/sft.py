@@ -128,12 +128,10 @@ def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: boo
         return policy
     path = out / "checkpoints" / "latest.safetensors" if resuming else cfg.init_checkpoint
     policy = load_policy(path, config_overrides=family)
-    if not set(data.task_names) <= set(policy.spec.task_names):
-        raise ConfigError(
-            f"init_checkpoint was trained on tasks {policy.spec.task_names}; the demos' tasks {data.task_names} "
-            "must be among them"
-        )
-    data.use_task_table(policy.spec.task_names, policy.spec.instructions)
+    try:
+        data.use_task_table(policy.spec.task_names, policy.spec.instructions)
+    except ValueError as err:
+        raise ConfigError(f"init_checkpoint {path}: {err}") from err
     return policy
 
 
