@@ -56,11 +56,17 @@ def run_train(out: Path, config: str, overrides: list[str], init: Path | None) -
     return seconds
 
 
+def task_overrides(args: argparse.Namespace, spec: str) -> tuple[str, list[str]]:
+    """`task@key=value,...` (that task's own overrides, e.g. drawer-open-v3@demos.num_demos=1) -> the task and
+    the overrides of its runs."""
+    task, _, extra = spec.partition("@")
+    return task, [f"env=metaworld/{task}", *args.set, *(extra.split(",") if extra else [])]
+
+
 def headline(args: argparse.Namespace) -> list[Path]:
     runs = []
     for spec in args.tasks:
-        task, _, extra = spec.partition("@")  # e.g. drawer-open-v3@demos.num_demos=1: that task's own overrides
-        base = [f"env=metaworld/{task}", *args.set, *(extra.split(",") if extra else [])]
+        task, base = task_overrides(args, spec)
         dyn = args.out / f"{task}__dynamic"
         run_train(dyn, args.config, base, None)
         sft = args.out / f"{task}__sft.safetensors"
@@ -93,7 +99,7 @@ def collect(task: str, num_demos: int, out: Path) -> Path:
 def multitask(args: argparse.Namespace) -> list[Path]:
     from ript_fast.envs.registry import resolve_tasks
 
-    targets = args.few_shot or [spec.partition("@")[0] for spec in args.tasks]
+    targets = args.few_shot or [task_overrides(args, spec)[0] for spec in args.tasks]
     demos = args.out / "demos"
     others = sorted(set(resolve_tasks("metaworld/MT50")) - set(targets))
     files = [collect(task, args.pretrain_demos, demos / f"{task}.hdf5") for task in others]
@@ -103,13 +109,12 @@ def multitask(args: argparse.Namespace) -> list[Path]:
     )
     runs = []
     for spec in args.tasks:
-        task, _, extra = spec.partition("@")
+        task, base = task_overrides(args, spec)
         stage2 = run_sft(
             args.out / f"{task}__stage2",
             "configs/sft_quest_stage2_cpu.yaml",
             [f"demos=[{demos / f'{task}.hdf5'}]", f"init_checkpoint={pretrained}"],
         )
-        base = [f"env=metaworld/{task}", *args.set, *(extra.split(",") if extra else [])]
         dyn, nodyn = args.out / f"{task}__dynamic", args.out / f"{task}__no-dynamic"
         run_train(dyn, args.config, base, stage2)
         run_train(nodyn, args.config, [*base, "ript.dynamic_sampling=false"], stage2)
