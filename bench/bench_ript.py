@@ -13,10 +13,13 @@ held-out success curves per experiment.
       --few-shot coffee-push-v3 door-open-v3 drawer-open-v3 pick-place-v3 push-v3 reach-v3 sweep-v3 window-open-v3
                                        (the paper's MetaWorld protocol, below)
   python bench/bench_ript.py report    --out runs/headline       (table + plot of finished runs only)
+  python bench/bench_ript.py report    --out runs/all --runs runs/a/x__dynamic runs/b/y__dynamic   (chosen runs)
 
 `headline` runs every task twice, with dynamic sampling (the method) and without (the paper's Table 3
 ablation), from the same SFT policy (made once per task by the first run and reused by the second).
 `task@key=value,key=value` gives one task its own overrides (e.g. its number of demos).
+`--tag _B128 --set ript.batch_rollouts=128` runs a variant of finished multitask runs into new folders
+(`<task>_B128__dynamic`), reusing their pretraining and stage 2.
 
 `multitask` is the paper's MetaWorld protocol at CPU scale: a QueST policy pretrained on scripted demos of
 every other MT50 task (`--pretrain-demos` each) plus the few-shot tasks' `--target-demos` demos
@@ -115,7 +118,7 @@ def multitask(args: argparse.Namespace) -> list[Path]:
             "configs/sft_quest_stage2_cpu.yaml",
             [f"demos=[{demos / f'{task}.hdf5'}]", f"init_checkpoint={pretrained}"],
         )
-        dyn, nodyn = args.out / f"{task}__dynamic", args.out / f"{task}__no-dynamic"
+        dyn, nodyn = args.out / f"{task}{args.tag}__dynamic", args.out / f"{task}{args.tag}__no-dynamic"
         run_train(dyn, args.config, base, stage2)
         run_train(nodyn, args.config, [*base, "ript.dynamic_sampling=false"], stage2)
         runs += [dyn, nodyn]
@@ -210,6 +213,12 @@ def main() -> None:
         "--few-shot", nargs="*", default=[], help="multitask: the tasks given only --target-demos (default: --tasks)"
     )
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    parser.add_argument(
+        "--runs", nargs="*", type=Path, default=[], help="report: these run folders (default: all in --out)"
+    )
+    parser.add_argument(
+        "--tag", default="", help="multitask: suffix of the RIPT run folders (a variant beside finished runs)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.experiment == "headline":
@@ -221,7 +230,7 @@ def main() -> None:
     elif args.experiment == "noise":
         runs = sweep(args, "contexts.noise_std", args.stds, "noise")
     else:
-        runs = sorted(p for p in args.out.iterdir() if (p / "metrics.jsonl").exists())
+        runs = args.runs or sorted(p for p in args.out.iterdir() if (p / "metrics.jsonl").exists())
     report(runs, args.out, f"RIPT {args.experiment}")
 
 
