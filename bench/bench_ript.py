@@ -18,8 +18,8 @@ held-out success curves per experiment.
 `headline` runs every task twice, with dynamic sampling (the method) and without (the paper's Table 3
 ablation), from the same SFT policy (made once per task by the first run and reused by the second).
 `task@key=value,key=value` gives one task its own overrides (e.g. its number of demos).
-`--tag _B128 --set ript.batch_rollouts=128` runs a variant of finished multitask runs into new folders
-(`<task>_B128__dynamic`), reusing their pretraining and stage 2.
+`--tag _B128 --set ript.batch_rollouts=128 ript.contexts_per_round=16` runs a variant of finished multitask
+runs into new folders (`<task>_B128__dynamic`), reusing their pretraining and stage 2.
 
 `multitask` is the paper's MetaWorld protocol at CPU scale: a QueST policy pretrained on scripted demos of
 every other MT50 task (`--pretrain-demos` each) plus the few-shot tasks' `--target-demos` demos
