@@ -149,3 +149,43 @@ def test_packaged_presets_load() -> None:
     for name in presets:
         kind = TrainConfig if name.startswith(("ript_", "default")) else SftConfig  # run vs SFT presets
         load_config(kind, find_config(name))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("ript.lr=-0.001", "ript.lr must be > 0, got -0.001"),
+        ("ript.max_grad_norm=-1", "ript.max_grad_norm must be > 0"),
+        ("ript.weight_decay=-0.1", "ript.weight_decay must be >= 0"),
+        ("ript.clip_eps=3", "ript.clip_eps must be < 1"),
+        ("ript.clip_eps_high=0", "ript.clip_eps_high must be > 0"),
+        ("ript.group_lr={prior: -1e-4}", "ript.group_lr.prior must be > 0"),
+        ("ript.min_lr_ratio=2", "ript.min_lr_ratio must be <= 1"),
+        ("ript.lr=.nan", "ript.lr must be a finite number, got nan"),
+        ("ript.max_grad_norm=.inf", "ript.max_grad_norm must be a finite number, got inf"),
+        ("contexts.noise_std=-0.01", "contexts.noise_std must be >= 0"),
+        ("seed=-1", "seed must be >= 0"),
+        ("seed=4294967296", "seed must be < 2.14748e+09"),
+        ("demos.num_demos=0", "demos.num_demos must be >= 1"),
+        ("keep_checkpoints=0", "keep_checkpoints must be >= 1"),
+        ("sft.stages=[{name: prior, steps: 5, lr: -1}]", "sft.stages[0].lr must be > 0"),
+        ("sft.stages=[{name: prior, steps: -5}]", "sft.stages[0].steps must be >= 0"),
+        ("sft.policy.quest.dropout=1.5", "sft.policy.quest.dropout must be < 1"),
+        ("policy={quest: {temperature: 0}}", "policy.quest.temperature must be > 0"),
+        ("ript.group_size=1", "(K: a leave-one-out baseline needs two rollouts per context)"),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(TrainConfig, None, [override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_first_difference_names_the_key_path() -> None:
+    from ript_fast.config import first_difference
+
+    old = {"a": 1, "b": {"c": [1, {"d": 2}]}, "e": None}
+    assert first_difference(old, old) is None
+    assert first_difference(old, {**old, "b": {"c": [1, {"d": 3}]}}) == ("b.c[1].d", 2, 3)
+    assert first_difference(old, {**old, "f": 0}) == ("f", None, 0)
+    assert first_difference(old, {**old, "b": {"c": [1]}}) == ("b.c", [1, {"d": 2}], [1])

@@ -60,7 +60,7 @@ def test_sft_and_demos_are_cached(smoke_run: Path, tmp_path: Path) -> None:
     [
         ("ript.iteratons=3", "unknown key 'ript.iteratons'"),
         ("ript.iterations=many", "ript.iterations must be an integer"),
-        ("ript.group_size=1", "group_size (K) must be >= 2"),
+        ("ript.group_size=1", "ript.group_size must be >= 2"),
         ("ript.batch_rollouts=5", "must be a positive multiple of ript.group_size"),
         ("env=metaworld/reach-v9", "env:"),
         ("policy.quest.top_kk=3", "unknown key 'policy.quest.top_kk'"),
@@ -82,7 +82,7 @@ def test_missing_config_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_overrides_may_follow_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", "--config", "configs/ript_smoke.yaml", "--out", str(tmp_path / "r"), "ript.group_size=1"])
-    assert code == 2 and "group_size (K) must be >= 2" in capsys.readouterr().err
+    assert code == 2 and "ript.group_size must be >= 2" in capsys.readouterr().err
 
 
 def test_checkpoints_of_another_family_or_format_are_refused(

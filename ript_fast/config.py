@@ -8,8 +8,10 @@ lists, dicts and nested dataclasses) and reports the first mismatch as a `Config
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -26,6 +28,39 @@ class ConfigError(ValueError):
 
 
 BASE_KEY = "_base_"
+RANGE = "range"  # dataclass field metadata key: the Range a number (or each number of a list/dict) must lie in
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Bounds a config number must respect; checked by `from_dict`, so a value out of range stops the run when
+    the config loads, naming the key, instead of training on it (a negative lr, a clip range of 5)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    why: str = ""  # said after the bound, e.g. "(a leave-one-out baseline needs two rollouts per context)"
+
+    def violation(self, value: float) -> str | None:
+        """What `value` breaks ("must be > 0"), or None when it is in range."""
+        for bound, op, ok in (
+            (self.ge, ">=", lambda b: value >= b),
+            (self.gt, ">", lambda b: value > b),
+            (self.le, "<=", lambda b: value <= b),
+            (self.lt, "<", lambda b: value < b),
+        ):
+            if bound is not None and not ok(bound):
+                return f"must be {op} {bound:g}" + (f" {self.why}" if self.why else "")
+        return None
+
+
+def ranged(default: Any, **bounds: Any) -> Any:
+    """A dataclass field whose value must lie in `Range(**bounds)` (a list/dict field: each item, see group_lr)."""
+    return dataclasses.field(default=default, metadata={RANGE: Range(**bounds)})
+
+
+SEED = {"ge": 0, "lt": 2**31}  # seeds feed numpy (< 2**32) after offsets of a few thousand envs/iterations
 
 
 def preset_dirs() -> list[Path]:
@@ -135,6 +170,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
             hint = f" (did you mean {', '.join(close)}?)" if close else f" (known keys: {', '.join(fields)})"
             raise ConfigError(f"unknown key {_join(where, str(key))!r}{hint}")
     kwargs = {name: _convert(hints[name], data[name], _join(where, name)) for name in fields if name in data}
+    for name, value in kwargs.items():
+        _check_range(fields[name], value, _join(where, name))
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
@@ -159,6 +196,43 @@ def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] 
         return from_dict(cls, merge(data, parse_overrides(overrides)))
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}" if path is not None else str(err)) from None
+
+
+def _check_range(f: dataclasses.Field, value: Any, key: str) -> None:
+    bounds = f.metadata.get(RANGE)
+    if bounds is None or value is None:
+        return
+    for where, item in _numbers(value, key):
+        problem = bounds.violation(item)
+        if problem:
+            raise ConfigError(f"{where} {problem}, got {item!r}")
+
+
+def _numbers(value: Any, key: str) -> list[tuple[str, Any]]:
+    """(key path, number) for a number, or for each item of a list / value of a dict."""
+    if isinstance(value, dict):
+        return [(f"{key}.{k}", v) for k, v in value.items()]
+    if isinstance(value, list):
+        return [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    return [(key, value)]
+
+
+def first_difference(old: Any, new: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """The first key path at which two plain configs (as `to_dict` makes them) differ, with both values; None
+    when equal. Used to say exactly why a cached stage or a resumed run does not match the config now."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(dict.fromkeys([*old, *new])):
+            found = first_difference(old.get(key), new.get(key), _join(where, str(key)))
+            if found:
+                return found
+        return None
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            found = first_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return None if old == new else (where or "config", old, new)
 
 
 def _join(where: str, key: str) -> str:
@@ -223,12 +297,12 @@ def _convert_scalar(tp: Any, value: Any, key: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {_describe(value)}")
+        if not math.isfinite(value):  # NaN or inf hyperparameters train garbage without any error
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

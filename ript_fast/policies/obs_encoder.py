@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ript_fast.config import ranged
 from ript_fast.policies.language import LanguageMode
 from ript_fast.policies.normalizer import Normalizer
 from ript_fast.policies.vision import ImageEncoder, ImageTrunk
@@ -32,10 +33,10 @@ class ObsConfig:
 
     state_keys: list[str] = field(default_factory=lambda: ["state"])  # demo obs keys concatenated into the state
     image_keys: list[str] = field(default_factory=list)  # demo/env image keys, e.g. [rgb] or [agentview_rgb, ...]
-    image_size: int = 128
+    image_size: int = ranged(128, ge=8)
     image_trunk: ImageTrunk = "small_cnn"
-    state_embed_dim: int = 128
-    image_embed_dim: int = 256
+    state_embed_dim: int = ranged(128, ge=1)
+    image_embed_dim: int = ranged(256, ge=1)
     language: LanguageMode = "task_embedding"
     normalize_state: bool = True  # mean/std from the demos, stored in the checkpoint
 

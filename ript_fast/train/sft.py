@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import yaml
 
-from ript_fast.config import ConfigError, to_dict
+from ript_fast.config import SEED, ConfigError, ranged, to_dict
 from ript_fast.data.chunks import ChunkDataset
 from ript_fast.data.demo_file import read_demo_file
 from ript_fast.policies.base import Policy
@@ -39,26 +39,26 @@ STEP_KEY = "step"
 @dataclass
 class StageConfig:
     name: str  # a stage of the policy family: quest: autoencoder | prior; oft: action | scale
-    steps: int
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 64
-    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio (QueST: 1e-4 -> 1e-5)
-    grad_clip: float = 100.0  # QueST's training.grad_clip
+    steps: int = ranged(dataclasses.MISSING, ge=0)
+    lr: float = ranged(1e-4, gt=0, le=1)
+    weight_decay: float = ranged(1e-4, ge=0)
+    batch_size: int = ranged(64, ge=1)
+    min_lr_ratio: float = ranged(0.1, ge=0, le=1)  # cosine decay from lr to lr * min_lr_ratio (QueST: 1e-4 -> 1e-5)
+    grad_clip: float = ranged(100.0, gt=0)  # QueST's training.grad_clip
 
 
 @dataclass
 class SftConfig:
     demos: list[str] = field(default_factory=list)  # HDF5 files, one task each
-    num_demos: int | None = None  # use the first N episodes of each file
+    num_demos: int | None = ranged(None, ge=1)  # use the first N episodes of each file
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     stages: list[StageConfig] = field(default_factory=list)  # empty: every stage of the family, 1000 steps each
     out_dir: str = "runs/sft"
-    seed: int = 0
+    seed: int = ranged(0, **SEED)
     device: str = "cpu"
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    log_every: int = 25
-    checkpoint_every: int = 500
+    threads: int = ranged(0, ge=0)  # torch intra-op threads; 0 keeps torch's default
+    log_every: int = ranged(25, ge=1)
+    checkpoint_every: int = ranged(500, ge=1)
     init_checkpoint: str | None = None  # start from this policy (e.g. a pretrained autoencoder)
     progress: bool = True
 
@@ -139,8 +139,6 @@ def _check_stages(policy: Policy, stages: list[StageConfig]) -> None:
     for stage in stages:
         if stage.name not in policy.sft_stages:
             raise ConfigError(f"stages: {stage.name!r} is not a {policy.family} stage; use {list(policy.sft_stages)}")
-        if stage.steps < 0 or stage.batch_size < 1:
-            raise ConfigError(f"stages: {stage.name!r}: steps must be >= 0 and batch_size >= 1")
 
 
 def _cosine(stage: StageConfig) -> Any:
