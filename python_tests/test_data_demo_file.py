@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import h5py
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from ript_fast.data import ChunkDataset, ContextDataset, DemoFileError, Episode, read_demo_file, write_demo_file
+from ript_fast.envs import make_vec_env
 
 
 def episode(length: int, seed: int = 0, state_dim: int = 39) -> Episode:
@@ -161,11 +163,232 @@ def test_chunks_pad_with_the_last_action_and_mask_it(tmp_path: Path) -> None:
         ChunkDataset([demos], chunk_size=4, state_keys=["joint_states"], image_keys=[])
 
 
-def test_contexts_from_demos_are_first_states(tmp_path: Path) -> None:
-    eps = [episode(5, 0), episode(3, 1)]
-    demos = read_demo_file(write_demo_file(tmp_path / "d.hdf5", eps, "metaworld/reach-v3", "reach-v3", "reach"))
+@pytest.fixture(scope="module")
+def reach_contexts() -> np.ndarray:
+    """Two real reach-v3 contexts (env.get_state() rows), as collect_demos stores them in `states`."""
+    env = make_vec_env("metaworld/reach-v3", num_envs=2, seed=0, autoreset=False)
+    try:
+        env.reset(seed=0)
+        return env.get_state()
+    finally:
+        env.close()
+
+
+def with_states(ep: Episode, row: np.ndarray) -> Episode:
+    """`ep` with `row` as its context (every states row equal to it, as collect_demos writes them)."""
+    ep.states = np.repeat(np.asarray(row, dtype=np.float64)[None], len(ep), axis=0)
+    return ep
+
+
+def reach_file(path: Path, rows: list[np.ndarray], task: str = "reach-v3") -> Path:
+    eps = [with_states(episode(5, i), row) for i, row in enumerate(rows)]
+    return write_demo_file(path, eps, f"metaworld/{task}", task, "reach")
+
+
+def test_contexts_from_demos_are_first_states(tmp_path: Path, reach_contexts: np.ndarray) -> None:
+    demos = read_demo_file(reach_file(tmp_path / "d.hdf5", list(reach_contexts)))
     ctx = ContextDataset.from_demos([demos])
     batch = ctx.gather([1, 0, 1])
-    assert np.array_equal(batch.states[0], eps[1].states[0]) and batch.task_names == ["reach-v3"] * 3
+    assert np.array_equal(batch.states[0], reach_contexts[1]) and batch.task_names == ["reach-v3"] * 3
     assert batch.env_names == ["metaworld/reach-v3"] * 3
-    assert ctx.sample(16, torch.Generator().manual_seed(0)).states.shape == (16, 12)
+    assert ctx.sample(16, torch.Generator().manual_seed(0)).states.shape == (16, reach_contexts.shape[1])
+
+
+# ---- validation at open (issue #12: bad input never trains) -----------------------------------------------
+
+
+def edit_demo_1(path: Path, key: str, value: np.ndarray) -> Path:
+    """Replaces data/demo_1/<key> of a two-demo file with `value`."""
+    with h5py.File(path, "a") as f:
+        del f[f"data/demo_1/{key}"]
+        f[f"data/demo_1/{key}"] = value
+    return path
+
+
+def two_demos(path: Path) -> Path:
+    return write_demo_file(path, [episode(5, 0), episode(6, 1)], "metaworld/reach-v3", "reach-v3", "reach")
+
+
+def refused(path: Path, message: str, obs_keys: list[str] | None = None) -> DemoFileError:
+    with pytest.raises(DemoFileError, match=message) as err:
+        read_demo_file(path, obs_keys=obs_keys)
+    assert str(err.value).startswith(f"{path}: "), err.value
+    return err.value
+
+
+def with_value(value: float, at: tuple[int, ...], shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
+    arr = np.zeros(shape, dtype=dtype)
+    arr[at] = value
+    return arr
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "actions",
+            with_value(np.nan, (3, 1), (6, 4)),
+            r"data/demo_1/actions holds nan at step 3 \(index \(3, 1\), as float32\)",
+        ),
+        (
+            "actions",
+            with_value(1e300, (2, 0), (6, 4), np.float64),
+            r"data/demo_1/actions holds inf at step 2 .*as float32",
+        ),
+        ("obs/state", with_value(-np.inf, (5, 38), (6, 39)), r"data/demo_1/obs/state holds -inf at step 5"),
+        ("states", with_value(np.nan, (0, 7), (6, 12), np.float64), r"data/demo_1/states holds nan at step 0"),
+        ("rewards", with_value(np.nan, (1,), (6,)), r"data/demo_1/rewards holds nan at step 1"),
+    ],
+)
+def test_non_finite_values_are_refused(tmp_path: Path, key: str, value: np.ndarray, message: str) -> None:
+    """NaN/inf would train into NaN weights; float64 actions too large for float32 become inf as trained."""
+    refused(edit_demo_1(two_demos(tmp_path / "d.hdf5"), key, value), message)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "actions",
+            np.zeros((6, 7), np.float32),
+            r"demo_1/actions has per-step shape \(7,\) but data/demo_0/actions has ",
+        ),
+        (
+            "obs/state",
+            np.zeros((6, 40), np.float32),
+            r"demo_1/obs/state has per-step shape \(40,\) but data/demo_0/obs",
+        ),
+        ("states", np.zeros((6, 11)), r"demo_1/states has per-step shape \(11,\) but data/demo_0/states has .*\(12,\)"),
+    ],
+)
+def test_demos_of_one_file_must_agree(tmp_path: Path, key: str, value: np.ndarray, message: str) -> None:
+    refused(edit_demo_1(two_demos(tmp_path / "d.hdf5"), key, value), message + ".*every demo of a file must agree")
+
+
+def test_demos_of_one_file_must_have_the_same_obs_keys(tmp_path: Path) -> None:
+    path = two_demos(tmp_path / "d.hdf5")
+    with h5py.File(path, "a") as f:
+        f["data/demo_1/obs/extra"] = np.zeros((6, 2), np.float32)
+    refused(path, r"data/demo_1/obs/extra has per-step shape \(2,\) but data/demo_0/obs/extra is absent")
+    assert list(read_demo_file(path, obs_keys=["state"]).episodes[1].obs) == ["state"]  # a key not read: fine
+
+
+def test_sft_files_must_agree_and_both_are_named(tmp_path: Path) -> None:
+    """Across the files of one SFT run: the action dim and the obs keys the policy reads must agree."""
+    a = read_demo_file(two_demos(tmp_path / "a.hdf5"))
+    wide = [episode(4, 2), episode(4, 3)]
+    for ep in wide:
+        ep.actions = np.zeros((4, 7), np.float32)
+    b = read_demo_file(write_demo_file(tmp_path / "b.hdf5", wide, "metaworld/push-v3", "push-v3", "p"))
+    with pytest.raises(DemoFileError, match=r"b.hdf5: data/demo_0/actions has per-step shape \(7,\)") as err:
+        ChunkDataset([a, b], chunk_size=4, state_keys=["state"], image_keys=[])
+    assert f"{tmp_path / 'a.hdf5'}: data/demo_0/actions has per-step shape (4,)" in str(err.value)
+    c = read_demo_file(write_demo_file(tmp_path / "c.hdf5", [episode(4, 4, state_dim=30)], "metaworld/x", "x", "x"))
+    with pytest.raises(DemoFileError, match=r"c.hdf5: data/demo_0/obs/state has per-step shape \(30,\) but .*a.hdf5"):
+        ChunkDataset([a, c], chunk_size=4, state_keys=["state"], image_keys=[])
+    other = episode(4, 5)
+    other.obs["unused"], other.states = np.zeros((4, 3), np.float32), np.zeros((4, 2))  # not read by the policy
+    d = read_demo_file(write_demo_file(tmp_path / "d.hdf5", [other], "metaworld/y", "y", "y"))
+    assert len(ChunkDataset([a, d], chunk_size=4, state_keys=["state"], image_keys=[])) == 15
+
+
+def test_cut_short_context_is_refused_at_open(tmp_path: Path, reach_contexts: np.ndarray) -> None:
+    """A real context stored narrower than its header says would be zero-padded into a corrupt start state."""
+    length = int(reach_contexts[1, 2])
+    path = edit_demo_1(
+        reach_file(tmp_path / "d.hdf5", list(reach_contexts)), "states", np.tile(reach_contexts[1, :300], (5, 1))
+    )
+    refused(path, rf"data/demo_1/states\[0\] is cut short: 300 values, but its context header says {length}")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (4, lambda v: v + 1, r"has a context header whose sections add up to \d+ values, but whose length says"),
+        (4, lambda v: v + 0.5, r"has a context header whose section sizes .* are not counts"),
+        (2, lambda v: 5.0, r"has a context header whose length 5 is shorter than the header itself"),
+    ],
+    ids=["one more body", "half a body", "length inside the header"],
+)
+def test_damaged_context_header_is_refused(tmp_path: Path, reach_contexts: np.ndarray, field, value, message) -> None:  # type: ignore[no-untyped-def]
+    row = reach_contexts[1].copy()
+    row[field] = value(row[field])
+    path = edit_demo_1(reach_file(tmp_path / "h.hdf5", list(reach_contexts)), "states", np.tile(row, (5, 1)))
+    refused(path, r"data/demo_1/states\[0\] " + message)
+
+
+def test_values_past_a_context_are_not_padding(tmp_path: Path, reach_contexts: np.ndarray) -> None:
+    not_padding = np.concatenate([reach_contexts[1], [0.0, 0.5]])
+    path = reach_file(tmp_path / "p.hdf5", [np.concatenate([reach_contexts[0], [0.0, 0.0]]), not_padding])
+    length = int(reach_contexts[1, 2])
+    refused(path, rf"data/demo_1/states\[0\] holds non-zero values past its context length {length}")
+
+
+def test_zero_padded_contexts_and_libero_state_rows_are_accepted(tmp_path: Path, reach_contexts: np.ndarray) -> None:
+    """Rows of a mixed-task array are zero-padded to the widest: padding is not corruption. LIBERO's own
+    [time, qpos, qvel] rows carry no header and are left to the env."""
+    padded = np.concatenate([reach_contexts, np.zeros((2, 50))], axis=1)
+    ctx = ContextDataset.from_demos([read_demo_file(reach_file(tmp_path / "d.hdf5", list(padded)))])
+    np.testing.assert_array_equal(ctx.gather([0, 1]).states, padded)
+    libero = read_demo_file(make_libero_file(tmp_path / "l.hdf5"), obs_keys=[])
+    assert ContextDataset.from_demos([libero]).states[0].shape == (92,)
+
+
+def test_metaworld_contexts_must_be_contexts_of_the_files_task(tmp_path: Path, reach_contexts: np.ndarray) -> None:
+    """Refused when building RIPT contexts, not when reading: such files are fine for SFT."""
+    foreign = read_demo_file(reach_file(tmp_path / "f.hdf5", list(reach_contexts), task="push-v3"))
+    with pytest.raises(
+        DemoFileError, match=r"f.hdf5: data/demo_0/states\[0\] is a context of task id \d+ \(reach-v3\), but"
+    ):
+        ContextDataset.from_demos([foreign])
+    random_rows = read_demo_file(two_demos(tmp_path / "r.hdf5"))
+    with pytest.raises(DemoFileError, match=r"r.hdf5: data/demo_0/states\[0\] is not a context vector"):
+        ContextDataset.from_demos([random_rows])
+
+
+@pytest.mark.parametrize("states", [None, np.zeros(0)], ids=["no key", "robomimic empty"])
+def test_files_without_states_train_sft_but_are_no_contexts(tmp_path: Path, states: np.ndarray | None) -> None:
+    path = make_libero_file(tmp_path / "l.hdf5")
+    with h5py.File(path, "a") as f:
+        for name in ("demo_0", "demo_1"):
+            del f[f"data/{name}/states"]
+            if states is not None:
+                f[f"data/{name}/states"] = states
+    demos = read_demo_file(path, obs_keys=["joint_states"])
+    assert len(ChunkDataset([demos], chunk_size=2, state_keys=["joint_states"], image_keys=[])) == 10
+    with pytest.raises(DemoFileError, match=r"l.hdf5: data/demo_0/states is absent: .*contexts.source=demos"):
+        ContextDataset.from_demos([demos])
+
+
+def test_one_dimensional_states_must_be_empty(tmp_path: Path) -> None:
+    refused(
+        edit_demo_1(two_demos(tmp_path / "d.hdf5"), "states", np.zeros(12)), r"data/demo_1/states has shape \(12,\)"
+    )
+
+
+def test_non_numeric_datasets_are_refused_unread(tmp_path: Path) -> None:
+    strings = np.array([[b"import os"] * 4] * 6, dtype=h5py.string_dtype())
+    refused(edit_demo_1(two_demos(tmp_path / "s.hdf5"), "actions", strings), r"data/demo_1/actions has dtype object")
+    record = np.zeros((6, 39), dtype=[("a", "f4"), ("b", "i4")])
+    refused(edit_demo_1(two_demos(tmp_path / "r.hdf5"), "obs/state", record), r"data/demo_1/obs/state has dtype")
+
+
+class _TouchOnUnpickle:
+    """A pickle payload: unpickling it creates `path` (what an attacker's file would run instead)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.path,))
+
+
+def test_a_pickle_is_refused_and_never_unpickled(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    payload = pickle.dumps(_TouchOnUnpickle(marker))
+    evil = tmp_path / "demos.hdf5"
+    evil.write_bytes(payload)
+    refused(evil, r"not a readable HDF5 file")
+    assert not marker.exists()
+    pickle.loads(payload)  # the payload is live: unpickling it would have created the marker
+    assert marker.exists()

@@ -117,3 +117,13 @@ def test_init_state_of_wrong_task_is_rejected(mixed_env) -> None:
     states = mixed_env.get_state()
     with pytest.raises(ValueError, match=r"init_state: row 0 .*task id"):
         mixed_env.reset(options={"init_state": states[[1, 0, 2, 3, 4, 5]]})
+
+
+def test_padded_rows_of_a_mixed_batch_are_whole_contexts(mixed_env) -> None:
+    """Rows of different tasks share one zero-padded array: the padding is no damage; cutting a row is."""
+    mixed_env.reset(seed=11)
+    states = mixed_env.get_state()
+    assert len({int(row[2]) for row in states}) > 1  # the shorter tasks' rows really are padded
+    for row in states:
+        assert contexts.declares_layout(row) and contexts.layout_problem(row) is None
+        assert contexts.layout_problem(row[: int(row[2]) - 1]).startswith("is cut short")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ript_fast.data.demo_file import DemoFileError, DemoSet, Episode
+from ript_fast.data.demo_file import DemoFileError, DemoSet, Episode, shape_difference
 from ript_fast.policies.base import Observation, PolicySpec, SupervisedBatch
 
 
@@ -23,6 +23,7 @@ class ChunkDataset:
     def __init__(self, demo_sets: list[DemoSet], chunk_size: int, state_keys: list[str], image_keys: list[str]) -> None:
         if not demo_sets or not any(ds.episodes for ds in demo_sets):
             raise ValueError("no demonstrations to train on")
+        _check_same_shapes(demo_sets, ["actions", *(f"obs/{k}" for k in dict.fromkeys([*state_keys, *image_keys]))])
         self.chunk_size = chunk_size
         self.task_names = [ds.task_name for ds in demo_sets]
         self.instructions = [ds.instruction for ds in demo_sets]
@@ -76,6 +77,19 @@ class ChunkDataset:
     def sample(self, batch_size: int, generator: torch.Generator) -> SupervisedBatch:
         """A batch drawn uniformly with replacement (training runs a number of steps, not epochs)."""
         return self.batch(torch.randint(len(self), (batch_size,), generator=generator))
+
+
+def _check_same_shapes(demo_sets: list[DemoSet], keys: list[str]) -> None:
+    """One SFT run trains one action space on one observation layout: every episode of every file must agree
+    with the first on the action dim and the per-step shapes of the obs keys the policy reads (a file's own
+    demos were checked when it was read; this compares files), naming both files."""
+    first_set = next(ds for ds in demo_sets if ds.episodes)
+    first = (first_set.where(0), first_set.episodes[0])
+    for ds in demo_sets:
+        for i, ep in enumerate(ds.episodes):
+            difference = shape_difference(first, (ds.where(i), ep), keys)
+            if difference is not None:
+                raise DemoFileError(f"{difference}: the demo files of one run must agree")
 
 
 def _state(episode: Episode, keys: list[str], path: Path) -> np.ndarray:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ript_fast.data.demo_file import DemoFileError, DemoSet
+from ript_fast.data.demo_file import DemoFileError, DemoSet, check_stored_context
+from ript_fast.envs import contexts as context_layout
+from ript_fast.envs.metaworld_tasks import TASK_NAMES
 
 
 @dataclass
@@ -51,13 +53,11 @@ class ContextDataset:
 
     @classmethod
     def from_demos(cls, demo_sets: Sequence[DemoSet], max_per_task: int | None = None) -> ContextDataset:
-        """`states[0]` of every episode (of the first `max_per_task` per file)."""
+        """`states[0]` of every episode (of the first `max_per_task` per file), each checked by `context_row`."""
         states, tasks, texts, envs = [], [], [], []
         for ds in demo_sets:
-            for i, ep in enumerate(ds.episodes[:max_per_task]):
-                if ep.states.shape[1] == 0:
-                    raise DemoFileError(f"{ds.path}: data/demo_{i}/states is empty: the file has no initial states")
-                states.append(ep.states[0])
+            for i in range(len(ds.episodes[:max_per_task])):
+                states.append(context_row(ds, i))
                 tasks.append(ds.task_name)
                 texts.append(ds.instruction)
                 envs.append(ds.env_name)
@@ -92,3 +92,30 @@ class ContextDataset:
     def sample(self, n: int, generator: torch.Generator) -> ContextBatch:
         """n contexts drawn uniformly with replacement."""
         return self.gather(torch.randint(len(self), (n,), generator=generator).tolist())
+
+
+def context_row(demos: DemoSet, index: int) -> np.ndarray:
+    """Episode `index`'s context (its `states[0]`), refused with file, demo and key named where RIPT could not
+    restart it: a file without states (LIBERO's and robomimic's datasets may omit them: fine for SFT, not as
+    contexts), a row that declares the context layout but is cut short or damaged (`gather` would zero-pad it
+    into a corrupt start state), and, for MetaWorld, a row that is not a context of the file's own task
+    (MetaWorld has no other kind of state row; LIBERO's [time, qpos, qvel] rows pass)."""
+    where = f"{demos.where(index)}/states"
+    states = demos.episodes[index].states
+    if states.shape[1] == 0:
+        raise DemoFileError(
+            f"{where} is absent: this file stores no initial states, so it cannot give RIPT contexts "
+            "(contexts.source=demos); use contexts.source=env, or demos recorded with their states"
+        )
+    row = states[0]
+    check_stored_context(row, f"{where}[0]")
+    if demos.env_name.startswith("metaworld/") and demos.task_name in TASK_NAMES:
+        if not context_layout.declares_layout(row):
+            raise DemoFileError(f"{where}[0] is not a context vector (layout version {context_layout.VERSION})")
+        found, want = context_layout.task_id(row), TASK_NAMES.index(demos.task_name)
+        if found != want:
+            task = TASK_NAMES[found] if 0 <= found < len(TASK_NAMES) else "no MetaWorld task"
+            raise DemoFileError(
+                f"{where}[0] is a context of task id {found} ({task}), but the file's task is {demos.task_name}"
+            )
+    return row

@@ -47,6 +47,38 @@ def section_start(row: np.ndarray, name: str) -> int:
     return _section_bounds(np.asarray(row, dtype=np.float64))[name][0]
 
 
+def declares_layout(row: np.ndarray) -> bool:
+    """Whether a row claims to be a version-1 context (header [0] = 1, an integer length at [2]). LIBERO's own
+    [time, qpos, qvel] rows, which resets also take, start with a time and joint angles, never with that."""
+    row = np.asarray(row, dtype=np.float64)
+    return row.ndim == 1 and row.size >= 3 and row[0] == VERSION and bool(np.isfinite(row[2])) and row[2] % 1 == 0
+
+
+def layout_problem(row: np.ndarray) -> str | None:
+    """What keeps a row that declares the layout from being a whole context, in words; None when it is one.
+
+    `row` is the row as stored (its own width, not padded further): a row narrower than its length field was
+    cut short and would be zero-padded into a different context (zero physics state, zero body positions);
+    section sizes that do not add up to that length, or non-zero values past it, mean a damaged header or
+    data that is not padding. The engine re-checks the header against its model at reset.
+    """
+    row = np.asarray(row, dtype=np.float64)
+    length = int(row[2])
+    if length < HEADER:
+        return f"has a context header whose length {length} is shorter than the header itself ({HEADER})"
+    if row.size < length:
+        return f"is cut short: {row.size} values, but its context header says {length}"
+    counts = row[3:HEADER]
+    if np.any(counts < 0) or np.any(counts % 1 != 0):
+        return f"has a context header whose section sizes {counts.tolist()} are not counts"
+    end = _section_bounds(row)[SECTIONS[-1]][1]
+    if end != length:
+        return f"has a context header whose sections add up to {end} values, but whose length says {length}"
+    if np.any(row[length:] != 0):
+        return f"holds non-zero values past its context length {length} (only zero padding may follow)"
+    return None
+
+
 def task_id(row: np.ndarray) -> int:
     return int(row[1])
 
