@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ript_fast.envs.libero_setup import ensure_libero
+from ript_fast.envs.libero_setup import config_path, ensure_libero
 
 SUITES = ("spatial", "object", "goal", "10", "90")
 SUITE_ALIASES = {"long": "10", "libero_10": "10", "libero_90": "90"} | {f"libero_{s}": s for s in SUITES}
@@ -90,8 +90,23 @@ def bddl_path(task: LiberoTask) -> Path:
 
 def init_states(task: LiberoTask) -> np.ndarray:
     """The task's shipped init states (its *.pruned_init file): (50, 1 + nq + nv) rows [time, qpos, qvel]."""
+    libero_root = ensure_libero()
+    path = Path(libero_root.get_libero_path("init_states")) / task.folder / f"{task.name}.pruned_init"
+    return read_shipped_init_states(path, Path(libero_root.__file__).parent)
+
+
+def read_shipped_init_states(path: Path, package: Path) -> np.ndarray:
+    """Reads a *.pruned_init file: a pickled numpy array, as LIBERO ships it, and unpickling runs whatever code
+    the pickle names. So only files inside the installed LIBERO package `package` are read (they are as trusted
+    as its Python code); any other path, e.g. a LIBERO config whose `init_states` points elsewhere, is refused
+    unread. Enforced here, on the resolved path (no symlink or `..` leads out), for every caller."""
     import torch
 
-    path = Path(ensure_libero().get_libero_path("init_states")) / task.folder / f"{task.name}.pruned_init"
-    states = torch.load(path, weights_only=False)  # a pickled numpy array, as LIBERO ships it
+    resolved = path.resolve()
+    if not resolved.is_relative_to(package.resolve()):
+        raise ValueError(
+            f"{path}: LIBERO init states are read only from the installed LIBERO package ({package}), as they are "
+            f"pickles; point init_states in {config_path()} back at {package / 'init_files'}"
+        )
+    states = torch.load(resolved, weights_only=False)  # inside the installed package only: see above
     return np.ascontiguousarray(np.asarray(states, dtype=np.float64))

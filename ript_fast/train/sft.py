@@ -31,6 +31,7 @@ from ript_fast.policies.param_groups import decay_groups
 from ript_fast.train.atomic import atomic_write, atomic_write_text
 from ript_fast.train.checkpoint import load_policy, save_policy
 from ript_fast.train.run_logger import METRICS_FILE, RunLogger, read_metrics
+from ript_fast.train.state_file import SFT_STATE_FORMAT, load_state, save_state
 
 FINAL_CHECKPOINT = "policy.safetensors"
 STEP_KEY = "step"
@@ -88,7 +89,7 @@ def run_sft(cfg: SftConfig, out_dir: str | Path | None = None, resume: bool = Fa
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     generator = torch.Generator().manual_seed(cfg.seed)
     progress = _Progress()
-    saved: dict[str, Any] | None = torch.load(state_file, weights_only=False) if resuming else None
+    saved: dict[str, Any] | None = load_state(state_file, SFT_STATE_FORMAT) if resuming else None
     if saved is not None:
         progress = _Progress(**saved["progress"])
         generator.set_state(saved["generator"])
@@ -232,7 +233,7 @@ def _write_state(
         "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(path, lambda tmp: save_state(tmp, state, SFT_STATE_FORMAT))  # a state file: reading runs no code
 
 
 def _notes(cfg: SftConfig, data: ChunkDataset, progress: _Progress, stage: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Iteration checkpoints of a RIPT run: the policy plus everything needed to continue exactly.
 
-Each checkpoint is a folder `iter_XXXXXX/` holding `policy.safetensors` and `trainer_state.pt` (optimizer,
-schedule, context samplers, counters). It is written under a temporary name and renamed into place, so a
+Each checkpoint is a folder `iter_XXXXXX/` holding `policy.safetensors` and `trainer_state.safetensors`
+(optimizer, schedule, context samplers, counters: a state file, `state_file.py`, whose reading executes
+nothing, since run folders travel). It is written under a temporary name and renamed into place, so a
 folder with the final name is always complete: a run killed mid-write (SIGKILL included) resumes from the
 previous one. The newest `keep` folders are kept.
 """
@@ -15,16 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ript_fast.policies.base import Policy
 from ript_fast.train.atomic import fsync_path
 from ript_fast.train.checkpoint import CheckpointError, save_policy
+from ript_fast.train.state_file import TRAINER_STATE_FORMAT, load_state, older_version_error, save_state
 
 PREFIX = "iter_"
 POLICY_FILE = "policy.safetensors"
-STATE_FILE = "trainer_state.pt"
-STATE_FORMAT = "ript_fast.trainer_state/1"
+STATE_FILE = "trainer_state.safetensors"
+LEGACY_STATE_FILE = "trainer_state.pt"  # the pickle ript-fast wrote before state files: refused, never read
 
 
 @dataclass
@@ -37,11 +37,14 @@ class SavedIteration:
         return self.folder / POLICY_FILE
 
     def load_state(self) -> dict[str, Any]:
+        """The trainer state; CheckpointError naming the file if it is missing, damaged or of an older version."""
         path = self.folder / STATE_FILE
-        state = torch.load(path, weights_only=False)
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise CheckpointError(f"{path}: trainer state format {found!r}, this version reads {STATE_FORMAT!r}")
+        legacy = self.folder / LEGACY_STATE_FILE
+        if not path.exists() and legacy.exists():
+            raise older_version_error(legacy)
+        state = load_state(path, TRAINER_STATE_FORMAT)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a trainer state")
         return state
 
 
@@ -60,7 +63,7 @@ class TrainerCheckpoints:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=self.root))
         try:
             save_policy(policy, tmp / POLICY_FILE, {"producer": "ript", "iteration": iteration})
-            torch.save({"format": STATE_FORMAT, **state}, tmp / STATE_FILE)
+            save_state(tmp / STATE_FILE, state, TRAINER_STATE_FORMAT)
             fsync_path(tmp / STATE_FILE)
             if final.exists():  # a re-run of an iteration after a kill between rename and metrics
                 shutil.rmtree(final)

@@ -5,6 +5,10 @@ model, e.g. a Llama-2 or OpenVLA LLM folder). PEFT LoRA adapts it (rank, alpha =
 `target_modules="all-linear"`, gaussian init: the released OFT-RIPT settings); the base weights stay frozen.
 The policy runs the LM's decoder stack on `inputs_embeds` and reads hidden states, never the vocab head.
 
+The folder may come from anyone, so loading it runs none of its code: no `trust_remote_code` modules, and
+`.bin` weights are read with `weights_only=True` (tensors only: a pickle naming anything else is refused,
+before any of its objects is built, with a CheckpointError naming the folder).
+
 Instructions are tokenized by the folder's tokenizer when it has one. Without one (a bare config +
 weights folder, as the tests make) a byte-level fallback maps each UTF-8 byte b to token id b % vocab_size,
 which keeps instructions distinguishable without any vocabulary file.
@@ -12,6 +16,7 @@ which keeps instructions distinguishable without any vocabulary file.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,17 @@ def load_backbone(cfg: OftConfig) -> nn.Module:
     if not cfg.backbone_path or not (path / "config.json").is_file():
         raise FileNotFoundError(f"policy.oft.backbone_path {cfg.backbone_path!r} is not a folder with a config.json")
     dtype = torch.bfloat16 if cfg.backbone_dtype == "bfloat16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=dtype, local_files_only=True, trust_remote_code=False, weights_only=True
+        )
+    except pickle.UnpicklingError:
+        from ript_fast.train.checkpoint import CheckpointError  # here: train.checkpoint imports the policies
+
+        raise CheckpointError(
+            f"policy.oft.backbone_path {path}: a weights file of it holds more than tensors (a pickle that could "
+            "run code); refused"
+        ) from None
     targets: str | list[str] = "all-linear" if cfg.lora_targets == ["all-linear"] else list(cfg.lora_targets)
     lora = LoraConfig(
         r=cfg.lora_rank,
@@ -59,7 +74,7 @@ class InstructionTokenizer:
         if any((Path(path) / name).is_file() for name in _TOKENIZER_FILES):
             from transformers import AutoTokenizer
 
-            self._hf = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self._hf = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
         self._cache: dict[str, list[int]] = {}
 
     @property
