@@ -45,12 +45,15 @@ RIPT_FAST = shutil.which("ript-fast", path=str(Path(sys.executable).parent)) or 
 
 
 def run_train(out: Path, config: str, overrides: list[str], init: Path | None) -> float:
-    """One `ript-fast train` run into `out` (skipped when it already finished); returns its wall time."""
+    """One `ript-fast train` run into `out` (skipped when it already finished, resumed when it was stopped);
+    returns its wall time."""
     if (out / "policy.safetensors").exists():
         return float("nan")
     cmd = [RIPT_FAST, "train", "--config", config, "--out", str(out), *overrides]
     if init is not None:
         cmd += ["--init", str(init)]
+    if (out / "config.yaml").exists():  # a stopped run continues under its own config
+        cmd = [RIPT_FAST, "train", "--resume", str(out)]
     start = time.perf_counter()
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
@@ -86,6 +89,7 @@ def run_sft(out: Path, config: str, overrides: list[str]) -> Path:
     policy = out / "policy.safetensors"
     if not policy.exists():
         cmd = [RIPT_FAST, "sft", "--config", config, "--out", str(out), *overrides]
+        cmd += ["--resume"] if (out / "config.yaml").exists() else []
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return policy

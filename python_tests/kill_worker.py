@@ -1,6 +1,9 @@
 """Run by test_resume.py: `ript-fast train` with a SIGKILL planted at the N-th pass through one point of the
 trainer, so a kill lands exactly where a preemption hurts most:
 
+  demos       the N-th batched scripted-expert step while demos are collected
+  sft_step    the N-th SFT optimizer step (after its backward pass)
+  sft_save    the N-th SFT checkpoint write (before it starts)
   rollout     the N-th rollout collection (mid-iteration, before its update)
   update      the N-th PPO update (after the rollouts, before the checkpoint)
   checkpoint  the N-th fsync of the checkpoint writer: odd N is inside a write (the files are in the
@@ -17,10 +20,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ript_fast import cli
-from ript_fast.train import ript, trainer_checkpoints
+import torch
+
+from ript_fast import cli, envs
+from ript_fast.train import ript, sft, trainer_checkpoints
 
 POINTS = {
+    "demos": (envs, "expert_actions"),  # one batched expert step of demo collection
+    "sft_step": (torch.nn.utils, "clip_grad_norm_"),  # one SFT optimizer step (RIPT's come after it)
+    "sft_save": (sft, "save_policy"),  # an SFT checkpoint about to be written
     "rollout": (ript, "collect_rollouts"),
     "update": (ript, "ppo_update"),
     "checkpoint": (trainer_checkpoints, "fsync_path"),

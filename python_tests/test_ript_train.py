@@ -46,13 +46,19 @@ def test_two_iterations_write_every_artifact(smoke_run: Path) -> None:
     assert saved[-1].load_state()["iteration"] == 2
 
 
-def test_sft_and_demos_are_cached(smoke_run: Path, tmp_path: Path) -> None:
-    """A second run into the same folder reuses the demos and the SFT policy (no re-collection, no re-training)."""
-    sft = smoke_run / "sft" / "policy.safetensors"
-    demos = smoke_run / "demos" / "reach-v3.hdf5"
+def test_a_resumed_run_reuses_its_demos_and_sft(smoke_run: Path, tmp_path: Path) -> None:
+    """A run killed after its SFT stage resumes without collecting or training again."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    for name in ["checkpoints", "tensorboard"]:
+        shutil.rmtree(run / name)
+    for name in ["metrics.jsonl", "policy.safetensors", "best.safetensors"]:
+        (run / name).unlink()
+    sft, demos = run / "sft" / "policy.safetensors", run / "demos" / "reach-v3.hdf5"
     before = (sft.stat().st_mtime_ns, demos.stat().st_mtime_ns)
-    assert main(["train", *TINY, "ript.iterations=1", "--out", str(smoke_run)]) == 0
+    assert main(["train", "--resume", str(run)]) == 0
     assert (sft.stat().st_mtime_ns, demos.stat().st_mtime_ns) == before
+    assert (run / "policy.safetensors").is_file()
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ def test_losses_fall_and_run_folder_is_complete(full_run: Path) -> None:
         "metrics.jsonl",
         "checkpoints/autoencoder.safetensors",
         "checkpoints/prior.safetensors",
-        "checkpoints/train_state.pt",
+        "checkpoints/train_state.safetensors",
     ]:
         assert (tmp_path / name).is_file(), name
     assert list((tmp_path / "tensorboard").iterdir())
@@ -104,7 +104,7 @@ def test_resume_continues_where_it_stopped(
     with pytest.raises(KeyboardInterrupt):
         run_sft(config(demos), tmp_path / "cut")
     monkeypatch.setattr(ChunkDataset, "sample", real_sample)
-    resumed = run_sft(config(demos), tmp_path / "cut", resume=True)
+    resumed = run_sft(config(demos), tmp_path / "cut", mode="resume")
     a, b = load_policy(full_run / "policy.safetensors").state_dict(), load_policy(resumed).state_dict()
     for key, value in a.items():
         assert torch.allclose(value, b[key], atol=1e-6), key

@@ -6,6 +6,7 @@ User mistakes (bad config, missing file) end with one clear line on stderr and e
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,17 +25,28 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from ript_fast.data.collect import TooFewDemosError
     from ript_fast.data.demo_file import DemoFileError
     from ript_fast.train.checkpoint import CheckpointError
+    from ript_fast.train.run_folder import RunFolderError
 
-    return (ConfigError, DemoFileError, CheckpointError, TooFewDemosError, FileNotFoundError)
+    return (ConfigError, DemoFileError, CheckpointError, TooFewDemosError, RunFolderError, FileNotFoundError)
+
+
+def _mode(args: argparse.Namespace) -> str:
+    """The run-folder mode (`run_folder.py`) that --resume / --overwrite ask for."""
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other: continue the run, or replace it")
+    return "resume" if args.resume else "overwrite" if args.overwrite else "new"
 
 
 def _sft(args: argparse.Namespace) -> int:
     from ript_fast.config import load_config
     from ript_fast.train.sft import SftConfig, run_sft
 
+    mode = _mode(args)
     try:
         cfg = load_config(SftConfig, args.config, args.overrides)
-        path = run_sft(cfg, out_dir=args.out, resume=args.resume)
+        args.run_dir = Path(args.out or cfg.out_dir)
+        args.resume_command = f"ript-fast sft --config {args.config} --out {args.run_dir} --resume"
+        path = run_sft(cfg, out_dir=args.run_dir, mode=mode)
     except _user_errors() as err:
         raise UsageError(str(err)) from None
     print(f"checkpoint: {path}")
@@ -43,21 +55,26 @@ def _sft(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from ript_fast.train.checkpoint import load_policy
+    from ript_fast.train.devices import check_device
     from ript_fast.train.evaluate import evaluate, write_result
+    from ript_fast.train.run_folder import claim_output_file
 
-    try:
-        policy = load_policy(args.ckpt, device=args.device)
-    except _user_errors() as err:
-        raise UsageError(str(err)) from None
     if args.episodes < 1:
         raise UsageError("--episodes must be >= 1")
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
     ckpt = Path(args.ckpt)
     out = Path(args.out) if args.out else ckpt.with_name(f"{ckpt.stem}_eval_{args.env.replace('/', '_')}.json")
     video = out.with_suffix(".gif") if args.video else None
     sample = None if args.mode == "auto" else args.mode == "sample"
     try:
+        check_device(args.device, "--device")
+        policy = load_policy(args.ckpt, device=args.device)
+        for path in (out, video):
+            if path is not None:
+                claim_output_file(path, args.overwrite)
         result = evaluate(policy, args.env, args.episodes, args.seed, args.batch_size, sample, video)
-    except ValueError as err:  # unknown task, task the policy was not trained on
+    except (*_user_errors(), ValueError) as err:  # also: unknown task, a task the policy was not trained on
         raise UsageError(str(err)) from None
     write_result(result, out, {"checkpoint": str(ckpt)})
     print(f"{args.env}: success {result.successes}/{result.episodes} = {result.success_rate:.3f} -> {out}")
@@ -66,9 +83,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _collect_demos(args: argparse.Namespace) -> int:
     from ript_fast.data.collect import collect_demos
+    from ript_fast.train.run_folder import claim_output_file
 
     try:
-        path = collect_demos(args.env, args.num_demos, args.out, args.noise, args.seed, args.num_envs, args.obs_mode)
+        out = claim_output_file(args.out, args.overwrite)
+        path = collect_demos(args.env, args.num_demos, out, args.noise, args.seed, args.num_envs, args.obs_mode)
     except ValueError as err:
         raise UsageError(str(err)) from None
     print(f"demos: {path}")
@@ -79,18 +98,22 @@ def _train(args: argparse.Namespace) -> int:
     from ript_fast.config import find_config, load_config
     from ript_fast.train.ript import run_train
     from ript_fast.train.run_config import TrainConfig
+    from ript_fast.train.run_folder import check_resumable
 
+    mode = _mode(args)
+    if args.resume and (args.init or args.config or args.out):
+        raise UsageError("--resume RUN_DIR continues a run under its own config: drop --config, --init and --out")
     overrides = list(args.overrides) + ([f"init={args.init}"] if args.init else [])
     try:
         if args.resume:
-            run_dir = Path(args.resume)
-            if not (run_dir / "config.yaml").is_file():
-                raise UsageError(f"{run_dir} is not a ript-fast run folder (no config.yaml)")
-            cfg = load_config(TrainConfig, run_dir / "config.yaml", overrides)
-            path = run_train(cfg, run_dir, resume=True)
+            check_resumable(Path(args.resume), "ript")
+            config = Path(args.resume) / "config.yaml"
         else:
-            cfg = load_config(TrainConfig, find_config(args.config or "default"), overrides)
-            path = run_train(cfg, args.out, resume=False)
+            config = find_config(args.config or "default")
+        cfg = load_config(TrainConfig, config, overrides)
+        args.run_dir = Path(args.out or args.resume or cfg.out_dir)
+        args.resume_command = f"ript-fast train --resume {args.run_dir}"
+        path = run_train(cfg, args.run_dir, mode=mode)
     except _user_errors() as err:
         raise UsageError(str(err)) from None
     print(f"policy: {path}")
@@ -120,6 +143,10 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. env=metaworld/reach-v3")
 
 
+def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true", help=f"replace what --out holds: {what} (never deleted)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ript-fast", description="Reinforcement interactive post-training for VLAs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", help="stage-2 checkpoint to start from (default: collect demos and run SFT)")
     train.add_argument("--out", help="run folder (default: the config's out_dir)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    _add_overwrite(train, "a run folder that holds a run is moved aside to <name>.replaced-<time>, then a new run")
     _add_overrides(train)
     train.set_defaults(func=_train)
 
@@ -138,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument(
         "--resume", action="store_true", help="continue the run in the run folder from its last checkpoint"
     )
+    _add_overwrite(sft, "a run folder that holds a run is moved aside to <name>.replaced-<time>, then a new run")
     _add_overrides(sft)
     sft.set_defaults(func=_sft)
 
@@ -156,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", help="result JSON (default: next to the checkpoint)")
+    _add_overwrite(ev, "an existing result (and video) is moved aside to <stem>.replaced-<time>.json")
     ev.set_defaults(func=_eval)
 
     demos = sub.add_parser("collect-demos", help="scripted-expert demonstrations to an HDF5 file")
@@ -168,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     demos.add_argument(
         "--obs-mode", choices=["state", "state+rgb"], default="state", help="state+rgb also stores obs/rgb"
     )
+    _add_overwrite(demos, "an existing file at --out is moved aside to <stem>.replaced-<time>.hdf5")
     demos.set_defaults(func=_collect_demos)
 
     bench = sub.add_parser("bench", help="run the benchmarks and print ratio tables")
@@ -178,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ript_fast.train.interrupts import RunInterrupted, stop_on_signals
     from ript_fast.train.rollout import NonFiniteActionError
 
     parser = build_parser()
@@ -187,14 +219,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    prefix = f"ript-fast {args.command}:"
     try:
-        return int(args.func(args) or 0)
+        with stop_on_signals():
+            return int(args.func(args) or 0)
     except UsageError as err:
-        print(f"ript-fast {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prefix} error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except NonFiniteActionError as err:  # a diverged policy: say where, the run folder keeps its last checkpoint
-        print(f"ript-fast {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prefix} error: {err}", file=sys.stderr)
         return EXIT_FAILURE
+    except (RunInterrupted, KeyboardInterrupt) as err:
+        code = err.exit_code if isinstance(err, RunInterrupted) else 130
+        print(f"{prefix} {err or 'interrupted'}{_resume_hint(args)}", file=sys.stderr)
+        return code
+    except OSError as err:
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        where = err.filename or getattr(args, "run_dir", None) or "the output"
+        print(f"{prefix} error: cannot write {where}: {err.strerror}{_resume_hint(args)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# A full, read-only or forbidden destination is the user's to fix, not a bug: one line, exit 2
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    command = getattr(args, "resume_command", None)
+    run_dir = getattr(args, "run_dir", None)
+    if command is None or run_dir is None or not (Path(run_dir) / "config.yaml").is_file():
+        return "; nothing was written"
+    return f"; the run folder keeps its last checkpoint: resume with `{command}`"
 
 
 if __name__ == "__main__":

@@ -66,9 +66,13 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a safetensors checkpoint ({err})") from None
     if META_KEY not in header:
         raise CheckpointError(f"{path}: safetensors file without ript-fast metadata (not a policy checkpoint)")
-    meta = json.loads(header[META_KEY])
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {meta.get('format')!r}, this version reads {FORMAT!r}")
+    try:
+        meta = json.loads(header[META_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: damaged ript-fast metadata ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path}: checkpoint format {found!r}, this version reads {FORMAT!r}")
     return meta
 
 

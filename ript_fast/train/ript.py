@@ -21,6 +21,7 @@ atomically, the last few kept), `best.safetensors` (best held-out success) and `
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from pathlib import Path
@@ -42,14 +43,28 @@ from ript_fast.train.checkpoint import load_policy, save_policy
 from ript_fast.train.context_sampling import TaskGroupSampler
 from ript_fast.train.distributed import Dist, init_distributed, rank_device, shutdown
 from ript_fast.train.dynamic_sampling import SamplingStats, collect_informative_groups
+from ript_fast.train.interrupts import safe_section
 from ript_fast.train.ppo import PPOObjective, PPOSettings, minibatch_schedule, ppo_update
+from ript_fast.train.preflight import check_tasks_divide, check_train_config
 from ript_fast.train.rollout import NonFiniteActionError, RolloutBatch, RolloutTiming, collect_rollouts
 from ript_fast.train.run_config import TrainConfig
+from ript_fast.train.run_folder import Mode, RunFolder, RunFolderError, check_same_run, claim_run_folder
 from ript_fast.train.run_logger import RunLogger
-from ript_fast.train.stage2 import demo_context_dataset, prepare_stage2_policy
+from ript_fast.train.stage2 import demo_context_dataset, prepare_stage2_policy, recorded_config
 from ript_fast.train.trainer_checkpoints import TrainerCheckpoints
 
 FINAL_POLICY = "policy.safetensors"
+# What `--resume` may change: how the run runs and how long, not what it trains
+RESUME_FREE_KEYS = (
+    "out_dir",
+    "device",
+    "torch_threads",
+    "engine_threads",
+    "progress",
+    "keep_checkpoints",
+    "ript.iterations",
+    "eval.every",
+)
 BEST_POLICY = "best.safetensors"
 PLOTS = {
     "success.png": (["train_success", "eval_success"], "Success rate", "success rate"),
@@ -59,47 +74,73 @@ PLOTS = {
 }
 
 
-def run_train(cfg: TrainConfig, out_dir: str | Path | None = None, resume: bool = False) -> Path:
+def run_train(cfg: TrainConfig, out_dir: str | Path | None = None, mode: Mode = "new") -> Path:
     """Runs (or resumes) a RIPT run and returns the path of its final policy checkpoint.
 
-    Under `torchrun` every rank calls this; rank 0 makes the stage-2 policy and writes the run folder (which
-    must be on a filesystem all ranks see, for a multi-node resume).
+    `mode` follows the run-folder rules (`run_folder.py`): `new` refuses a folder that holds a run,
+    `overwrite` moves it aside first, `resume` continues it (under its own config: only
+    `RESUME_FREE_KEYS` may change, e.g. more iterations). Every check that needs no demos, SFT or env runs
+    before the folder is touched. Under `torchrun` every rank calls this; rank 0 makes the stage-2 policy and
+    writes the run folder (which must be on a filesystem all ranks see, for a multi-node resume).
     """
-    try:
-        resolve_tasks(cfg.env)
-    except ValueError as err:
-        raise ConfigError(f"env: {err}") from None
+    out = Path(out_dir or cfg.out_dir)
+    cfg = dataclasses.replace(cfg, out_dir=str(out))  # config.yaml names the folder really written
+    check_train_config(cfg)
     dist = init_distributed(cfg.device)
+    folder = None
     try:
         _check_divisible(cfg, dist)
-        out = Path(out_dir or cfg.out_dir)
+        folder = _claim(cfg, out, mode, dist)
+        resumed = dist.broadcast(folder.resumed if folder is not None else None)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
         if cfg.engine_threads > 0:
             _C.set_num_threads(cfg.engine_threads)
         checkpoints = TrainerCheckpoints(out / "checkpoints", keep=cfg.keep_checkpoints)
-        resumed = checkpoints.latest() if resume else None
-        policy_path = _stage2_policy(cfg, out, dist) if resumed is None else resumed.policy_path
-        if dist.is_main and resumed is None:
-            checkpoints.clear()  # a fresh run into an old folder must never resume from the old run's files
+        saved = checkpoints.latest() if resumed else None
+        policy_path = _stage2_policy(cfg, out, dist) if saved is None else saved.policy_path
         dist.barrier()
         policy = load_policy(policy_path, device=rank_device(cfg.device, dist), config_overrides=cfg.policy)
         trainer = RiptTrainer(cfg, policy, out, dist)
-        if resumed is not None:
-            trainer.restore(resumed.load_state())
+        if saved is not None:
+            trainer.restore(saved.load_state())
         final = trainer.train(checkpoints)
         dist.barrier()
         return final
     finally:
+        if folder is not None:
+            folder.release()
         shutdown(dist)
+
+
+def _claim(cfg: TrainConfig, out: Path, mode: Mode, dist: Dist) -> RunFolder | None:
+    """Rank 0 claims the run folder (lock and rules), checks a resumed run's config against its own and
+    records the config; a refusal reaches every rank, so none waits forever."""
+    folder, error = None, None
+    if dist.is_main:
+        try:
+            folder = claim_run_folder(out, "ript", mode, lambda path: _check_same_run(cfg, path))
+            atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(recorded_config(cfg, out)), sort_keys=False))
+        except RunFolderError as err:
+            error = str(err)
+    error = dist.broadcast(error)
+    if error is not None:
+        if folder is not None:
+            folder.release()
+        raise RunFolderError(error)
+    return folder
+
+
+def _check_same_run(cfg: TrainConfig, out: Path) -> None:
+    check_same_run(out / "config.yaml", to_dict(cfg), RESUME_FREE_KEYS)
 
 
 def _stage2_policy(cfg: TrainConfig, out: Path, dist: Dist) -> Path:
     """Rank 0 finds or makes (demos + SFT) the stage-2 policy; the others wait for its path."""
     path = None
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        if cfg.contexts.source == "demos":
+            demo_context_dataset(cfg, out)  # demos unusable as contexts are refused before SFT trains on them
         path = str(prepare_stage2_policy(cfg, out))
     return Path(dist.broadcast(path))
 
@@ -130,11 +171,7 @@ class RiptTrainer:
         self.train_contexts, self.eval_contexts = _context_sets(cfg, out)
         self.tasks = list(dict.fromkeys(self.train_contexts.task_names))
         r = cfg.ript
-        if r.contexts_per_round % len(self.tasks):
-            raise ConfigError(
-                f"ript.contexts_per_round ({r.contexts_per_round}) must be a multiple of the number of tasks "
-                f"({len(self.tasks)}): each round rolls out every task equally often"
-            )
+        check_tasks_divide(r.contexts_per_round, len(self.tasks))
         group_tasks = [self.tasks[g % len(self.tasks)] for g in range(r.contexts_per_round)]
         rank = self.dist.rank
         self.sampler = TaskGroupSampler(self.train_contexts.task_names, group_tasks, seed=cfg.seed * 7919 + rank * 7)
@@ -174,15 +211,17 @@ class RiptTrainer:
             while self.iteration < r.iterations:
                 self.iteration += 1
                 record = self._iteration()
-                self._log(record)
-                state = self.state_dict()  # a collective: every rank takes part
-                if main:
-                    checkpoints.save(self.iteration, self.policy, state)
+                with safe_section():  # Ctrl-C waits for the iteration's record and checkpoint to be written
+                    self._log(record)
+                    state = self.state_dict()  # a collective: every rank takes part
+                    if main:
+                        checkpoints.save(self.iteration, self.policy, state)
                 bar.update(1)
                 bar.set_postfix_str(_postfix(record))
             final = self.out / FINAL_POLICY
             if main:
-                save_policy(self.policy, final, {"producer": "ript", "iteration": self.iteration})
+                with safe_section():
+                    save_policy(self.policy, final, {"producer": "ript", "iteration": self.iteration})
         finally:
             bar.close()
             if self.logger is not None:

@@ -77,8 +77,8 @@ class TrainConfig:
     device: str = "cpu"  # checked when the run starts: cpu, cuda, cuda:N (a device this machine has)
     # Small policies run fastest on one torch thread: torch's OpenMP workers spin between calls and fight the
     # engine's threads for the same cores during rollouts (measured: 5 ms vs 233 ms per query on 2 busy cores).
-    torch_threads: int = ranged(1, ge=0)  # 0 keeps torch's default (all cores)
-    engine_threads: int = ranged(0, ge=0)  # the engine's C++ pool; 0 keeps its default (all cores)
+    torch_threads: int = ranged(1, ge=0, le=4096)  # 0 keeps torch's default (all cores)
+    engine_threads: int = ranged(0, ge=0, le=4096)  # the engine's C++ pool; 0 keeps its default (all cores)
     init: str | None = None  # stage-2 policy checkpoint; None: collect demos and run SFT first (cached)
     # Changes to the stage-2 policy's config for RIPT that keep its weights' shapes, e.g. which parts train
     # (`policy.quest.rl_trainable=[prior,obs_encoder]`), its RL learning rate, or top-k sampling.

@@ -1,8 +1,8 @@
 """What a run writes besides checkpoints: metrics.jsonl, TensorBoard scalars, and PNG plots of the curves.
 
 One JSON object per logged step in `metrics.jsonl` (appended and flushed, so a killed run loses at most the
-line being written), the same scalars in TensorBoard, and PNG plots redrawn from the full history so the
-curves can be looked at without TensorBoard.
+line being written; a damaged line is skipped on reading, never the valid records after it), the same scalars
+in TensorBoard, and PNG plots redrawn from the full history so the curves can be looked at without TensorBoard.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ class RunLogger:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step_key = step_key
-        self.history: list[dict[str, Any]] = read_metrics(self.run_dir)
+        self.history: list[dict[str, Any]] = read_metrics(self.run_dir, step_key)
+        self._rewrite()  # a torn last line (a killed write) must not swallow the next record appended to it
         self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def log(self, metrics: Mapping[str, Any]) -> None:
@@ -52,23 +54,38 @@ class RunLogger:
     def truncate(self, last_step: int) -> None:
         """Drops records after `last_step` (a resumed run logs them again) from the file and the history."""
         self.history = [r for r in self.history if int(r[self.step_key]) <= last_step]
-        atomic_write_text(self.run_dir / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in self.history))
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        """The file as the valid records of the history, one per line (only when it differs)."""
+        path = self.run_dir / METRICS_FILE
+        text = "".join(json.dumps(r) + "\n" for r in self.history)
+        if not path.exists() or path.read_text(errors="replace") != text:
+            atomic_write_text(path, text)
 
     def close(self) -> None:
         self._tb.close()
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The metrics history of a run folder; a torn last line (killed mid-write) is ignored."""
+def read_metrics(run_dir: str | Path, step_key: str | None = None) -> list[dict[str, Any]]:
+    """The metrics history of a run folder: every valid record (a JSON object, with an integer `step_key` when
+    given). A damaged line (torn by a kill mid-write, or edited) is skipped with a warning naming it, and the
+    records after it are kept."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            break
+            record = None
+        if not isinstance(record, dict) or (step_key is not None and not isinstance(record.get(step_key), int)):
+            warnings.warn(f"{path}:{number}: damaged metrics line skipped", stacklevel=2)
+            continue
+        records.append(record)
     return records
 
 

@@ -3,9 +3,9 @@
 A run is a list of stages, each a number of optimizer steps on one of the family's supervised losses
 (QueST: `autoencoder` then `prior`; OFT: `action` then `scale`), AdamW with a cosine decay per stage. It
 writes into its run folder: `config.yaml` (the resolved config), `metrics.jsonl` + TensorBoard + `loss.png`
-(run_logger), `checkpoints/latest.safetensors` + `checkpoints/train_state.pt` every `checkpoint_every` steps
+(run_logger), `checkpoints/latest.safetensors` + `checkpoints/train_state.safetensors` every `checkpoint_every` steps
 and at every stage end (`checkpoints/<stage>.safetensors`), and `policy.safetensors` at the end. A killed
-run resumes from the latest checkpoint (`resume=True`) with its optimizer, schedule and RNG state.
+run resumes from the latest checkpoint (`mode="resume"`) with its optimizer, schedule and RNG state.
 """
 
 from __future__ import annotations
@@ -30,11 +30,17 @@ from ript_fast.policies.factory import build_policy
 from ript_fast.policies.param_groups import decay_groups
 from ript_fast.train.atomic import atomic_write, atomic_write_text
 from ript_fast.train.checkpoint import load_policy, save_policy
+from ript_fast.train.devices import check_device
+from ript_fast.train.run_folder import Mode, check_same_run, claim_run_folder
 from ript_fast.train.run_logger import METRICS_FILE, RunLogger, read_metrics
-from ript_fast.train.state_file import SFT_STATE_FORMAT, load_state, save_state
+from ript_fast.train.state_file import SFT_STATE_FORMAT, load_state, older_version_error, save_state
 
 FINAL_CHECKPOINT = "policy.safetensors"
 STEP_KEY = "step"
+STATE_FILE = "train_state.safetensors"
+LEGACY_STATE_FILE = "train_state.pt"  # the pickled state of ript-fast before state files (refused, never read)
+# What a resumed SFT run may change: how it runs, not what it trains
+RESUME_FREE_KEYS = ("out_dir", "device", "threads", "log_every", "checkpoint_every", "progress")
 
 
 @dataclass
@@ -57,7 +63,7 @@ class SftConfig:
     out_dir: str = "runs/sft"
     seed: int = ranged(0, **SEED)
     device: str = "cpu"
-    threads: int = ranged(0, ge=0)  # torch intra-op threads; 0 keeps torch's default
+    threads: int = ranged(0, ge=0, le=4096)  # torch intra-op threads; 0 keeps torch's default
     log_every: int = ranged(25, ge=1)
     checkpoint_every: int = ranged(500, ge=1)
     init_checkpoint: str | None = None  # start from this policy (e.g. a pretrained autoencoder)
@@ -73,19 +79,54 @@ class _Progress:
     step: int = 0
 
 
-def run_sft(cfg: SftConfig, out_dir: str | Path | None = None, resume: bool = False) -> Path:
-    """Trains, checkpoints and returns the path of the final checkpoint (`<out>/policy.safetensors`)."""
+def run_sft(cfg: SftConfig, out_dir: str | Path | None = None, mode: Mode = "new") -> Path:
+    """Trains, checkpoints and returns the path of the final checkpoint (`<out>/policy.safetensors`).
+
+    `mode` follows the run-folder rules (`run_folder.py`): `new` refuses a folder that holds a run, `resume`
+    continues one (its config must match `cfg` but for `RESUME_FREE_KEYS`), `auto` does whichever applies.
+    """
     out = Path(out_dir or cfg.out_dir)
+    cfg = dataclasses.replace(cfg, out_dir=str(out))  # config.yaml names the folder really written
+    check_device(cfg.device, "device")
+    data = load_chunk_dataset(cfg)  # demo files are validated before the folder is touched
+
+    def same_run(path: Path) -> None:
+        check_same_run(path / "config.yaml", _comparable(cfg), RESUME_FREE_KEYS, _comparable)
+
+    with claim_run_folder(out, "sft", mode, same_run) as folder:
+        if folder.resumed and (out / FINAL_CHECKPOINT).is_file():  # finished: nothing to train or rewrite
+            return out / FINAL_CHECKPOINT
+        return _train(cfg, data, out, folder.resumed)
+
+
+def _comparable(cfg: SftConfig | dict[str, Any]) -> dict[str, Any]:
+    """The config as compared on resume: file paths resolved (`runs/x` and `./runs/x` are one file), and files
+    beside the run folder (the demos `train` collects next to its `sft/`) relative to it, so a run folder that
+    was moved or renamed as a whole still resumes."""
+    plain = to_dict(cfg)
+    anchor = Path(plain.get("out_dir") or ".").resolve().parent
+
+    def where(path: str) -> str:
+        resolved = Path(path).resolve()
+        return str(resolved.relative_to(anchor)) if resolved.is_relative_to(anchor) else str(resolved)
+
+    plain["demos"] = [where(p) for p in plain.get("demos") or []]
+    if plain.get("init_checkpoint"):
+        plain["init_checkpoint"] = where(plain["init_checkpoint"])
+    return plain
+
+
+def _train(cfg: SftConfig, data: ChunkDataset, out: Path, resume: bool) -> Path:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    data = load_chunk_dataset(cfg)
-    state_file = out / "checkpoints" / "train_state.pt"
+    state_file = out / "checkpoints" / STATE_FILE
+    if resume and not state_file.exists() and (out / "checkpoints" / LEGACY_STATE_FILE).exists():
+        raise older_version_error(out / "checkpoints" / LEGACY_STATE_FILE)  # never start an old run over silently
     resuming = resume and state_file.exists()
     policy = _initial_policy(cfg, data, out, resuming).to(cfg.device)
     stages = cfg.stages or [StageConfig(name, 1000) for name in policy.sft_stages]
     _check_stages(policy, stages)
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     generator = torch.Generator().manual_seed(cfg.seed)
     progress = _Progress()
@@ -220,7 +261,7 @@ def _checkpoint(
     """Policy first, then the train state that points at it: a kill between the two resumes from the
     previous state with the newer weights, which loses at most `checkpoint_every` steps of schedule."""
     save_policy(policy, out / "checkpoints" / "latest.safetensors", _notes(cfg, data, progress, "latest"))
-    _write_state(out / "checkpoints" / "train_state.pt", progress, optimizer, scheduler, generator)
+    _write_state(out / "checkpoints" / STATE_FILE, progress, optimizer, scheduler, generator)
 
 
 def _write_state(
@@ -249,5 +290,5 @@ def _notes(cfg: SftConfig, data: ChunkDataset, progress: _Progress, stage: str) 
 
 def _truncate_metrics(out: Path, step: int) -> None:
     """Drops metric lines logged after the checkpoint being resumed (they will be logged again)."""
-    kept = [r for r in read_metrics(out) if int(r.get(STEP_KEY, 0)) <= step]
+    kept = [r for r in read_metrics(out, STEP_KEY) if r[STEP_KEY] <= step]
     atomic_write_text(out / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept))

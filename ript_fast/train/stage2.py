@@ -2,8 +2,9 @@
 
 With no `init` checkpoint, `ript-fast train` collects `demos.num_demos` scripted-expert demonstrations per
 task and runs SFT with the `sft` section of the config, both inside the run folder (`demos/`, `sft/`).
-Both are cached: a second run (or a resumed one) with the same folder reuses them, and an SFT killed
-half-way resumes from its own checkpoint.
+Both are cached for a resumed run: the demos are reused when the settings they were collected with match the
+config, the SFT folder when its config matches (`run_sft` in `auto` mode), and an SFT killed half-way
+resumes from its own checkpoint; a mismatch is refused naming the key.
 """
 
 from __future__ import annotations
@@ -11,55 +12,89 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ript_fast.config import ConfigError
 from ript_fast.data.collect import collect_demos
 from ript_fast.data.contexts import ContextDataset
 from ript_fast.data.demo_file import read_demo_file
 from ript_fast.envs.registry import resolve_tasks
 from ript_fast.train.run_config import TrainConfig
-from ript_fast.train.sft import FINAL_CHECKPOINT, run_sft
+from ript_fast.train.sft import SftConfig, run_sft
 
 
 def prepare_stage2_policy(cfg: TrainConfig, out: Path) -> Path:
     """Path of the policy checkpoint RIPT starts from (making it first when needed)."""
     if cfg.init is not None:
         return Path(cfg.init)
-    sft_dir = out / "sft"
-    if (sft_dir / FINAL_CHECKPOINT).exists():
-        return sft_dir / FINAL_CHECKPOINT
-    sft = dataclasses.replace(
+    collect_missing_demos(cfg, out)
+    return run_sft(sft_config(cfg, out), out / "sft", mode="auto")
+
+
+def recorded_config(cfg: TrainConfig, out: Path) -> TrainConfig:
+    """The config as the run folder's config.yaml records it: the SFT section as the SFT stage really runs
+    (its demo files, folder, seed, device), not the defaults the run overrides."""
+    return cfg if cfg.init is not None else dataclasses.replace(cfg, sft=sft_config(cfg, out))
+
+
+def sft_config(cfg: TrainConfig, out: Path) -> SftConfig:
+    """The SFT stage's config: the run's `sft` section on the run's demos, seed and device, in `out/sft`."""
+    return dataclasses.replace(
         cfg.sft,
         demos=[str(p) for p in demo_files(cfg, out)],
         num_demos=cfg.demos.num_demos,
-        out_dir=str(sft_dir),
+        out_dir=str(out / "sft"),
         seed=cfg.seed,
         device=cfg.device,
         progress=cfg.progress,
     )
-    return run_sft(sft, sft_dir, resume=True)
 
 
 def demo_files(cfg: TrainConfig, out: Path) -> list[Path]:
-    """The run's demo files: the configured ones, or one per task collected into `out/demos/` (cached)."""
+    """The run's demo files: the configured ones, or one per task in `out/demos/` (see collect_missing_demos)."""
     if cfg.demos.files:
         return [Path(f) for f in cfg.demos.files]
+    return [out / "demos" / f"{task}.hdf5" for task in _tasks(cfg)]
+
+
+def _tasks(cfg: TrainConfig) -> list[str]:
+    return list(dict.fromkeys(t for name in cfg.env_names for t in resolve_tasks(name)))
+
+
+def collect_missing_demos(cfg: TrainConfig, out: Path) -> None:
+    """Collects the demos of `demo_files` that are not there yet; those that are (an earlier start of this run)
+    are reused only when they were collected with the settings the config asks for."""
+    if cfg.demos.files:
+        return
     prefix = cfg.env_names[0].split("/", 1)[0]
-    files = []
-    for task in dict.fromkeys(t for name in cfg.env_names for t in resolve_tasks(name)):
-        path = out / "demos" / f"{task}.hdf5"
-        if not path.exists():
-            collect_demos(
-                f"{prefix}/{task}",
-                cfg.demos.num_demos,
-                path,
-                noise=cfg.demos.noise_std,
-                seed=cfg.demos.seed,
-                progress=cfg.progress,
+    for task, path in zip(_tasks(cfg), demo_files(cfg, out), strict=True):
+        if path.exists():
+            _check_cached_demos(path, cfg)
+            continue
+        collect_demos(
+            f"{prefix}/{task}",
+            cfg.demos.num_demos,
+            path,
+            noise=cfg.demos.noise_std,
+            seed=cfg.demos.seed,
+            progress=cfg.progress,
+        )
+
+
+def _check_cached_demos(path: Path, cfg: TrainConfig) -> None:
+    """Demos collected by an earlier start of this run are reused only if the config still asks for them."""
+    demos = read_demo_file(path, obs_keys=[])
+    made = demos.attrs.get("ript_fast", {})
+    wanted = {"noise": cfg.demos.noise_std, "seed": cfg.demos.seed, "num_demos": cfg.demos.num_demos}
+    found = {"noise": made.get("noise"), "seed": made.get("seed"), "num_demos": len(demos.episodes)}
+    for key, value in wanted.items():
+        if found[key] != value:
+            raise ConfigError(
+                f"{path} was collected with demos.{key.replace('noise', 'noise_std')}={found[key]!r}, the config "
+                f"says {value!r}: resume with the run's own config, or start a new run (--overwrite)"
             )
-        files.append(path)
-    return files
 
 
 def demo_context_dataset(cfg: TrainConfig, out: Path) -> ContextDataset:
     """The paper's default context dataset: the initial states of the SFT demos (Sec. 4.1)."""
+    collect_missing_demos(cfg, out)  # a run from a given `init` policy still needs demos for its contexts
     sets = [read_demo_file(path, obs_keys=[]) for path in demo_files(cfg, out)]
     return ContextDataset.from_demos(sets, max_per_task=cfg.demos.num_demos)

@@ -1,0 +1,67 @@
+"""Every check of a `ript-fast train` config that can run before demos, SFT or env creation.
+
+Why: a run spends minutes collecting demos and training the stage-2 policy before RIPT starts. A mistake
+found only then (a device this machine lacks, an `--init` policy of another task or action size, a task count
+that does not divide the round) wastes those minutes and leaves a half-made run folder behind. These checks
+read configs and checkpoint headers only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ript_fast.config import ConfigError
+from ript_fast.envs.registry import resolve_tasks
+from ript_fast.train.checkpoint import read_checkpoint_meta
+from ript_fast.train.devices import check_device
+from ript_fast.train.run_config import TrainConfig
+
+# The action size of each env family: MetaWorld's (x, y, z, gripper) and LIBERO's OSC_POSE delta + gripper
+ACTION_DIMS = {"metaworld": 4, "libero": 7}
+
+
+def check_train_config(cfg: TrainConfig) -> list[str]:
+    """Runs every early check; returns the run's distinct tasks (in env order)."""
+    tasks = env_tasks(cfg)
+    check_device(cfg.device, "device")
+    check_tasks_divide(cfg.ript.contexts_per_round, len(tasks))
+    if cfg.init is not None:
+        check_init_checkpoint(cfg, tasks)
+    for i, path in enumerate(cfg.demos.files):
+        if not Path(path).is_file():
+            raise ConfigError(f"demos.files[{i}]: no such demo file {path}")
+    return tasks
+
+
+def env_tasks(cfg: TrainConfig) -> list[str]:
+    try:
+        return list(dict.fromkeys(resolve_tasks(cfg.env)))
+    except ValueError as err:
+        raise ConfigError(f"env: {err}") from None
+
+
+def check_tasks_divide(contexts_per_round: int, num_tasks: int) -> None:
+    if contexts_per_round % num_tasks:
+        raise ConfigError(
+            f"ript.contexts_per_round ({contexts_per_round}) must be a multiple of the number of tasks "
+            f"({num_tasks}): each round rolls out every task equally often"
+        )
+
+
+def check_init_checkpoint(cfg: TrainConfig, tasks: list[str]) -> None:
+    """The `init` policy must be of the configured family, act in this env's action space, and know its tasks."""
+    path = cfg.init
+    meta = read_checkpoint_meta(path)
+    family = cfg.policy.get("family", meta["family"])
+    if family != meta["family"]:
+        raise ConfigError(f"init {path}: holds a {meta['family']!r} policy, but the config asks for family {family!r}")
+    spec = meta["spec"]
+    env_family = cfg.env_names[0].split("/", 1)[0]
+    want = ACTION_DIMS.get(env_family)
+    if want is not None and spec["action_dim"] != want:
+        raise ConfigError(
+            f"init {path}: the policy acts with {spec['action_dim']}-d actions, {env_family} envs take {want}-d"
+        )
+    unknown = [t for t in tasks if t not in spec["task_names"]]
+    if unknown:
+        raise ConfigError(f"init {path}: the policy was not trained on {unknown} (its tasks: {spec['task_names']})")
