@@ -31,6 +31,7 @@ from ript_fast.policies.param_groups import decay_groups
 from ript_fast.train.atomic import atomic_write, atomic_write_text
 from ript_fast.train.checkpoint import load_policy, save_policy
 from ript_fast.train.devices import check_device
+from ript_fast.train.interrupts import safe_section
 from ript_fast.train.run_folder import Mode, check_same_run, claim_run_folder
 from ript_fast.train.run_logger import METRICS_FILE, RunLogger, read_metrics
 from ript_fast.train.state_file import SFT_STATE_FORMAT, load_state, older_version_error, save_state
@@ -258,10 +259,12 @@ def _checkpoint(
     generator: torch.Generator,
     out: Path,
 ) -> None:
-    """Policy first, then the train state that points at it: a kill between the two resumes from the
-    previous state with the newer weights, which loses at most `checkpoint_every` steps of schedule."""
-    save_policy(policy, out / "checkpoints" / "latest.safetensors", _notes(cfg, data, progress, "latest"))
-    _write_state(out / "checkpoints" / STATE_FILE, progress, optimizer, scheduler, generator)
+    """Policy first, then the train state that points at it: a SIGKILL between the two resumes from the
+    previous state with the newer weights (close to, not exactly, the uninterrupted run); Ctrl-C and SIGTERM
+    wait until both are written."""
+    with safe_section():
+        save_policy(policy, out / "checkpoints" / "latest.safetensors", _notes(cfg, data, progress, "latest"))
+        _write_state(out / "checkpoints" / STATE_FILE, progress, optimizer, scheduler, generator)
 
 
 def _write_state(

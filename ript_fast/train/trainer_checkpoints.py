@@ -89,11 +89,6 @@ class TrainerCheckpoints:
         saved = self.saved()
         return saved[-1] if saved else None
 
-    def clear(self) -> None:
-        """Removes every checkpoint (a fresh run into a folder that held another run)."""
-        for saved in self.saved():
-            shutil.rmtree(saved.folder, ignore_errors=True)
-
     def _prune(self) -> None:
         for old in self.saved()[: -self.keep]:
             shutil.rmtree(old.folder, ignore_errors=True)
