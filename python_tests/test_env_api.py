@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -116,11 +117,44 @@ def test_unknown_task_lists_close_matches() -> None:
         ({"num_envs": 0}, "num_envs"),
         ({"num_envs": 2, "seed": -1}, "seed"),
         ({"num_envs": 1, "obs_mode": "depth"}, "obs_mode"),
+        ({"num_envs": 1, "render_every_step": "no"}, "render_every_step: must be True or False"),
+        *[
+            ({"num_envs": 1, "obs_mode": mode, "render_size": size}, r"render_size: must be \(height, width\), two pos")
+            for size in [(0, 128), (128, -1), (128,), (64, 64, 3), (12.5, 128), ("64", 64), (True, 64), 128, None]
+            for mode in ["state", "rgb"]
+        ],
+        *[
+            ({"num_envs": 1, "obs_mode": mode, "camera": cam}, r"camera: must be one of .*'corner2', .*got ")
+            for cam in ["corner9", "", ["corner2"]]
+            for mode in ["state", "rgb"]
+        ],
     ],
 )
 def test_bad_construction_arguments(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         make_vec_env("metaworld/reach-v3", **kwargs)
+
+
+def test_without_a_seed_each_env_draws_fresh_episodes() -> None:
+    """seed=None (the default) is a random base seed, not an error from MetaWorld's own seed()."""
+    first, _ = make_vec_env("metaworld/reach-v3", num_envs=2).reset()
+    second, _ = make_vec_env("metaworld/reach-v3", num_envs=2).reset()
+    assert not np.array_equal(first[0], first[1]) and not np.array_equal(first, second)
+
+
+def test_a_closed_env_refuses_every_call() -> None:
+    env = make_vec_env("metaworld/reach-v3", num_envs=2, seed=0)
+    env.reset()
+    env.close()
+    env.close()  # closing twice is harmless
+    for call in (
+        env.reset,
+        lambda: env.step(np.zeros((2, 4), np.float32)),
+        env.get_state,
+        env.render_observations,
+    ):
+        with pytest.raises(gym.error.ClosedEnvironmentError, match=r"^\w+: this env was closed"):
+            call()
 
 
 def test_bad_reset_options_are_named(env) -> None:

@@ -1,4 +1,5 @@
-"""Batched rollout collection: finished envs are masked (never stepped or queried again), bad actions caught."""
+"""Batched rollout collection: finished envs are masked (never stepped or queried again), bad actions caught,
+images rendered only for the queries that read them."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from python_tests.ppo_fixtures import smoke_policy
-from ript_fast.envs import make_vec_env
-from ript_fast.policies.base import ChunkSample
-from ript_fast.train.rollout import NonFiniteActionError, collect_rollouts
+from python_tests.ppo_fixtures import SMOKE_CONFIG, smoke_policy
+from python_tests.test_env_rgb import _gl_available
+from ript_fast.config import load_config
+from ript_fast.envs import expert_actions, make_vec_env
+from ript_fast.envs.rendering import BatchRenderer
+from ript_fast.policies.base import ChunkSample, Policy, PolicySpec
+from ript_fast.policies.factory import build_policy
+from ript_fast.train.evaluate import _FrameRecorder
+from ript_fast.train.rollout import NonFiniteActionError, RolloutBatch, collect_rollouts
+from ript_fast.train.sft import SftConfig
 
 N = 6
 
@@ -91,3 +98,97 @@ def test_nan_weights_are_reported_sampled_or_greedy(contexts: np.ndarray, sample
     env = make_vec_env("metaworld/reach-v3", num_envs=N, seed=0, autoreset=False)
     with pytest.raises(NonFiniteActionError, match=r"NaN \(contexts \[10, 11, 12, 13, 14, 15\]\)"):
         collect_rollouts(env, broken, contexts, np.arange(10, 10 + N), np.zeros(N, dtype=np.int64), 0, sample=sample)
+
+
+# ---- images ------------------------------------------------------------------------------------------------
+
+requires_gl = pytest.mark.skipif(not _gl_available(), reason="no OpenGL backend (set MUJOCO_GL=egl with libegl1)")
+
+
+def image_policy() -> Policy:
+    """The smoke QueST policy reading a 32-px camera image, its obs encoder trainable so that every query's
+    images are kept in its cond (and so compared below)."""
+    overrides = ["policy.obs.image_keys=[rgb]", "policy.obs.image_size=32", "policy.obs.image_embed_dim=16"]
+    cfg = load_config(SftConfig, SMOKE_CONFIG, [*overrides, "policy.quest.rl_trainable=[prior, obs_encoder]"])
+    torch.manual_seed(0)
+    spec = PolicySpec(action_dim=4, state_dim=39, task_names=["reach-v3"], instructions=["reach"])
+    policy = build_policy(cfg.policy, spec).eval()
+    policy.freeze_for_rl()
+    return policy
+
+
+def steer_to_goal(policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy's chunks (sampled from its images) plus the scripted expert's action at the query: the
+    episodes depend on the images and end at different steps, so queries read ever smaller subsets of envs."""
+    real_act = policy.act
+
+    def act(obs, sample=True):
+        chunk = real_act(obs, sample)
+        expert = expert_actions(obs.state.double().numpy(), ["reach-v3"] * len(obs.state))
+        chunk.actions = torch.as_tensor(expert, dtype=torch.float32)[:, None] + 0.05 * chunk.actions
+        return chunk
+
+    monkeypatch.setattr(policy, "act", act)
+
+
+def image_env(n: int, max_steps: int):
+    options = {"autoreset": False, "max_episode_steps": max_steps, "render_size": (32, 32)}
+    return make_vec_env("metaworld/reach-v3", n, seed=0, obs_mode="state+rgb", **options)
+
+
+def image_rollouts(policy: Policy, env, contexts: np.ndarray, render_every_step: bool) -> RolloutBatch:
+    """The rollouts of `env` (closed after) from `contexts`, policy sampling from a fixed torch seed."""
+    torch.manual_seed(1)
+    n = len(contexts)
+    try:
+        return collect_rollouts(
+            env, policy, contexts, np.arange(n), np.zeros(n, np.int64), 0, render_every_step=render_every_step
+        )[0]
+    finally:
+        env.close()
+
+
+@requires_gl
+def test_image_rollouts_on_demand_equal_every_step_rollouts(contexts: np.ndarray, monkeypatch) -> None:
+    """Same seeds: the same images reach the policy, so the same samples, log-probs, rewards and lengths; and
+    on demand, only the queried envs' frames are rendered (one per query row)."""
+    policy = image_policy()
+    steer_to_goal(policy, monkeypatch)
+    drawn: list[int] = []
+    draw = BatchRenderer._render_env
+    monkeypatch.setattr(BatchRenderer, "_render_env", lambda self, i, cams: (drawn.append(i), draw(self, i, cams)))
+    every = image_rollouts(policy, image_env(N, 60), contexts, render_every_step=True)
+    every_drawn = len(drawn)
+    drawn.clear()
+    lazy = image_rollouts(policy, image_env(N, 60), contexts, render_every_step=False)
+    assert len(set(every.episode_steps.tolist())) > 1 and every.rewards.sum() > 0  # ragged: subsets were queried
+    for name in ("rewards", "episode_steps", "query_mask", "decisions", "logprob_old"):
+        assert torch.equal(getattr(lazy, name), getattr(every, name)), name
+    assert lazy.cond.keys() == every.cond.keys() and "image/rgb" in lazy.cond
+    for key in every.cond:
+        assert torch.equal(lazy.cond[key], every.cond[key]), key
+    assert len(drawn) == int(lazy.query_mask.sum()) and every_drawn == N * (1 + int(every.episode_steps.max()))
+
+
+@requires_gl
+def test_video_frames_are_the_every_step_frames(contexts: np.ndarray, monkeypatch) -> None:
+    """evaluate's video asks the on-demand env for every frame: they are the frames an env rendering every step
+    returns, reset included."""
+    policy = image_policy()
+    steer_to_goal(policy, monkeypatch)
+    observed: list[np.ndarray] = []
+
+    def keep(out):
+        observed.append(out[0]["rgb"].copy())
+        return out
+
+    env = image_env(2, 20)
+    reset, step = env.reset, env.step
+    monkeypatch.setattr(env, "reset", lambda **kw: keep(reset(**kw)))
+    monkeypatch.setattr(env, "step", lambda actions: keep(step(actions)))
+    image_rollouts(policy, env, contexts[:2], render_every_step=True)
+    recorder = _FrameRecorder(image_env(2, 20))
+    image_rollouts(policy, recorder, contexts[:2], render_every_step=False)
+    assert len(recorder.frames) == len(observed) == 21
+    for t, (frame, expected) in enumerate(zip(recorder.frames, observed, strict=True)):
+        np.testing.assert_array_equal(frame, expected, err_msg=f"step {t}")

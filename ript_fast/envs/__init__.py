@@ -5,6 +5,10 @@ obs, info = env.reset()
 obs, reward, terminated, truncated, info = env.step(actions)   # reward = binary success (RIPT's reward)
 contexts = env.get_state()                                      # (16, S) float64, one context per env
 env.reset(options={"init_state": contexts})                     # restart those episodes exactly
+
+env = make_vec_env("metaworld/reach-v3", 16, seed=0, obs_mode="state+rgb", render_every_step=False)
+obs, *_ = env.step(actions)                                     # {"state"}: nothing rendered
+images = env.render_observations([0, 3])                        # {"rgb": (2, 128, 128, 3)}: just those frames
 """
 
 from __future__ import annotations
@@ -33,9 +37,12 @@ def make_vec_env(
     obs_mode: "state" -> MetaWorld (N, 39) / LIBERO (N, 16) float64; "rgb" -> MetaWorld (N, H, W, 3) uint8 /
       LIBERO {"agentview_rgb", "eye_in_hand_rgb"}; "state+rgb" -> a dict of both (see libero_vec.py).
     options: autoreset (True), terminate_on_success (True), max_episode_steps (MetaWorld 500; LIBERO the
-      suite's: spatial 220, object 280, goal 300, 10 520, 90 400), render_size ((128, 128)), copy (False);
-      MetaWorld only: goal_observable (True: the goal is in obs[36:39] as in MetaWorld's MT/goal-observable
-      envs and QueST; False zeroes it as MetaWorld's ML benchmarks do), camera ("corner2").
+      suite's: spatial 220, object 280, goal 300, 10 520, 90 400), render_size ((128, 128): (height, width)
+      positive ints), copy (False), render_every_step (True: reset/step observations carry every env's images;
+      False: they carry the state part of "state+rgb" and env.render_observations(ids) renders the images of
+      the envs asked for, the same pixels); MetaWorld only: goal_observable (True: the goal is in obs[36:39]
+      as in MetaWorld's MT/goal-observable envs and QueST; False zeroes it as MetaWorld's ML benchmarks do),
+      camera ("corner2"; any camera of the Sawyer model).
     """
     if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
         raise ValueError(f"num_envs: must be a positive int, got {num_envs!r}")

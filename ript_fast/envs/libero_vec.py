@@ -12,6 +12,8 @@ Observations (docs/ARCHITECTURE.md, "Environments"):
   * "rgb": {"agentview_rgb", "eye_in_hand_rgb"}: (N, H, W, 3) uint8 from LIBERO's agentview and wrist cameras,
     rows bottom-up as robosuite returns them and LIBERO's demos store them, rendered in the light profile;
   * "state+rgb": both, plus the named proprioception views.
+  Images every step, or on demand (``render_every_step=False`` or inside ``env.rendering_mode(every_step=False)``:
+  reset/step return "state" and the proprioception views, ``env.render_observations(ids, keys)`` the images).
 Contexts: reset(options={"init_state": rows}) takes context vectors (get_state()) or LIBERO's own init states
 ([time, qpos, qvel] rows: the suite's *.pruned_init files, or states[0] of a LIBERO demo); a plain reset starts
 each env from one of its task's shipped init states, drawn from the env's stream (seed + i).
@@ -31,6 +33,7 @@ from ript_fast.envs import contexts
 from ript_fast.envs.batch_vec_env import BatchVecEnv
 from ript_fast.envs.libero_compiler import LiberoTemplate, compile_task
 from ript_fast.envs.libero_suites import MAX_STEPS, LiberoTask
+from ript_fast.envs.rendering import check_render_size
 
 PROPRIO_SLICES = {
     "joint_states": slice(0, 7),
@@ -77,11 +80,13 @@ class LiberoVecEnv(BatchVecEnv):
         max_episode_steps: int | None = None,
         render_size: tuple[int, int] = (128, 128),
         copy: bool = False,
+        render_every_step: bool = True,
     ) -> None:
+        render_size = check_render_size(render_size)
         self.templates = [task_template(t) for t in tasks]
         # Task names as resolve_tasks spells them ("<suite>/<task>"): "libero/" + name is the env name again.
         names = [f"{t.suite}/{t.name}" for t in tasks]
-        super().__init__(names, [t.instruction for t in self.templates], obs_mode, autoreset, copy)
+        super().__init__(names, [t.instruction for t in self.templates], obs_mode, autoreset, copy, render_every_step)
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps: must be >= 1, got {max_episode_steps}")
         self.tasks = list(tasks)
@@ -96,13 +101,7 @@ class LiberoVecEnv(BatchVecEnv):
         self._free_qpos = [self._object_qpos(m) for m in self.models]
         self._rngs: list[np.random.Generator] = []
         self._seed_all(seed)
-        self._renderer = None
-        if obs_mode != "state":
-            from ript_fast.envs.rendering import BatchRenderer
-
-            self._renderer = BatchRenderer(
-                [_Scene(m, d) for m, d in scenes], self.task_names, render_size, list(CAMERAS.values())
-            )
+        self._attach_renderer([_Scene(m, d) for m, d in scenes], render_size, CAMERAS)
         state = gym.spaces.Box(-np.inf, np.inf, shape=(self._sim.obs_dim,), dtype=np.float64)
         image = gym.spaces.Box(0, 255, shape=(*render_size, 3), dtype=np.uint8)
         images = {key: image for key in CAMERAS}
@@ -128,11 +127,6 @@ class LiberoVecEnv(BatchVecEnv):
     def _seed_all(self, seed: int | None) -> None:
         """Env i draws its init states and its context noise from a stream derived from (seed, i)."""
         self._rngs = [np.random.default_rng(None if seed is None else [seed, i]) for i in range(self.num_envs)]
-
-    def close(self, **kwargs: Any) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
 
     # ---- episodes --------------------------------------------------------------------------------------
 
@@ -165,12 +159,11 @@ class LiberoVecEnv(BatchVecEnv):
         if (~kinds).any():
             self._sim.load_init_states(np.ascontiguousarray(states[~kinds]), ids[~kinds].astype(np.int64))
 
-    def _observation(self) -> Any:
+    def _observation(self, images: dict[str, np.ndarray] | None) -> Any:
         state = self._out(self._sim.obs)
-        if self._renderer is None:
+        if self.obs_mode == "state":
             return state
-        self._renderer.render()
-        images = {key: self._out(self._renderer.images[cam]) for key, cam in CAMERAS.items()}
-        if self.obs_mode == "rgb":
-            return images
-        return {"state": state, **{k: state[:, s] for k, s in PROPRIO_SLICES.items()}, **images}
+        named = {"state": state, **{k: state[:, s] for k, s in PROPRIO_SLICES.items()}}
+        if images is None:  # images on demand: the state part of "state+rgb"
+            return named
+        return images if self.obs_mode == "rgb" else {**named, **images}

@@ -13,7 +13,9 @@ Semantics (see docs/ARCHITECTURE.md, "Environments"):
     returns its reset observation with reward 0); with ``autoreset=False`` a finished env is not stepped
     again: its observation, terminated, truncated and success stay as they were, its reward is 0, until
     ``reset(options={"reset_mask": mask})``;
-  * returned arrays are the env's own buffers, overwritten by the next call (``copy=True`` returns copies).
+  * returned arrays are the env's own buffers, overwritten by the next call (``copy=True`` returns copies);
+  * images ("rgb", camera ``camera``) every step, or on demand (``render_every_step=False`` or inside
+    ``env.rendering_mode(every_step=False)``: ``env.render_observations(ids)``), the same pixels either way.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ript_fast.envs import contexts
 from ript_fast.envs.batch_vec_env import BatchVecEnv
 from ript_fast.envs.metaworld_task_env import make_task_env, reset_task_env
 from ript_fast.envs.metaworld_tasks import TASK_NAMES, TASKS
+from ript_fast.envs.rendering import check_camera, check_render_size
 from ript_fast.envs.spec_compiler import compile_env, live_goal
 
 
@@ -48,22 +51,21 @@ class MetaWorldVecEnv(BatchVecEnv):
         render_size: tuple[int, int] = (128, 128),
         camera: str = "corner2",
         copy: bool = False,
+        render_every_step: bool = True,
     ) -> None:
-        super().__init__(tasks, [TASKS[t].instruction for t in tasks], obs_mode, autoreset, copy)
+        super().__init__(tasks, [TASKS[t].instruction for t in tasks], obs_mode, autoreset, copy, render_every_step)
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps: must be >= 1, got {max_episode_steps}")
+        render_size = check_render_size(render_size)
         self._seed = seed
         self.envs = [make_task_env(t, goal_observable, None) for t in tasks]
+        check_camera(self.envs[0].model, camera)  # every MetaWorld task has the same cameras
         self._sim = _C.sim.BatchSim(self._compile(goal_observable, max_episode_steps, terminate_on_success))
         self._noise_rngs: list[np.random.Generator] = []
         self._seed_all(seed)
-        self._renderer = None
         self._reset_threads: ThreadPoolExecutor | None = None
         self._reset_thread_count = 0
-        if obs_mode != "state":
-            from ript_fast.envs.rendering import BatchRenderer
-
-            self._renderer = BatchRenderer(self.envs, self.task_names, render_size, camera)
+        self._attach_renderer(self.envs, render_size, {"rgb": camera})
         self._define_spaces(render_size)
 
     # ---- construction --------------------------------------------------------------------------------
@@ -97,20 +99,21 @@ class MetaWorldVecEnv(BatchVecEnv):
 
     def _seed_all(self, seed: int | None) -> None:
         """Env i draws its task parameters from seed + i (as a MetaWorld env seeded so) and context noise from
-        its own stream derived from (seed, i)."""
+        its own stream derived from (seed, i). Without a seed the base is drawn from OS entropy (MetaWorld's
+        own seed() rejects None)."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0]) // 2  # leaves room for seed + i
         for i, env in enumerate(self.envs):
-            env.seed(None if seed is None else seed + i)
-        self._noise_rngs = [np.random.default_rng(None if seed is None else [seed, i]) for i in range(self.num_envs)]
+            env.seed(seed + i)
+        self._noise_rngs = [np.random.default_rng([seed, i]) for i in range(self.num_envs)]
 
     # ---- gymnasium API -------------------------------------------------------------------------------
 
-    def close(self, **kwargs: Any) -> None:
+    def close_extras(self, **kwargs: Any) -> None:
         if self._reset_threads is not None:
             self._reset_threads.shutdown()
             self._reset_threads = None
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        super().close_extras(**kwargs)
 
     # ---- internals -------------------------------------------------------------------------------------
 
@@ -162,9 +165,10 @@ class MetaWorldVecEnv(BatchVecEnv):
             reset_task_env(self.envs[int(i)], perturbed)
             self._begin(int(i))
 
-    def _observation(self) -> Any:
+    def _observation(self, images: dict[str, np.ndarray] | None) -> Any:
         state = self._out(self._sim.obs)
-        if self._renderer is None:
+        if self.obs_mode == "state":
             return state
-        rgb = self._renderer.render()
-        return rgb if self.obs_mode == "rgb" else {"state": state, "rgb": rgb}
+        if images is None:  # images on demand: the state part of "state+rgb"
+            return {"state": state}
+        return images["rgb"] if self.obs_mode == "rgb" else {"state": state, **images}

@@ -6,8 +6,10 @@ the trainer's own rollout loop (`train/rollout.collect_rollouts`: action chunks,
 evaluation measures exactly the policy the trainer rolls out. QueST samples in evaluation (top-k, as the
 paper reports it); regression policies take their mean (`policy.samples_in_eval`).
 
-With a video path, a few more episodes from the first contexts run with rgb rendering and are written as
-a GIF (or MP4 when the path ends in .mp4 and imageio's ffmpeg plugin is installed), side by side.
+Images are rendered on demand (the rollout loop asks only for the frames its queries read). With a video path,
+a few more episodes from the first contexts run again, the video asking for every frame of its envs (the first
+camera: MetaWorld's "rgb", LIBERO's agentview), and are written as a GIF (or MP4 when the path ends in .mp4 and
+imageio's ffmpeg plugin is installed), side by side.
 """
 
 from __future__ import annotations
@@ -111,24 +113,33 @@ def write_result(result: EvalResult, path: str | Path, extra: dict[str, Any] | N
 
 
 class _FrameRecorder:
-    """A vector env that keeps the rgb frames of every reset/step it passes through."""
+    """A vector env that keeps the frame of every env after each reset/step it passes through (its first
+    camera). An engine env rendering on demand is asked for them, once per step: the queries' own
+    render_observations reuse them; an env that returns images with its observations gives them there."""
 
     def __init__(self, env: Any) -> None:
         self.env = env
+        self.key = next(iter(getattr(env, "image_cameras", None) or ["rgb"]))
         self.frames: list[np.ndarray] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.env, name)
 
     def reset(self, **kwargs: Any) -> Any:
-        obs, info = self.env.reset(**kwargs)
-        self.frames.append(np.asarray(obs["rgb"]).copy())
-        return obs, info
+        out = self.env.reset(**kwargs)
+        self._record(out[0])
+        return out
 
     def step(self, actions: np.ndarray) -> Any:
         out = self.env.step(actions)
-        self.frames.append(np.asarray(out[0]["rgb"]).copy())
+        self._record(out[0])
         return out
+
+    def _record(self, obs: Any) -> None:
+        if isinstance(obs, dict) and self.key in obs:
+            self.frames.append(np.array(obs[self.key]))
+        else:
+            self.frames.append(self.env.render_observations(keys=[self.key])[self.key])
 
 
 def _record_video(

@@ -4,12 +4,18 @@ One call runs a whole batch of episodes to the end. The policy is queried once p
 still-running envs in one forward pass; an env that finishes (success or time limit) is masked: the engine
 does not step it again (`autoreset=False`) and it is never queried again. What each query sampled, its
 log-prob at sampling time and its conditioning are kept, per rollout, for the PPO update.
+
+Images are rendered on demand: the env steps without drawing anything, and each query asks it for the frames of
+the envs it queries (`env.render_observations`), one step in `action_horizon`. The frames are the ones an env
+rendering every step would have returned at those steps, so the rollouts are the same, with a fraction of the
+rendering.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -88,7 +94,7 @@ class RolloutBatch:
 class RolloutTiming:
     """Wall-clock seconds of one collection, split where the time goes."""
 
-    env_step: float = 0.0
+    env_step: float = 0.0  # stepping, and rendering the images the queries read
     env_reset: float = 0.0
     policy_act: float = 0.0
     env_steps: int = 0  # env steps actually simulated (finished envs excluded)
@@ -107,6 +113,7 @@ def collect_rollouts(
     seed: int,
     sample: bool = True,
     context_noise_std: float = 0.0,
+    render_every_step: bool = False,
 ) -> tuple[RolloutBatch, RolloutTiming]:
     """Runs one episode per env from `init_states` (N, S) until every env has finished.
 
@@ -119,11 +126,29 @@ def collect_rollouts(
         seed: seeds the reset (context noise) so a collection is reproducible.
         sample: sample from the policy (training) or take its mode (evaluation of deterministic policies).
         context_noise_std: Gaussian noise (m) on the contexts' object positions (paper App. A.4).
+        render_every_step: the env renders every env at every step and queries read their images from the
+            step's observation (gymnasium's way; the reference the on-demand default is tested against).
     """
-    timing = RolloutTiming()
     n = len(init_states)
     if n != env.num_envs:
         raise ValueError(f"init_states holds {n} contexts but the env has {env.num_envs} envs")
+    with _rendering(env, render_every_step):
+        return _collect(env, policy, init_states, context_ids, task_ids, seed, sample, context_noise_std)
+
+
+def _collect(
+    env,
+    policy: Policy,
+    init_states: np.ndarray,
+    context_ids: np.ndarray,
+    task_ids: np.ndarray,
+    seed: int,
+    sample: bool,
+    context_noise_std: float,
+) -> tuple[RolloutBatch, RolloutTiming]:
+    """collect_rollouts' loop, in the env's rendering mode."""
+    timing = RolloutTiming()
+    n = len(init_states)
     t0 = time.perf_counter()
     options: dict[str, object] = {"init_state": init_states}
     if context_noise_std > 0:
@@ -138,13 +163,17 @@ def collect_rollouts(
     actions = np.zeros((n, *env.single_action_space.shape), dtype=np.float32)
     instructions = list(env.instructions)
     task_ids_t = torch.as_tensor(task_ids, dtype=torch.int64)
+    image_keys = list(policy.policy_config.obs.image_keys)
 
     while running.any():
         ids = np.flatnonzero(running)
         t0 = time.perf_counter()
+        images = _query_images(env, obs, ids, image_keys)
+        timing.env_step += time.perf_counter() - t0
+        t0 = time.perf_counter()
         try:
             with torch.no_grad():
-                chunk = policy.act(_observation(obs, ids, instructions, task_ids_t, policy), sample=sample)
+                chunk = policy.act(_observation(obs, images, ids, instructions, task_ids_t, policy), sample=sample)
         except FloatingPointError as err:
             raise NonFiniteActionError(f"{err} (contexts {context_ids[ids].tolist()})") from None
         timing.policy_act += time.perf_counter() - t0
@@ -185,28 +214,48 @@ def _check_finite(actions: np.ndarray, logprob: np.ndarray, context_ids: np.ndar
             )
 
 
+def _rendering(env, every_step: bool) -> AbstractContextManager:
+    """Engine envs (BatchVecEnv) render in the mode asked for; another gymnasium-style vector env keeps returning
+    its images with every observation, and the queries read them there."""
+    mode = getattr(env, "rendering_mode", None)
+    return nullcontext() if mode is None else mode(every_step=every_step)
+
+
+def _query_images(
+    env, obs: np.ndarray | dict[str, np.ndarray], ids: np.ndarray, keys: list[str]
+) -> dict[str, np.ndarray]:
+    """The images `keys` of envs `ids` at this step: from the observation when the env rendered every env, else
+    rendered now for just these envs."""
+    if not keys:
+        return {}
+    if getattr(env, "render_every_step", True):
+        return {k: obs[k][ids] for k in keys}
+    return env.render_observations(ids, keys)
+
+
 def _observation(
     obs: np.ndarray | dict[str, np.ndarray],
+    images: dict[str, np.ndarray],
     ids: np.ndarray,
     instructions: list[str],
     task_ids: torch.Tensor,
     policy: Policy,
 ) -> Observation:
+    """The policy's view of envs `ids`; `images` are already those envs' (rows in `ids` order)."""
     device = next(policy.parameters()).device
     if isinstance(obs, dict):
         # The policy's state vector: its obs.state_keys concatenated, as its SFT demos were (e.g. LIBERO's
         # joint_states, ee_pos, gripper_states); else the env's whole "state".
         keys = policy.policy_config.obs.state_keys
         state = np.concatenate([obs[k] for k in keys], axis=1) if all(k in obs for k in keys) else obs.get("state")
-        images = {k: torch.as_tensor(obs[k][ids], device=device) for k in policy.policy_config.obs.image_keys}
     else:
-        state, images = obs, {}
+        state = obs
     state_t = None if state is None else torch.as_tensor(state[ids], dtype=torch.float32, device=device)
     return Observation(
         state=state_t,
         instructions=[instructions[i] for i in ids],
         task_ids=task_ids[ids].to(device),
-        images=images,
+        images={k: torch.as_tensor(v, device=device) for k, v in images.items()},
     )
 
 
