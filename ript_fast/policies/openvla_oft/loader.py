@@ -1,0 +1,204 @@
+"""Loads an official OpenVLA-OFT checkpoint folder as downloaded, running nothing from it.
+
+The folder (what moojink/openvla-7b-oft-finetuned-libero-* hold):
+- `config.json` (architecture), `model.safetensors.index.json` + `model-*.safetensors` (or one `model.safetensors`):
+  vision backbone, projector and Llama LM;
+- `action_head--<step>_checkpoint.pt`, `proprio_projector--<step>_checkpoint.pt`: state dicts saved from DDP-wrapped
+  modules (keys behind `module.`), read with `torch.load(weights_only=True)`: tensors only, a pickle naming anything
+  else is refused before any object of it is built;
+- `dataset_statistics.json`, `preprocessor_config.json`, `tokenizer.json` (+ `tokenizer_config.json`).
+The folder's `*.py` files are never imported (no `trust_remote_code`); nothing is fetched from a hub.
+
+Everything is checked before the model is used: every key of every file must be one the model has, with its shape,
+and every parameter of the model must come from a file. A mismatch is one `FolderError` (a CheckpointError) naming
+the file and the key. The model is built on the meta device and takes the file's tensors directly, so a 7B
+checkpoint is never initialized randomly first.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from ript_fast.policies.openvla_oft.config import OpenVLAOFTConfig, read_model_config
+from ript_fast.policies.openvla_oft.errors import FolderError, read_json
+from ript_fast.policies.openvla_oft.images import PREPROCESSOR_FILE, BackboneNormalization, read_image_normalization
+from ript_fast.policies.openvla_oft.model import OpenVLAOFT
+from ript_fast.policies.openvla_oft.normalization import DatasetStatistics, read_statistics
+from ript_fast.policies.openvla_oft.tokenizer import PromptTokenizer
+
+CONFIG_FILE = "config.json"
+STATISTICS_FILE = "dataset_statistics.json"
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_WEIGHTS_FILE = "model.safetensors"
+ACTION_HEAD = "action_head"
+PROPRIO_PROJECTOR = "proprio_projector"
+DDP_PREFIX = "module."
+
+
+@dataclass
+class OpenVLAOFTCheckpoint:
+    """A loaded folder: the model and what turns observations into its inputs and its outputs into actions."""
+
+    model: OpenVLAOFT
+    tokenizer: PromptTokenizer
+    statistics: DatasetStatistics
+    image_normalization: tuple[BackboneNormalization, BackboneNormalization]
+    folder: Path
+
+
+def find_component_file(folder: Path, name: str) -> Path | None:
+    """The one `<name>--*checkpoint.pt` of the folder (official `find_checkpoint_file`), None when there is none."""
+    found = sorted(p for p in folder.iterdir() if name in p.name and "checkpoint" in p.name and p.suffix == ".pt")
+    if len(found) > 1:
+        raise FolderError(folder, name, f"matches several files {[p.name for p in found]}; keep one")
+    return found[0] if found else None
+
+
+def read_component(path: Path) -> dict[str, torch.Tensor]:
+    """A `.pt` state dict, tensors only, with DDP's `module.` prefix removed."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise FolderError(path, "", "holds more than tensors (a pickle that could run code); refused") from None
+    except (OSError, RuntimeError, EOFError) as err:
+        raise FolderError(path, "", f"is not a readable torch file ({err})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FolderError(path, "", "is not a state dict (a mapping of names to tensors)")
+    return {k.removeprefix(DDP_PREFIX): v for k, v in state.items()}
+
+
+def _weight_files(folder: Path) -> dict[str, Path]:
+    """Key -> shard file, from the index (or the single weights file)."""
+    index_path = folder / INDEX_FILE
+    if index_path.is_file():
+        weight_map = read_json(index_path).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise FolderError(index_path, "weight_map", "is missing or empty")
+        return {key: folder / str(name) for key, name in weight_map.items()}
+    single = folder / SINGLE_WEIGHTS_FILE
+    if not single.is_file():
+        raise FolderError(folder, "", f"has neither {INDEX_FILE} nor {SINGLE_WEIGHTS_FILE}: not a model folder")
+    with safe_open(str(single), framework="pt") as f:
+        return {key: single for key in f.keys()}  # noqa: SIM118 (safe_open is not a mapping)
+
+
+def read_shards(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Path]]:
+    """Every tensor of the safetensors shards, and the file each came from; the index must match the shards."""
+    files = _weight_files(folder)
+    tensors: dict[str, torch.Tensor] = {}
+    for shard in sorted(set(files.values())):
+        expected = {k for k, f in files.items() if f == shard}
+        if not shard.is_file():
+            raise FolderError(shard, next(iter(sorted(expected))), "is listed in the index but the file is missing")
+        try:
+            with safe_open(str(shard), framework="pt") as f:
+                present = set(f.keys())
+                if present != expected:
+                    key = sorted(present ^ expected)[0]
+                    raise FolderError(shard, key, "is in the index or in the file but not in both")
+                for key in present:
+                    tensors[key] = f.get_tensor(key)
+        except SafetensorError as err:
+            raise FolderError(shard, "", f"is not a readable safetensors file ({err})") from None
+    return tensors, files
+
+
+def assign_state(module: nn.Module, state: dict[str, torch.Tensor], source: dict[str, Path], prefix: str) -> None:
+    """Loads `state` into `module` by name (strict, shapes checked) without copying; errors name the source file."""
+    expected = module.state_dict()
+    for key, tensor in state.items():
+        if key not in expected:
+            raise FolderError(source[key], f"{prefix}{key}", "is not a parameter of the OpenVLA-OFT model")
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise FolderError(
+                source[key], f"{prefix}{key}", f"has shape {tuple(tensor.shape)}; expected {tuple(expected[key].shape)}"
+            )
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        where = sorted(set(source.values()))[0] if source else "the folder"
+        raise FolderError(where, f"{prefix}{missing[0]}", f"is missing ({len(missing)} parameter(s) absent)")
+    module.load_state_dict(state, strict=True, assign=True)
+
+
+def _materialize_buffers(model: OpenVLAOFT) -> None:
+    """Recomputes the LM's rotary frequencies (non-persistent buffers: not in any file, still on meta)."""
+    lm = model.vlm.language_model
+    with torch.device("cpu"):
+        lm.model.rotary_emb = type(lm.model.rotary_emb)(config=lm.config)
+
+
+def load_openvla_oft(
+    folder: str | Path,
+    *,
+    unnorm_key: str | None = None,
+    num_images: int = 2,
+    chunk_len: int = 8,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> OpenVLAOFTCheckpoint:
+    """The folder's model in eval mode, in `dtype` on `device`, with its tokenizer, statistics and image settings.
+
+    num_images and chunk_len are not stored in the folder (the official evaluation passes them: 2 cameras and 8 for
+    LIBERO). unnorm_key is the dataset to un-normalize with (LIBERO: the suite, e.g. `libero_goal`).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FolderError(folder, "", "is not a folder")
+    config_path = folder / CONFIG_FILE
+    raw_config = read_json(config_path)
+    head_path = find_component_file(folder, ACTION_HEAD)
+    if head_path is None:
+        raise FolderError(folder, f"{ACTION_HEAD}--*_checkpoint.pt", "is missing (the L1 action head)")
+    proprio_path = find_component_file(folder, PROPRIO_PROJECTOR)
+    head_state = read_component(head_path)
+    proprio_state = read_component(proprio_path) if proprio_path else None
+    action_dim = _out_features(head_state, "model.fc2.weight", head_path, 0)
+    proprio_dim = _out_features(proprio_state, "fc1.weight", proprio_path, 1) if proprio_state else None
+
+    stats_path = folder / STATISTICS_FILE
+    statistics = read_statistics(read_json(stats_path), unnorm_key, stats_path, need_proprio=proprio_dim is not None)
+    _check_dim(stats_path, f"{statistics.unnorm_key}.action.q01", statistics.action.dim, action_dim, head_path)
+    if statistics.proprio is not None and proprio_path is not None:
+        _check_dim(
+            stats_path, f"{statistics.unnorm_key}.proprio.q01", statistics.proprio.dim, proprio_dim, proprio_path
+        )
+
+    cfg: OpenVLAOFTConfig = read_model_config(
+        raw_config,
+        config_path,
+        num_images=num_images,
+        action_dim=action_dim,
+        proprio_dim=proprio_dim,
+        chunk_len=chunk_len,
+    )
+    tokenizer = PromptTokenizer(folder, cfg.vocab_size)
+    preprocessor_path = folder / PREPROCESSOR_FILE
+    normalization = read_image_normalization(read_json(preprocessor_path), preprocessor_path, cfg.image_sizes)
+
+    with torch.device("meta"):
+        model = OpenVLAOFT(cfg)
+    shards, sources = read_shards(folder)
+    assign_state(model.vlm, shards, sources, prefix="")
+    assign_state(model.action_head, head_state, dict.fromkeys(head_state, head_path), prefix=DDP_PREFIX)
+    if model.proprio_projector is not None and proprio_state is not None and proprio_path is not None:
+        assign_state(model.proprio_projector, proprio_state, dict.fromkeys(proprio_state, proprio_path), DDP_PREFIX)
+    _materialize_buffers(model)
+    model = model.to(device=device, dtype=dtype).eval()
+    return OpenVLAOFTCheckpoint(model, tokenizer, statistics, normalization, folder)
+
+
+def _out_features(state: dict[str, torch.Tensor], key: str, path: Path | None, axis: int) -> int:
+    if key not in state or state[key].ndim != 2:
+        raise FolderError(path or "", f"{DDP_PREFIX}{key}", "is missing or not a matrix")
+    return int(state[key].shape[axis])
+
+
+def _check_dim(stats_path: Path, key: str, stats_dim: int, model_dim: int | None, weights: Path) -> None:
+    if stats_dim != model_dim:
+        raise FolderError(stats_path, key, f"has {stats_dim} dimensions; {weights.name} has {model_dim}")
