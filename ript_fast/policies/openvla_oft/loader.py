@@ -73,6 +73,12 @@ def read_component(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix(DDP_PREFIX): v for k, v in state.items()}
 
 
+def _weights_listing(folder: Path) -> Path:
+    """The file that says which tensors the model folder holds: the index, or the single weights file."""
+    index = folder / INDEX_FILE
+    return index if index.is_file() else folder / SINGLE_WEIGHTS_FILE
+
+
 def _weight_files(folder: Path) -> dict[str, Path]:
     """Key -> shard file, from the index (or the single weights file)."""
     index_path = folder / INDEX_FILE
@@ -109,8 +115,13 @@ def read_shards(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Path]]
     return tensors, files
 
 
-def assign_state(module: nn.Module, state: dict[str, torch.Tensor], source: dict[str, Path], prefix: str) -> None:
-    """Loads `state` into `module` by name (strict, shapes checked) without copying; errors name the source file."""
+def assign_state(
+    module: nn.Module, state: dict[str, torch.Tensor], source: dict[str, Path], listing: Path, prefix: str
+) -> None:
+    """Loads `state` into `module` by name (strict, shapes checked) without copying.
+
+    Errors name the file a wrong tensor came from, or `listing` (the file that should have listed it) for a missing one.
+    """
     expected = module.state_dict()
     for key, tensor in state.items():
         if key not in expected:
@@ -121,8 +132,7 @@ def assign_state(module: nn.Module, state: dict[str, torch.Tensor], source: dict
             )
     missing = sorted(set(expected) - set(state))
     if missing:
-        where = sorted(set(source.values()))[0] if source else "the folder"
-        raise FolderError(where, f"{prefix}{missing[0]}", f"is missing ({len(missing)} parameter(s) absent)")
+        raise FolderError(listing, f"{prefix}{missing[0]}", f"is missing ({len(missing)} parameter(s) absent)")
     module.load_state_dict(state, strict=True, assign=True)
 
 
@@ -184,10 +194,11 @@ def load_openvla_oft(
     with torch.device("meta"):
         model = OpenVLAOFT(cfg)
     shards, sources = read_shards(folder)
-    assign_state(model.vlm, shards, sources, prefix="")
-    assign_state(model.action_head, head_state, dict.fromkeys(head_state, head_path), prefix=DDP_PREFIX)
+    assign_state(model.vlm, shards, sources, _weights_listing(folder), prefix="")
+    assign_state(model.action_head, head_state, dict.fromkeys(head_state, head_path), head_path, DDP_PREFIX)
     if model.proprio_projector is not None and proprio_state is not None and proprio_path is not None:
-        assign_state(model.proprio_projector, proprio_state, dict.fromkeys(proprio_state, proprio_path), DDP_PREFIX)
+        sources = dict.fromkeys(proprio_state, proprio_path)
+        assign_state(model.proprio_projector, proprio_state, sources, proprio_path, DDP_PREFIX)
     _materialize_buffers(model)
     model = model.to(device=device, dtype=dtype).eval()
     return OpenVLAOFTCheckpoint(model, tokenizer, statistics, normalization, folder)
