@@ -111,3 +111,60 @@ def test_valid_overrides_reach_the_trainer(init: Path, tmp_path: Path, monkeypat
     argv = ["train", "--config", "configs/ript_smoke.yaml", "--init", str(init), "--out", str(tmp_path / "run")]
     with pytest.raises(_Started):
         cli.main([*argv, "ript.lr=1e-4", "ript.clip_eps_high=0.28", "eval.every=2"])
+
+
+SFT_KEYS = [
+    "demos",
+    "num_demos",
+    "seed",
+    "device",
+    "threads",
+    "log_every",
+    "checkpoint_every",
+    "init_checkpoint",
+    "stages",
+    "stages[0]",
+    "policy.family",
+    "policy.quest.top_k",
+    "policy.quest.dropout",
+    "policy.quest.codebook_size",
+    "policy.obs.state_keys",
+    "policy.obs.image_keys",
+    "policy.obs.image_size",
+    "nonsense",
+]
+SFT_VALUES = st.one_of(
+    VALUES,
+    st.sampled_from(["[{name: prior, steps: 2}]", "[{name: scale, steps: 2}]", "[{name: prior, steps: -2}]"]),
+    st.sampled_from(["[/nowhere.hdf5]", "[rgb]", "[agentview_rgb, state]", "[state, state]"]),
+)
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ript_fast.data.collect import collect_demos
+
+    return collect_demos("metaworld/reach-v3", 2, tmp_path_factory.mktemp("fuzz") / "demos.hdf5", progress=False)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(SFT_KEYS), SFT_VALUES), max_size=3))
+def test_any_sft_override_starts_a_run_or_is_one_line(
+    demos: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pairs: list[tuple[str, str]]
+) -> None:
+    from ript_fast.train import sft
+
+    def started(*args: object) -> Path:
+        raise _Started
+
+    monkeypatch.setattr(sft, "_run_stage", started)  # after the policy, its stages and the folder are set up
+    overrides = [f"{key}={value}" for key, value in pairs]
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = ["sft", "--config", "configs/sft_quest_smoke.yaml", f"demos=[{demos}]", "--out", f"{tmp}/run"]
+        try:
+            code = cli.main([*argv, *overrides])
+        except _Started:
+            return
+    err = capsys.readouterr().err.strip()
+    assert code == 2, (overrides, err)
+    assert len(err.splitlines()) == 1 and err.startswith("ript-fast sft: error: "), (overrides, err)

@@ -127,3 +127,17 @@ def test_padded_rows_of_a_mixed_batch_are_whole_contexts(mixed_env) -> None:
     for row in states:
         assert contexts.declares_layout(row) and contexts.layout_problem(row) is None
         assert contexts.layout_problem(row[: int(row[2]) - 1]).startswith("is cut short")
+
+
+def test_fresh_contexts_made_in_small_env_batches_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """from_env makes its envs a few at a time (memory); each context keeps its seed and task."""
+    from ript_fast.data import contexts as context_data
+
+    name = ["metaworld/reach-v3", "metaworld/push-v3"]
+    whole = context_data.ContextDataset.from_env(name, 7, seed=11)
+    monkeypatch.setattr(context_data, "FROM_ENV_BATCH", 3)  # -> batches of 2 envs (a multiple of the 2 tasks)
+    pieces = context_data.ContextDataset.from_env(name, 7, seed=11)
+    assert pieces.task_names == whole.task_names == ["reach-v3", "push-v3"] * 3 + ["reach-v3"]
+    for a, b in zip(pieces.states, whole.states, strict=True):
+        width = max(len(a), len(b))
+        assert np.array_equal(np.pad(a, (0, width - len(a))), np.pad(b, (0, width - len(b))))

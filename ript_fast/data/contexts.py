@@ -29,6 +29,9 @@ class ContextBatch:
     env_names: list[str]
 
 
+FROM_ENV_BATCH = 256  # envs alive at once while fresh contexts are made
+
+
 class ContextDataset:
     """A list of (initial state, task, instruction, env name) the trainer samples from."""
 
@@ -65,16 +68,26 @@ class ContextDataset:
 
     @classmethod
     def from_env(cls, env_name: str, num_contexts: int, seed: int, **env_options: object) -> ContextDataset:
-        """Fresh contexts: `num_contexts` envs reset with seeds seed, seed+1, ... and their `get_state()`."""
+        """Fresh contexts: envs reset with seeds seed, seed+1, ... and their `get_state()`; env i runs task
+        i % num_tasks. Made `FROM_ENV_BATCH` envs at a time (a whole multiple of the task count, so each
+        keeps its task and seed), so a large context set never holds thousands of envs in memory at once."""
         from ript_fast.envs import make_vec_env
+        from ript_fast.envs.registry import resolve_tasks
 
-        env = make_vec_env(env_name, num_envs=num_contexts, seed=seed, **env_options)
-        try:
-            env.reset(seed=seed)
-            states = np.asarray(env.get_state())
-            return cls(list(states), list(env.task_names), list(env.instructions), [env_name] * num_contexts)
-        finally:
-            env.close()
+        num_tasks = len(resolve_tasks(env_name))
+        batch = max(FROM_ENV_BATCH // num_tasks, 1) * num_tasks
+        states, tasks, texts = [], [], []
+        for start in range(0, num_contexts, batch):
+            count = min(batch, num_contexts - start)
+            env = make_vec_env(env_name, num_envs=count, seed=seed + start, **env_options)
+            try:
+                env.reset(seed=seed + start)
+                states += list(np.asarray(env.get_state()))
+                tasks += list(env.task_names)
+                texts += list(env.instructions)
+            finally:
+                env.close()
+        return cls(states, tasks, texts, [env_name] * num_contexts)
 
     def gather(self, index: Sequence[int]) -> ContextBatch:
         rows = [self.states[i] for i in index]

@@ -40,6 +40,14 @@ class ObsConfig:
     language: LanguageMode = "task_embedding"
     normalize_state: bool = True  # mean/std from the demos, stored in the checkpoint
 
+    def __post_init__(self) -> None:
+        """Keys the demos and env must provide, checked when the config loads."""
+        if not self.state_keys:
+            raise ValueError("state_keys must name at least one observation (e.g. [state])")
+        for name, keys in (("state_keys", self.state_keys), ("image_keys", self.image_keys)):
+            if len(set(keys)) != len(keys):
+                raise ValueError(f"{name} names a key twice: {keys}")
+
 
 class ObsEncoder(nn.Module):
     """Observation -> (n, 1, out_dim) with `reduction="cat"`, or (n, 1 + cameras, out_dim) with "stack"."""

@@ -8,6 +8,7 @@ read configs and checkpoint headers only.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ript_fast.config import ConfigError
@@ -16,6 +17,8 @@ from ript_fast.train.checkpoint import read_checkpoint_meta
 from ript_fast.train.devices import check_device
 from ript_fast.train.run_config import TrainConfig
 
+# Memory of one env the engine steps (a MetaWorld env object: ~21 MB RSS, measured; shared/ENVIRONMENT.md)
+ENV_BYTES = 21 * 2**20
 # The action size of each env family: MetaWorld's (x, y, z, gripper) and LIBERO's OSC_POSE delta + gripper
 ACTION_DIMS = {"metaworld": 4, "libero": 7}
 
@@ -25,6 +28,7 @@ def check_train_config(cfg: TrainConfig) -> list[str]:
     tasks = env_tasks(cfg)
     check_device(cfg.device, "device")
     check_tasks_divide(cfg.ript.contexts_per_round, len(tasks))
+    check_env_memory(cfg, len(tasks))
     if cfg.init is not None:
         check_init_checkpoint(cfg, tasks)
     for i, path in enumerate(cfg.demos.files):
@@ -46,6 +50,33 @@ def check_tasks_divide(contexts_per_round: int, num_tasks: int) -> None:
             f"ript.contexts_per_round ({contexts_per_round}) must be a multiple of the number of tasks "
             f"({num_tasks}): each round rolls out every task equally often"
         )
+
+
+def check_env_memory(cfg: TrainConfig, num_tasks: int) -> None:
+    """Refuses a run whose env batches (the rollout batch of contexts_per_round x K envs and the held-out
+    batch, on every process of this machine) cannot fit in this machine's free memory: it would otherwise be
+    killed by the kernel minutes in, or swap the machine to a halt."""
+    per_process = cfg.ript.contexts_per_round * cfg.ript.group_size + cfg.contexts.eval_size * num_tasks
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's ranks on this machine
+    need = per_process * processes * ENV_BYTES
+    free = available_memory()
+    if free is not None and need > free:
+        raise ConfigError(
+            f"ript.contexts_per_round x ript.group_size + contexts.eval_size x tasks = {per_process} envs "
+            f"(x {processes} process(es)) need ~{need / 2**30:.1f} GiB, this machine has {free / 2**30:.1f} GiB "
+            "available: lower them"
+        )
+
+
+def available_memory() -> int | None:
+    """MemAvailable from /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def check_init_checkpoint(cfg: TrainConfig, tasks: list[str]) -> None:

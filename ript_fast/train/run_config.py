@@ -20,7 +20,7 @@ class DemoConfig:
     """Demonstrations for the SFT stage run when no `init` checkpoint is given."""
 
     files: list[str] = field(default_factory=list)  # existing HDF5 demo files; empty: collect them
-    num_demos: int = ranged(5, ge=1)  # per task
+    num_demos: int = ranged(5, ge=1, le=100_000)  # per task
     noise_std: float = ranged(0.2, ge=0)  # Gaussian action noise of the scripted expert (QueST's MetaWorld data)
     seed: int = ranged(0, **SEED)
 
@@ -30,11 +30,11 @@ class ContextConfig:
     """The context dataset D_c (Sec. 4.1) and the held-out evaluation contexts."""
 
     source: Literal["demos", "env"] = "env"  # initial states of the SFT demos, or fresh env resets (App. A.3)
-    size: int = ranged(64, ge=1)  # fresh contexts per task when source=env (App. A.3's context dataset size)
+    size: int = ranged(64, ge=1, le=1_000_000)  # fresh contexts per task when source=env (App. A.3)
     seed: int = ranged(1_000, **SEED)  # fresh contexts come from env resets seeded seed, seed+1, ...
     # Gaussian noise (m) on object initial positions of every rollout (App. A.4)
     noise_std: float = ranged(0.0, ge=0, le=1)
-    eval_size: int = ranged(50, ge=1)  # held-out contexts per task
+    eval_size: int = ranged(50, ge=1, le=100_000)  # held-out contexts per task
     eval_seed: int = ranged(100_000, **SEED)  # far from the training seeds: held-out contexts are never trained on
 
 

@@ -46,8 +46,6 @@ class QuestPolicy(Policy):
 
     def __init__(self, cfg: QuestConfig, obs_cfg: ObsConfig, spec: PolicySpec) -> None:
         super().__init__()
-        if cfg.action_horizon > cfg.chunk_size:
-            raise ValueError(f"action_horizon {cfg.action_horizon} exceeds chunk_size {cfg.chunk_size}")
         self.cfg = cfg
         self.action_dim = spec.action_dim
         self.action_horizon = cfg.action_horizon
