@@ -98,6 +98,7 @@ def import_official(root: Path) -> dict:
     with stubs for the imports the L1/proprio path never uses (diffusers' scheduler, TF, FiLM, RLDS utilities)."""
     import enum
     import importlib.machinery
+    import importlib.util
 
     sys.argv = [sys.argv[0], "libero"]  # prismatic.vla.constants picks the robot platform from argv
     for name in (
@@ -121,6 +122,8 @@ def import_official(root: Path) -> dict:
         "json_numpy": {"patch": lambda: None},
         "prismatic.models.film_vit_wrapper": {"FiLMedPrismaticVisionBackbone": object},
     }
+    if importlib.util.find_spec("tensorflow") is not None:
+        del stubs["tensorflow"]  # the real one: the LIBERO image steps are compared too
     for name, attrs in stubs.items():
         module = types.ModuleType(name)
         module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # torch._dynamo looks modules up by spec
@@ -186,6 +189,8 @@ def perturb(module: object, rng_seed: int) -> None:
 
 
 def reference(official: Path, out: Path) -> None:
+    import importlib.util
+
     import torch
     from PIL import Image
     from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, LlamaTokenizerFast
@@ -290,6 +295,8 @@ def reference(official: Path, out: Path) -> None:
         record["actions"].append(np.asarray(actions))
     arrays = {f"{k}_{i}": v for k, values in record.items() for i, v in enumerate(values)}
     np.savez(out / "reference.npz", **arrays)
+    if importlib.util.find_spec("tensorflow") is not None:
+        libero_reference(utils, out)
     import timm
     import transformers
 
@@ -297,6 +304,52 @@ def reference(official: Path, out: Path) -> None:
         f"official reference written to {out} (transformers {transformers.__version__}, timm {timm.__version__}, "
         f"torch {torch.__version__})"
     )
+
+
+def libero_images() -> list[np.ndarray]:
+    """256 x 256 camera-like images: a smooth gradient scene with edges, and plain noise (JPEG's worst case)."""
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float64)
+    smooth = np.stack([xx, yy, 255 - (xx + yy) / 2], axis=-1)
+    smooth[80:160, 100:180] = [200, 30, 30]
+    smooth = np.clip(smooth + rng.normal(0, 4, smooth.shape), 0, 255).astype(np.uint8)
+    return [smooth, rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)]
+
+
+def libero_reference(utils: object, out: Path) -> None:
+    """The official LIBERO image steps (TensorFlow), each on the same input ript-fast will get."""
+    import tensorflow as tf
+
+    arrays = {}
+    for i, image in enumerate(libero_images()):
+        jpeg = tf.io.decode_image(tf.image.encode_jpeg(image), expand_animations=False, dtype=tf.uint8).numpy()
+        resized = tf.image.resize(image, (224, 224), method="lanczos3", antialias=True)
+        arrays[f"input_{i}"] = image
+        arrays[f"jpeg_{i}"] = jpeg
+        arrays[f"lanczos_{i}"] = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8).numpy()
+        arrays[f"policy_{i}"] = utils.resize_image_for_policy(image, 224)
+        arrays[f"crop_{i}"] = np.asarray(utils.center_crop_image(arrays[f"policy_{i}"]))
+    np.savez(out / "libero_images.npz", **arrays)
+
+
+def compare_libero_images(out: Path) -> dict[str, tuple[int, int, int]]:
+    """Step by step: (max abs difference, differing values, all values) of ript-fast's functions vs TensorFlow's."""
+    from ript_fast.policies.openvla_oft import libero_inputs as li
+
+    ref = np.load(out / "libero_images.npz")
+    found: dict[str, tuple[int, int, int]] = {}
+    for i, name in enumerate(("smooth", "noise")):
+        image = ref[f"input_{i}"]
+        steps = {
+            "JPEG round trip": (li.jpeg_round_trip(image), ref[f"jpeg_{i}"]),
+            "lanczos3 resize 256 -> 224 (same input)": (li.lanczos_resize(image), ref[f"lanczos_{i}"]),
+            "resize_for_policy (JPEG + resize)": (li.resize_for_policy(image), ref[f"policy_{i}"]),
+            "center crop 90% (same input)": (li.center_crop(ref[f"policy_{i}"]), ref[f"crop_{i}"]),
+        }
+        for step, (ours, theirs) in steps.items():
+            diff = np.abs(ours.astype(np.int64) - theirs.astype(np.int64))
+            found[f"{step}, {name} image"] = (int(diff.max()), int((diff > 0).sum()), diff.size)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- step 2: ript-fast
@@ -384,6 +437,9 @@ def compare(out: Path) -> int:
     width = max(len(k) for k in diffs)
     for name, value in diffs.items():
         print(f"{name:<{width}}  max |ours - official| = {value:.3e}")
+    if (out / "libero_images.npz").is_file():
+        for step, (largest, count, total) in compare_libero_images(out).items():
+            print(f"LIBERO image step: {step:<52} max |diff| = {largest}, {count} of {total} uint8 values differ")
     worst = max(v for k, v in diffs.items() if "action chunk" in k)
     ok = worst <= TOL and diffs["input_ids (exact)"] == 0
     print(f"{'PASS' if ok else 'FAIL'}: largest action difference {worst:.3e} (tolerance {TOL:g})")
