@@ -493,3 +493,69 @@ def test_config_without_oft_settings_uses_the_libero_defaults() -> None:
     assert isinstance(cfg, OpenVLAOFTConfig)
     assert (cfg.num_images, cfg.chunk_len, cfg.action_dim, cfg.proprio_dim) == (2, 8, 7, 8)
     assert cfg.llama["num_key_value_heads"] == 2 and cfg.llama["rms_norm_eps"] == 1e-6
+
+
+# ------------------------------------------------------------------------------------------------ LIBERO batch, dtype
+
+
+def libero_observations(n: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    cameras = [rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    states = rng.normal(0, 0.3, (n, 16))
+    states[:, 10:14] /= np.linalg.norm(states[:, 10:14], axis=1, keepdims=True)
+    return cameras, states
+
+
+def test_a_libero_batch_goes_through_the_official_steps(folder: Path) -> None:
+    from ript_fast.policies.openvla_oft import libero_inputs as li
+    from ript_fast.policies.openvla_oft.libero_batch import actions_for_env, mean_chunk, prepare_libero_batch
+
+    ckpt = load_openvla_oft(folder)
+    cameras, states = libero_observations(2)
+    texts = ["put the bowl on the plate", "open the drawer"]
+    inputs = prepare_libero_batch(ckpt, cameras, states, texts)
+    assert inputs.pixel_values.shape == (2, 12, IMAGE, IMAGE)  # 224 px policy images, then the processor's resize
+    images = [np.stack([li.center_crop(li.resize_for_policy(li.camera_image(i))) for i in c]) for c in cameras]
+    assert torch.equal(inputs.pixel_values, pixel_values(images, ckpt.image_normalization))
+    proprio = normalize_proprio(
+        li.libero_proprio(states[:, 7:10], states[:, 10:14], states[:, 14:16]), ckpt.statistics.proprio
+    )
+    assert torch.equal(inputs.proprio, torch.as_tensor(proprio, dtype=torch.float32))
+    normalized = mean_chunk(ckpt, inputs)
+    actions = actions_for_env(ckpt, normalized)
+    assert actions.shape == (2, 8, 7) and set(np.unique(actions[..., -1])) <= {-1.0, 0.0, 1.0}
+    expected = unnormalize_actions(normalized.numpy().astype(np.float64), ckpt.statistics.action)
+    np.testing.assert_array_equal(actions[..., :6], expected[..., :6])
+
+
+def test_bfloat16_weights_give_the_float32_actions_roughly(folder: Path) -> None:
+    from ript_fast.policies.openvla_oft.libero_batch import mean_chunk, prepare_libero_batch
+
+    full = load_openvla_oft(folder)
+    half = load_openvla_oft(folder, dtype=torch.bfloat16)
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    inputs = prepare_libero_batch(full, *libero_observations(2), ["put the bowl", "open it"])
+    torch.testing.assert_close(mean_chunk(half, inputs), mean_chunk(full, inputs), atol=0.1, rtol=0)
+
+
+def test_a_folder_without_proprio_projector_gives_a_model_without_the_proprio_token(copy: Path) -> None:
+    (copy / "proprio_projector--50000_checkpoint.pt").unlink()
+    ckpt = load_openvla_oft(copy)
+    assert ckpt.model.proprio_projector is None and ckpt.statistics.proprio is None
+    px, ids, mask, _ = inputs(ckpt, ["open it"])
+    with torch.no_grad():
+        assert ckpt.model(px, ids, mask).shape == (1, 8, 7)
+
+
+def test_a_single_weights_file_without_index_loads(copy: Path, folder: Path) -> None:
+    state = {}
+    for shard in sorted(copy.glob("model-*.safetensors")):
+        state.update(load_file(str(shard)))
+        shard.unlink()
+    (copy / "model.safetensors.index.json").unlink()
+    save_file(state, str(copy / "model.safetensors"))
+    px, ids, mask, proprio = inputs(load_openvla_oft(folder), ["open it"])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            load_openvla_oft(copy).model(px, ids, mask, proprio), load_openvla_oft(folder).model(px, ids, mask, proprio)
+        )
