@@ -217,6 +217,13 @@ def test_every_input_reaches_the_actions(folder: Path) -> None:
         assert not torch.allclose(out, base, atol=1e-5), name
 
 
+def test_a_prompt_without_the_empty_token_is_refused(folder: Path) -> None:
+    ckpt = load_openvla_oft(folder)
+    px, ids, mask, proprio = inputs(ckpt, ["open it"])
+    with pytest.raises(ValueError, match="29871"):
+        ckpt.model(px, ids[:, :-1], mask[:, :-1], proprio)
+
+
 def test_a_padded_batch_equals_each_query_alone(folder: Path) -> None:
     ckpt = load_openvla_oft(folder)
     texts = ["put the bowl on the plate and open the drawer", "open it", "put the bowl"]

@@ -31,7 +31,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from ript_fast.policies.openvla_oft.action_head import L1RegressionActionHead
 from ript_fast.policies.openvla_oft.config import OpenVLAOFTConfig
 from ript_fast.policies.openvla_oft.projectors import ProprioProjector, VisionProjector
-from ript_fast.policies.openvla_oft.sequence import STOP_TOKEN_ID
+from ript_fast.policies.openvla_oft.sequence import EMPTY_TOKEN_ID, STOP_TOKEN_ID
 from ript_fast.policies.openvla_oft.vision import FusedVisionBackbone
 
 
@@ -98,6 +98,8 @@ class OpenVLAOFT(nn.Module):
 
         input_ids / attention_mask: (B, L) prompts from `sequence.tokenize_prompts` ([BOS] [pad]* [tokens] [29871]).
         """
+        if not bool((input_ids[:, -1] == EMPTY_TOKEN_ID).all()):
+            raise ValueError(f"every prompt must end with the empty token {EMPTY_TOKEN_ID} (see tokenize_prompts)")
         embed = self.vlm.language_model.get_input_embeddings()
         text = embed(input_ids)
         b, d = text.shape[0], text.shape[2]
