@@ -1,0 +1,145 @@
+"""Benchmark of image rollouts: rendering every step vs on demand (measures; never asserts).
+
+    python bench/bench_image_rollouts.py              # MetaWorld pick-place, 16 and 64 envs (and LIBERO if installed)
+    python bench/bench_image_rollouts.py --quick      # 16 envs, shorter episodes
+
+The trainer's own loop (`collect_rollouts`) runs episodes of `--steps` env steps with a stand-in policy that
+reads every query's images and returns random chunks of `--horizon` actions (QueST's 8), so the time is the
+engine's and the renderer's alone. Per batch it runs, alternately and `--repeats` times (best kept):
+  * every step: the env renders every env's cameras after every step (gymnasium's contract, how rollouts ran
+    before), the queries read their envs' images from the step's observation;
+  * on demand: steps render nothing, each query renders the images of the envs it queries;
+  * state only: the same loop without any camera (the engine's speed, the ceiling for image rollouts).
+Prints a markdown table of env steps/s and the on-demand / every-step ratio, with the frames each path drew.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from ript_fast._core import _C
+from ript_fast.envs import make_vec_env
+from ript_fast.envs.rendering import BatchRenderer
+from ript_fast.policies.base import ChunkSample, Observation
+from ript_fast.train.rollout import collect_rollouts
+
+warnings.filterwarnings("ignore")
+
+
+class ImageReadingStub(torch.nn.Module):
+    """Stands in for a policy: takes each query's images (as an image encoder would) and returns uniform random
+    chunks, so that a rollout costs what the env and the renderer cost."""
+
+    def __init__(self, image_keys: list[str], horizon: int, action_dim: int) -> None:
+        super().__init__()
+        self.policy_config = SimpleNamespace(obs=SimpleNamespace(image_keys=image_keys, state_keys=["state"]))
+        self.horizon, self.action_dim = horizon, action_dim
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # collect_rollouts reads the device off a parameter
+        self.generator = torch.Generator().manual_seed(0)
+
+    def act(self, obs: Observation, sample: bool = True) -> ChunkSample:
+        n = len(obs.instructions)
+        for key in self.policy_config.obs.image_keys:
+            if obs.images[key].shape[0] != n:
+                raise ValueError(f"{key}: {obs.images[key].shape[0]} images for {n} queries")
+        actions = torch.rand(n, self.horizon, self.action_dim, generator=self.generator) * 2 - 1
+        return ChunkSample(actions, torch.zeros(n, 1, dtype=torch.int64), torch.zeros(n, 1), {})
+
+
+class FrameCounter:
+    """Counts the frames BatchRenderer draws (one per env and camera), by wrapping its drawing method."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        draw = BatchRenderer._render_env
+
+        def counting(renderer: BatchRenderer, i: int, cameras: list[str]) -> None:
+            self.frames += len(cameras)
+            draw(renderer, i, cameras)
+
+        BatchRenderer._render_env = counting  # type: ignore[method-assign]
+
+
+def rollout_rate(name: str, n: int, steps: int, horizon: int, mode: str, counter: FrameCounter) -> tuple[float, int]:
+    """Env steps/s of one collection of n episodes of `steps` steps, and the frames it drew."""
+    images = mode != "state only"
+    options = {"autoreset": False, "max_episode_steps": steps, "terminate_on_success": False}
+    env = make_vec_env(name, n, seed=0, obs_mode="state+rgb" if images else "state", **options)
+    keys = list(env.image_cameras) if images else []
+    policy = ImageReadingStub(keys, horizon, env.single_action_space.shape[0])
+    env.reset(seed=0)
+    contexts = env.get_state()
+    counter.frames = 0
+    start = time.perf_counter()
+    _, timing = collect_rollouts(
+        env, policy, contexts, np.arange(n), np.zeros(n, np.int64), seed=0, render_every_step=mode == "every step"
+    )
+    seconds = time.perf_counter() - start
+    env.close()
+    return timing.env_steps / seconds, counter.frames
+
+
+def table(batches: list[tuple[str, int]], steps: int, horizon: int, repeats: int) -> list[str]:
+    counter = FrameCounter()
+    modes = ("every step", "on demand", "state only")
+    rows = [
+        "| batch | envs | every step (env steps/s) | on demand | on demand / every step | state only | "
+        "frames drawn: every step / on demand |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, n in batches:
+        best = {m: 0.0 for m in modes}
+        frames = {}
+        for _ in range(repeats):
+            for mode in modes:  # alternating, so a load change hits both paths alike
+                rate, frames[mode] = rollout_rate(name, n, steps, horizon, mode, counter)
+                best[mode] = max(best[mode], rate)
+        every, lazy = best["every step"], best["on demand"]
+        rows.append(
+            f"| {name} | {n} | {every:,.0f} | {lazy:,.0f} | {lazy / every:.1f}x | {best['state only']:,.0f} | "
+            f"{frames['every step']:,} / {frames['on demand']:,} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def libero_installed() -> bool:
+    from ript_fast.envs.libero_setup import libero_available
+
+    return libero_available()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="16 envs and 32-step episodes")
+    parser.add_argument("--steps", type=int, default=64, help="env steps per episode (default 64: 8 queries)")
+    parser.add_argument("--horizon", type=int, default=8, help="actions per query (QueST: 8)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    steps = 32 if args.quick else args.steps
+    sizes = [16] if args.quick else [16, 64]
+    _C.set_num_threads(args.threads)
+    batches = [("metaworld/pick-place-v3", n) for n in sizes]
+    if libero_installed():
+        batches += [("libero/goal/0", n) for n in sizes]
+    else:
+        print("LIBERO is not installed: MetaWorld only (bash scripts/install_libero.sh adds it)")
+    print(
+        f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}, "
+        f"{steps} steps per episode, a query every {args.horizon}, best of {args.repeats}, 128x128 images"
+    )
+    rows = table(batches, steps, args.horizon, args.repeats)
+    print(f"\nload average after: {os.getloadavg()}\n")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
