@@ -1,6 +1,7 @@
-"""Hypothesis fuzzing of every public op with arbitrary, mostly wrong, arguments: each call either returns a
-result of the documented shape or raises ValueError / TypeError / IndexError naming an argument. Never a
-crash, a hang or a silent wrong shape."""
+"""Hypothesis fuzzing of every public op with arbitrary, mostly wrong, arguments (shapes, dtypes, and values:
+negative masks, inf, NaN): each call either returns a result of the documented shape or raises ValueError /
+TypeError / IndexError naming an argument. Never a crash, a hang or a silent wrong shape. (test_ops_value_checks.py
+says exactly which values must raise.)"""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ dtypes = st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.in
 @st.composite
 def tensors(draw: st.DrawFn) -> torch.Tensor:
     shape, dtype = draw(shapes), draw(dtypes)
-    scale = draw(st.sampled_from([1.0, 1e4, float("inf")]))
+    scale = draw(st.sampled_from([1.0, 1e4, float("inf"), float("nan")]))  # inf/nan: the value checks
     if dtype.is_floating_point:
         return torch.randn(shape, dtype=torch.float64).mul(scale).to(dtype)
     if dtype == torch.bool:

@@ -21,6 +21,7 @@ from ript_fast.ops._checks import (
     check_same_device,
     check_tensor,
     check_tokens,
+    check_weight_values,
     check_weights,
 )
 
@@ -28,6 +29,7 @@ from ript_fast.ops._checks import (
 def _forward(
     logits: torch.Tensor, tokens: torch.Tensor, weights: torch.Tensor | None, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    check_weight_values(weights)
     logp = logits.new_empty(logits.shape[:2], dtype=acc_dtype(logits.dtype))
     lse = torch.empty_like(logp)
     launch(
@@ -148,7 +150,8 @@ def categorical_logprob(
             copied once). Differentiable.
         tokens: (B, T) int64 or int32 in [0, V). Where the mask is 0 the token is never read (padding such as
             -100 is fine); elsewhere an out-of-range token raises IndexError.
-        mask: optional (B, T) bool or float weights (>= 0); None counts every position with weight 1.
+        mask: optional (B, T) bool or float weights (finite, >= 0; ValueError otherwise); None counts every
+            position with weight 1.
         temperature: > 0; the log-probs are those of the tempered distribution (gradients include 1/temperature).
         reduction: "sum" gives the (B,) sequence log-probs (Eq. 7); "none" the (B, T) weighted per-token terms
             (0 where masked), e.g. for per-token PPO ratios.

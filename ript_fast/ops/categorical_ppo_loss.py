@@ -12,7 +12,7 @@ import torch
 
 from ript_fast.ops._autograd import FusedOp, first_order_only, scale_saved_grad
 from ript_fast.ops._buffers import launch, maybe_ref, ref
-from ript_fast.ops._checks import acc_dtype, check_same_device
+from ript_fast.ops._checks import acc_dtype, check_ppo_targets, check_same_device
 from ript_fast.ops.categorical_logprob import check_categorical
 from ript_fast.ops.ppo_clip_loss import PPOLoss, check_clip, check_targets, with_stats
 
@@ -28,6 +28,7 @@ def _forward(
     temperature: float,
     need_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    check_ppo_targets(logp_old, advantages, weights)
     loss, stats, grad = _outputs(logits, need_grad)
     launch(
         "categorical_ppo_loss",
@@ -117,7 +118,8 @@ def categorical_ppo_loss(
         logits: (B, T, V) float32/float64/float16/bfloat16, any strides; differentiable.
         tokens: (B, T) int64/int32 in [0, V) where the mask is non-zero (never read elsewhere).
         logp_old: (B,) or (B, T) log-probs of the sampling policy; advantages: (B,). Constants (no gradient).
-        mask: optional (B, T) bool or float weights (>= 0).
+            Where the mask is non-zero, advantages must be finite and logp_old finite or -inf (else ValueError).
+        mask: optional (B, T) bool or float weights (finite, >= 0; ValueError otherwise).
         clip_eps, clip_eps_high: the clip range (0 < ...), clip_eps_high defaults to clip_eps.
         temperature: > 0, as in `categorical_logprob`.
         return_stats: return a PPOLoss (the loss, clip fraction, k3 approx KL, mean ratio; the statistics are

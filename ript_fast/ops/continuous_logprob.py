@@ -22,6 +22,7 @@ from ript_fast.ops._checks import (
     check_same_device,
     check_shape,
     check_tensor,
+    check_weight_values,
     check_weights,
 )
 
@@ -36,6 +37,7 @@ def _forward(
     weights: torch.Tensor | None,
     need_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    check_weight_values(weights)
     logp, grad_mean, grad_log_scale = _outputs(mean, need_grad)
     launch(
         "continuous_logprob",
@@ -150,7 +152,8 @@ def gaussian_logprob(
         mean, actions: (B, T, D) floating, any strides (T: chunk steps, D: action dims).
         log_std: broadcastable to (B, T, D), e.g. (D,) for a state-independent scale or (B, T, D) from a head;
             its gradient is reduced over the broadcast dims.
-        mask: optional (B, T) bool or float weights (>= 0); rows with weight 0 are never read.
+        mask: optional (B, T) bool or float weights (finite, >= 0; ValueError otherwise); rows with weight 0 are
+            never read.
         reduction: "sum" gives (B,) per-rollout log-probs; "none" the (B, T) weighted per-step terms (summed
             over D: one "token" per chunk step, the released OFT code's `sum_on_action_dim`).
     Returns:

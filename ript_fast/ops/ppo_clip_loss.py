@@ -16,6 +16,7 @@ from ript_fast.ops._checks import (
     acc_dtype,
     check_floating,
     check_positive,
+    check_ppo_targets,
     check_same_device,
     check_shape,
     check_tensor,
@@ -54,6 +55,7 @@ def _forward(
     clip_eps: float,
     clip_eps_high: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    check_ppo_targets(logp_old, advantages, weights)
     loss, stats, grad = _ppo_outputs(logp_new)
     launch(
         "ppo_clip_loss",
@@ -140,11 +142,13 @@ def ppo_clip_loss(
 
     Args:
         logp_new: (B,) or (B, T) floating, differentiable (the only input that gets a gradient).
-        logp_old: same shape; advantages: (B,). Both are treated as constants (no gradient).
+        logp_old: same shape; advantages: (B,). Both are treated as constants (no gradient). Where the mask is
+            non-zero, advantages must be finite and logp_old finite or -inf (ValueError otherwise).
         clip_eps: lower clip, > 0. clip_eps_high: upper clip, > 0 (default: clip_eps).
         return_stats: return a PPOLoss, the loss with detached scalar statistics (clip fraction, k3 approx KL,
             mean ratio), instead of the loss alone.
-        mask: optional bool or float weights shaped like logp_new; elements with weight 0 are never read.
+        mask: optional bool or float weights (finite, >= 0) shaped like logp_new; elements with weight 0 are
+            never read.
     Returns:
         The scalar loss (float32, or float64 for float64 logp_new), or the PPOLoss if return_stats.
     """

@@ -4,40 +4,49 @@ from __future__ import annotations
 
 import torch
 
+from ript_fast.ops._autograd import FusedOp
 from ript_fast.ops._buffers import launch, ref
-from ript_fast.ops._checks import check_floating, check_ndim, check_tensor
+from ript_fast.ops._checks import check_finite, check_floating, check_ndim, check_tensor
 
 
-@torch.library.custom_op("ript_fast::rloo_advantage", mutates_args=())
-def _rloo_advantage(rewards: torch.Tensor) -> torch.Tensor:
-    out = torch.empty(rewards.shape, dtype=rewards.dtype, device=rewards.device)
-    launch("rloo_advantage", rewards.device, ref(rewards), ref(out))
+def _rloo_forward(values: torch.Tensor, are_rewards: bool) -> torch.Tensor:
+    """The leave-one-out map of `values`: rewards (checked finite), or in the backward, gradients (not checked:
+    a NaN gradient is the caller's loss's doing, not a bad reward)."""
+    if are_rewards:
+        check_finite("rewards", values)
+    out = torch.empty(values.shape, dtype=values.dtype, device=values.device)
+    launch("rloo_advantage", values.device, ref(values), ref(out))
     return out
 
 
-@_rloo_advantage.register_fake
-def _(rewards: torch.Tensor) -> torch.Tensor:
-    return torch.empty(rewards.shape, dtype=rewards.dtype, device=rewards.device)
+def _rloo_fake(values: torch.Tensor, are_rewards: bool) -> torch.Tensor:
+    return torch.empty(values.shape, dtype=values.dtype, device=values.device)
 
 
-def _rloo_backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+def _rloo_setup(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: torch.Tensor) -> None:
+    pass  # the backward needs nothing saved
+
+
+def _rloo_backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
     # R -> A is linear with a symmetric matrix (K I - 11^T) / (K - 1): the backward is the same map.
-    return _rloo_advantage(grad)
+    return _rloo_advantage(grad, False), None
 
 
-_rloo_advantage.register_autograd(_rloo_backward)
+_rloo_advantage = FusedOp("ript_fast::rloo_advantage", _rloo_forward, _rloo_fake, _rloo_setup, _rloo_backward)
 
 
-@torch.library.custom_op("ript_fast::informative_groups", mutates_args=())
-def _informative_groups(rewards: torch.Tensor) -> torch.Tensor:
+def _informative_forward(rewards: torch.Tensor) -> torch.Tensor:
+    check_finite("rewards", rewards)
     out = torch.empty(rewards.shape[0], dtype=torch.bool, device=rewards.device)
     launch("informative_groups", rewards.device, ref(rewards), ref(out))
     return out
 
 
-@_informative_groups.register_fake
-def _(rewards: torch.Tensor) -> torch.Tensor:
+def _informative_fake(rewards: torch.Tensor) -> torch.Tensor:
     return torch.empty(rewards.shape[0], dtype=torch.bool, device=rewards.device)
+
+
+_informative_groups = FusedOp("ript_fast::informative_groups", _informative_forward, _informative_fake)
 
 
 def _check_rewards(rewards: object) -> torch.Tensor:
@@ -55,13 +64,17 @@ def rloo_advantage(rewards: torch.Tensor) -> torch.Tensor:
     """Advantages A_k = R_k - mean_{j != k} R_j for each group of K rollouts.
 
     Args:
-        rewards: (G, K) rewards of K rollouts for each of G contexts (any strides, any floating dtype).
+        rewards: (G, K) rewards of K rollouts for each of G contexts (any strides, any floating dtype); NaN or inf
+            raises ValueError.
     Returns:
         (G, K) advantages, same dtype; differentiable (the map is linear).
     """
-    return _rloo_advantage(_check_rewards(rewards))
+    return _rloo_advantage(_check_rewards(rewards), True)
 
 
 def informative_groups(rewards: torch.Tensor) -> torch.Tensor:
-    """(G,) bool: False for groups whose K rewards are all equal (all-zero advantage, dropped by dynamic rejection)."""
+    """(G,) bool: False for groups whose K rewards are all equal (all-zero advantage, dropped by dynamic rejection).
+
+    NaN or inf rewards raise ValueError (a NaN would pass for informative: NaN != NaN).
+    """
     return _informative_groups(_check_rewards(rewards))
