@@ -23,8 +23,12 @@ INSTALL_HINT = (
 )
 
 
-class LiberoNotInstalled(ImportError):
-    """LIBERO, robosuite or the LIBERO assets packages are missing."""
+class LiberoNotInstalled(ImportError, ValueError):
+    """LIBERO, robosuite or the LIBERO assets packages are missing.
+
+    Also a ValueError: to a caller, a `libero/...` env name is then a value it cannot use, and callers report
+    ValueErrors about names as one line (the CLI's `env: ...`), where a bare ImportError would be a traceback.
+    """
 
 
 def _package_dir(name: str) -> Path:
@@ -81,7 +85,10 @@ def ensure_libero() -> ModuleType:
         _package_dir(name)
     write_config()
     _headless_without_egl()
-    import libero.libero as libero_root
+    try:
+        import libero.libero as libero_root
+    except ImportError as err:  # a package LIBERO needs is missing: the install script brings them all
+        raise LiberoNotInstalled(f"importing LIBERO failed ({err}); {INSTALL_HINT}") from err
 
     assets = Path(libero_root.get_libero_path("assets"))
     if not (assets / "scenes").is_dir():

@@ -48,10 +48,17 @@ def is_libero(name: str | Sequence[str]) -> bool:
 
 
 def resolve_libero(name: str | Sequence[str]) -> list:
-    """The LIBERO tasks (ript_fast.envs.libero_suites.LiberoTask) a name or list of names stands for."""
+    """The LIBERO tasks (ript_fast.envs.libero_suites.LiberoTask) a name or list of names stands for.
+
+    Without LIBERO this raises LiberoNotInstalled (an ImportError and a ValueError) naming the env and the
+    install script, whichever of make_vec_env, resolve_tasks or the trainer asked."""
+    from ript_fast.envs.libero_setup import LiberoNotInstalled
     from ript_fast.envs.libero_suites import resolve
 
-    return [task for n in names_of(name) for task in resolve(n)]
+    try:
+        return [task for n in names_of(name) for task in resolve(n)]
+    except LiberoNotInstalled as err:
+        raise LiberoNotInstalled(f"name: {name!r} needs LIBERO: {err}") from None
 
 
 def resolve_tasks(name: str | Sequence[str]) -> list[str]:
