@@ -135,7 +135,7 @@ def test_fresh_contexts_made_in_small_env_batches_are_the_same(monkeypatch: pyte
 
     name = ["metaworld/reach-v3", "metaworld/push-v3"]
     whole = context_data.ContextDataset.from_env(name, 7, seed=11)
-    monkeypatch.setattr(context_data, "FROM_ENV_BATCH", 3)  # -> batches of 2 envs (a multiple of the 2 tasks)
+    monkeypatch.setattr(context_data, "FROM_ENV_BATCH", 3)  # 7 > 3: batches of 2 envs (a multiple of 2 tasks)
     pieces = context_data.ContextDataset.from_env(name, 7, seed=11)
     assert pieces.task_names == whole.task_names == ["reach-v3", "push-v3"] * 3 + ["reach-v3"]
     for a, b in zip(pieces.states, whole.states, strict=True):

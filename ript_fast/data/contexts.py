@@ -32,6 +32,14 @@ class ContextBatch:
 FROM_ENV_BATCH = 256  # envs alive at once while fresh contexts are made
 
 
+def _env_batch(env_name: str | Sequence[str]) -> int:
+    """About FROM_ENV_BATCH envs, a whole multiple of the name's task count (env i runs task i % count)."""
+    from ript_fast.envs.registry import resolve_tasks
+
+    num_tasks = len(resolve_tasks(env_name))
+    return max(FROM_ENV_BATCH // num_tasks, 1) * num_tasks
+
+
 class ContextDataset:
     """A list of (initial state, task, instruction, env name) the trainer samples from."""
 
@@ -72,10 +80,8 @@ class ContextDataset:
         i % num_tasks. Made `FROM_ENV_BATCH` envs at a time (a whole multiple of the task count, so each
         keeps its task and seed), so a large context set never holds thousands of envs in memory at once."""
         from ript_fast.envs import make_vec_env
-        from ript_fast.envs.registry import resolve_tasks
 
-        num_tasks = len(resolve_tasks(env_name))
-        batch = max(FROM_ENV_BATCH // num_tasks, 1) * num_tasks
+        batch = num_contexts if num_contexts <= FROM_ENV_BATCH else _env_batch(env_name)
         states, tasks, texts = [], [], []
         for start in range(0, num_contexts, batch):
             count = min(batch, num_contexts - start)

@@ -57,25 +57,27 @@ def ppo_loss(
         logp_old = (logp_old * elem_mask).sum(dim=1)
     device = _device(policy)
     elem_mask, logp_old, advantages = elem_mask.to(device), logp_old.to(device), advantages.to(device)
+    weights = elem_mask  # what each token's PPO term weighs in the loss (token level)
     if settings.ratio_level == "token" and settings.token_average == "rollouts":
         # weights 1 / (valid tokens of the rollout): the weighted token mean is the mean over rollouts of
         # each rollout's token mean
-        elem_mask = elem_mask.float() / elem_mask.sum(dim=1, keepdim=True).clamp(min=1)
+        weights = elem_mask.float() / elem_mask.sum(dim=1, keepdim=True).clamp(min=1)
     clip = {"clip_eps": settings.clip_eps, "clip_eps_high": settings.clip_eps_high}
 
     if policy.action_kind == "categorical":
         assert scores.logits is not None
         logits = _unflatten(scores.logits, valid, b, q)
         tokens = batch.decisions.reshape(b, q * per_elem).to(device)
-        out = ops.categorical_ppo_loss(logits, tokens, logp_old, advantages, mask=elem_mask, return_stats=True, **clip)
+        out = ops.categorical_ppo_loss(logits, tokens, logp_old, advantages, mask=weights, return_stats=True, **clip)
     else:
         assert scores.loc is not None and scores.log_scale is not None
         loc = _unflatten(scores.loc, valid, b, q)
         log_scale = _unflatten(scores.log_scale, valid, b, q)
         actions = batch.decisions.reshape(b, q * per_elem, -1).to(device)
+        # the log-probs take the 0/1 validity mask: a loss weight inside them would scale the ratio's exponent
         logp_new = _continuous_logprob(policy.action_kind, loc, log_scale, actions, elem_mask, settings.ratio_level)
-        # token level: every valid chunk step; sequence level: every rollout with at least one valid query
-        mask = elem_mask if settings.ratio_level == "token" else elem_mask.any(dim=1)
+        # token level: every valid chunk step, weighted; sequence level: every rollout with a valid query
+        mask = weights if settings.ratio_level == "token" else elem_mask.any(dim=1)
         out = ops.ppo_clip_loss(logp_new, logp_old, advantages, mask=mask, return_stats=True, **clip)
     return out.loss, {"clip_fraction": out.clip_fraction, "approx_kl": out.approx_kl, "ratio": out.mean_ratio}
 
