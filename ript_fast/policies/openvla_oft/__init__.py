@@ -10,16 +10,20 @@ from ript_fast.policies.openvla_oft.images import pixel_values
 from ript_fast.policies.openvla_oft.loader import OpenVLAOFTCheckpoint, load_openvla_oft
 from ript_fast.policies.openvla_oft.model import OpenVLAOFT
 from ript_fast.policies.openvla_oft.normalization import normalize_proprio, unnormalize_actions
+from ript_fast.policies.openvla_oft.scale_head import LaplaceScaleHead, clip_log_scale, load_scale_head
 from ript_fast.policies.openvla_oft.sequence import prompt_text, tokenize_prompts
 from ript_fast.policies.openvla_oft.vit import ViTArchitecture, register_vit_architecture
 
 __all__ = [
     "FolderError",
+    "LaplaceScaleHead",
     "OpenVLAOFT",
     "OpenVLAOFTCheckpoint",
     "OpenVLAOFTConfig",
+    "clip_log_scale",
     "ViTArchitecture",
     "load_openvla_oft",
+    "load_scale_head",
     "normalize_proprio",
     "pixel_values",
     "prompt_text",

@@ -30,6 +30,7 @@ from ript_fast.policies.openvla_oft.errors import FolderError, read_json
 from ript_fast.policies.openvla_oft.images import PREPROCESSOR_FILE, BackboneNormalization, read_image_normalization
 from ript_fast.policies.openvla_oft.model import OpenVLAOFT
 from ript_fast.policies.openvla_oft.normalization import DatasetStatistics, read_statistics
+from ript_fast.policies.openvla_oft.scale_head import LaplaceScaleHead, load_scale_head_state, read_scale_head_file
 from ript_fast.policies.openvla_oft.tokenizer import PromptTokenizer
 
 CONFIG_FILE = "config.json"
@@ -50,6 +51,7 @@ class OpenVLAOFTCheckpoint:
     statistics: DatasetStatistics
     image_normalization: tuple[BackboneNormalization, BackboneNormalization]
     folder: Path
+    scale_head: LaplaceScaleHead | None = None  # RIPT's scale head: the given file's, or freshly initialized
 
 
 def find_component_file(folder: Path, name: str) -> Path | None:
@@ -151,11 +153,15 @@ def load_openvla_oft(
     chunk_len: int = 8,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
+    scale_head: str | Path | None = None,
+    with_scale_head: bool = True,
 ) -> OpenVLAOFTCheckpoint:
     """The folder's model in eval mode, in `dtype` on `device`, with its tokenizer, statistics and image settings.
 
     num_images and chunk_len are not stored in the folder (the official evaluation passes them: 2 cameras and 8 for
     LIBERO). unnorm_key is the dataset to un-normalize with (LIBERO: the suite, e.g. `libero_goal`).
+    scale_head: RIPT's scale-head file (the released `*_scale_header.pth`, or one ript-fast trained; it may sit
+    outside the folder); None with `with_scale_head` gives a freshly initialized one (to train by NLL first).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -201,7 +207,13 @@ def load_openvla_oft(
         assign_state(model.proprio_projector, proprio_state, sources, proprio_path, DDP_PREFIX)
     _materialize_buffers(model)
     model = model.to(device=device, dtype=dtype).eval()
-    return OpenVLAOFTCheckpoint(model, tokenizer, statistics, normalization, folder)
+    head = None
+    if scale_head is not None or with_scale_head:
+        head = LaplaceScaleHead(cfg.llm_dim, cfg.action_dim)
+        if scale_head is not None:
+            load_scale_head_state(head, read_scale_head_file(scale_head), scale_head)
+        head = head.to(device=device, dtype=dtype).eval()
+    return OpenVLAOFTCheckpoint(model, tokenizer, statistics, normalization, folder, head)
 
 
 def _out_features(state: dict[str, torch.Tensor], key: str, path: Path | None, axis: int) -> int:
