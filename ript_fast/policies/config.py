@@ -11,12 +11,14 @@ from typing import Literal
 
 from ript_fast.policies.obs_encoder import ObsConfig
 from ript_fast.policies.oft.config import OftConfig
+from ript_fast.policies.openvla_oft.policy_config import OpenVLAOFTPolicyConfig
 from ript_fast.policies.quest.config import QuestConfig
 
 
 @dataclass
 class PolicyConfig:
-    family: Literal["quest", "oft"] = "quest"
+    family: Literal["quest", "oft", "openvla_oft"] = "quest"
     obs: ObsConfig = field(default_factory=ObsConfig)
     quest: QuestConfig = field(default_factory=QuestConfig)
     oft: OftConfig = field(default_factory=OftConfig)
+    openvla_oft: OpenVLAOFTPolicyConfig = field(default_factory=OpenVLAOFTPolicyConfig)

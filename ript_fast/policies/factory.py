@@ -14,6 +14,10 @@ def build_policy(cfg: PolicyConfig, spec: PolicySpec) -> Policy:
         from ript_fast.policies.quest.policy import QuestPolicy
 
         policy: Policy = QuestPolicy(cfg.quest, cfg.obs, spec)
+    elif cfg.family == "openvla_oft":
+        from ript_fast.policies.openvla_oft.policy import OpenVLAOFTPolicy
+
+        policy = OpenVLAOFTPolicy(cfg.openvla_oft, cfg.obs, spec)
     else:
         from ript_fast.policies.oft.policy import OftPolicy
 

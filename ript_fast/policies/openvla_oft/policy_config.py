@@ -1,0 +1,38 @@
+"""Settings of the `openvla_oft` policy family (a real OpenVLA-OFT checkpoint folder + RIPT's scale head + LoRA).
+
+Defaults are the released RIPT settings (`../shared/REFERENCE_CODE.md` sec. 3): LoRA rank 32, alpha min(rank, 16),
+dropout 0, all linear layers of the LM; Laplace sampling with scale x 5 at rollout time, the mean at evaluation;
+log-scales clipped to [-2, 0.5]; the scale head frozen during RIPT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ript_fast.config import ranged
+
+
+@dataclass
+class OpenVLAOFTPolicyConfig:
+    checkpoint: str = ""  # an official OpenVLA-OFT folder as downloaded (config.json, model-*.safetensors, heads, ...)
+    scale_head_file: str = ""  # RIPT's released `*_scale_header.pth` (or one ript-fast trained); "" = a fresh head
+    unnorm_key: str | None = None  # dataset_statistics.json key (LIBERO: the suite, e.g. libero_goal)
+    num_images: int = ranged(2, ge=1)  # third-person + wrist
+    chunk_len: int = ranged(8, ge=1)  # NUM_ACTIONS_CHUNK (LIBERO: 8)
+    action_horizon: int = ranged(8, ge=1)  # actions executed per query (official LIBERO eval: 8, open loop)
+    center_crop: bool = True  # checkpoints trained with random-crop augmentation (every LIBERO OFT checkpoint)
+    max_prompt_tokens: int = ranged(64, ge=4)  # prompts are padded (after BOS) to this length: fixed-shape conds
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    distribution: Literal["laplace", "gaussian"] = "laplace"
+    lora_rank: int = ranged(32, ge=1)
+    lora_alpha: int | None = None  # None: min(rank, 16), as the released code
+    lora_dropout: float = ranged(0.0, ge=0, lt=1)
+    lora_targets: list[str] = field(default_factory=lambda: ["all-linear"])  # peft target_modules, on the LM
+    log_scale_clip: list[float] | None = field(default_factory=lambda: [-2.0, 0.5])  # [low, high] or None
+    sampling_factor: float = ranged(5.0, gt=0)  # rollouts draw from scale * factor (released: 5.0)
+    score_with_sampling_scale: bool = True  # False: log-probs with the unscaled scale (the released code)
+    lora_lr: float = ranged(1e-4, gt=0, le=1)
+    head_lr: float = ranged(1e-5, gt=0, le=1)
+    rl_train_scale_head: bool = False  # released scripts: fix_scale_head = true
+    rl_weight_decay: float = ranged(0.0, ge=0)
