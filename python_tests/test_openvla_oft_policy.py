@@ -196,3 +196,39 @@ def test_a_prompt_too_long_for_the_fixed_length_is_refused(folder: Path) -> None
     policy = make_policy(folder, max_prompt_tokens=8)
     with pytest.raises(ValueError, match="max_prompt_tokens"):
         policy.act(observation(1), sample=False)
+
+
+def test_one_ppo_step_of_the_trainer_moves_lora_and_action_head_only(folder: Path) -> None:
+    """The trainer's `ppo_loss` (per chunk-step ratios, clip 0.1) on a RolloutBatch of this policy's samples: ratio 1
+    before the update, an AdamW step on `freeze_for_rl`'s groups changes the re-scored log-probs through LoRA and the
+    action head, and the frozen scale head and base weights stay as they were."""
+    from ript_fast.train.ppo import PPOSettings, ppo_loss
+    from ript_fast.train.rollout import RolloutBatch
+
+    policy = make_policy(folder)
+    groups = policy.freeze_for_rl()
+    torch.manual_seed(2)
+    queries = [policy.act(observation(4, seed=s), sample=True) for s in range(2)]  # 4 rollouts x 2 queries
+    batch = RolloutBatch(
+        rewards=torch.tensor([1.0, 0.0, 1.0, 0.0]),
+        context_ids=torch.zeros(4, dtype=torch.long),
+        episode_steps=torch.full((4,), 16),
+        query_mask=torch.tensor([[True, True], [True, True], [True, False], [True, True]]),
+        decisions=torch.stack([q.decision for q in queries], dim=1),
+        logprob_old=torch.stack([q.logprob for q in queries], dim=1),
+        cond={k: torch.stack([q.cond[k] for q in queries], dim=1) for k in queries[0].cond},
+    )
+    advantages = torch.tensor([0.5, -0.5, 0.5, -0.5])
+    settings = PPOSettings(epochs=1, minibatch_rollouts=4, clip_eps=0.1, clip_eps_high=0.1, ratio_level="token",
+                           max_grad_norm=1.0)  # fmt: skip
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    loss, stats = ppo_loss(policy, batch, advantages, settings)
+    torch.testing.assert_close(stats["ratio"], torch.tensor(1.0), atol=1e-4, rtol=0)
+    opt = torch.optim.AdamW(groups)
+    loss.backward()
+    opt.step()
+    changed = {n for n, p in policy.named_parameters() if not torch.equal(p, before[n])}
+    assert any("lora_B" in n for n in changed) and any(n.startswith("model.action_head.") for n in changed)
+    assert all("lora_" in n or n.startswith("model.action_head.") for n in changed), changed
+    _, after = ppo_loss(policy, batch, advantages, settings)
+    assert abs(after["ratio"].item() - 1.0) > 1e-6
