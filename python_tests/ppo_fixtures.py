@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from ript_fast.config import from_dict, load_yaml
 from ript_fast.policies.base import Observation, Policy, PolicySpec
@@ -60,3 +61,10 @@ def sgd(policy: Policy, lr: float = 1.0) -> torch.optim.Optimizer:
     for group in groups:
         group["lr"] = lr
     return torch.optim.SGD(groups)
+
+
+def moved_tensors(before: str | Path, after: str | Path) -> list[str]:
+    """Names of the tensors that differ between two policy checkpoints (same keys required)."""
+    a, b = load_file(before), load_file(after)
+    assert a.keys() == b.keys()
+    return [name for name in a if not a[name].equal(b[name])]

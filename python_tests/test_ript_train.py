@@ -9,14 +9,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from python_tests.ppo_fixtures import moved_tensors
 from ript_fast.cli import main
 from ript_fast.train.trainer_checkpoints import TrainerCheckpoints
 
 TINY = [
     "--config",
     "configs/ript_smoke.yaml",
-    "ript.dynamic_sampling=false",  # keep every group so the PPO update surely runs
     "contexts.eval_size=2",
+    # contexts on which the smoke SFT policy succeeds sometimes, groups of 4, up to 3 rounds: dynamic sampling
+    # finds a group with mixed success every iteration, so the PPO update runs on non-zero advantages
+    "contexts.seed=1008",
+    "contexts.size=8",
+    "ript.group_size=4",
+    "ript.max_rounds=3",
 ]
 
 
@@ -44,6 +50,19 @@ def test_two_iterations_write_every_artifact(smoke_run: Path) -> None:
     saved = TrainerCheckpoints(smoke_run / "checkpoints", keep=3).saved()
     assert [s.iteration for s in saved] == [1, 2]
     assert saved[-1].load_state()["iteration"] == 2
+
+
+def test_the_smoke_run_learns(smoke_run: Path) -> None:
+    """Every iteration kept a group with mixed success and stepped on it (non-zero advantages: non-zero loss and
+    gradient), and RIPT moved the trainable weights (the prior) and nothing else."""
+    records = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
+    for r in records[1:]:
+        assert r["kept_groups"] >= 1 and r["loss"] != 0.0 and r["grad_norm"] > 0.0, r
+    sft = smoke_run / "sft" / "policy.safetensors"
+    saved = TrainerCheckpoints(smoke_run / "checkpoints", keep=3).saved()
+    moved = moved_tensors(sft, saved[0].policy_path)
+    assert moved and all(name.startswith("prior.") for name in moved), moved
+    assert moved_tensors(saved[0].policy_path, smoke_run / "policy.safetensors"), "iteration 2 changed nothing"
 
 
 def test_a_resumed_run_reuses_its_demos_and_sft(smoke_run: Path, tmp_path: Path) -> None:
