@@ -166,7 +166,7 @@ def test_a_full_disk_mid_run_is_one_line_with_the_resume_command(
         ("env=metaworld/push-v3", "the policy was not trained on ['push-v3']"),
         ("policy.family=oft", "holds a 'quest' policy, but the config asks for family 'oft'"),
         ("demos.files=[/nowhere/demos.hdf5]", "demos.files[0]: no such demo file"),
-        ("ript.contexts_per_round=1000000", "GiB available: lower them"),
+        ("ript.contexts_per_round=1000000", "GiB of memory: lower them"),
     ],
 )
 def test_mistakes_found_before_any_work(

@@ -54,25 +54,25 @@ def check_tasks_divide(contexts_per_round: int, num_tasks: int) -> None:
 
 def check_env_memory(cfg: TrainConfig, num_tasks: int) -> None:
     """Refuses a run whose env batches (the rollout batch of contexts_per_round x K envs and the held-out
-    batch, on every process of this machine) cannot fit in this machine's free memory: it would otherwise be
-    killed by the kernel minutes in, or swap the machine to a halt."""
+    batch, on every process of this machine) need more memory than this machine has: it would be killed by
+    the kernel minutes in. (Total, not currently free memory: others' processes may end before the run.)"""
     per_process = cfg.ript.contexts_per_round * cfg.ript.group_size + cfg.contexts.eval_size * num_tasks
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's ranks on this machine
     need = per_process * processes * ENV_BYTES
-    free = available_memory()
-    if free is not None and need > free:
+    total = total_memory()
+    if total is not None and need > total:
         raise ConfigError(
             f"ript.contexts_per_round x ript.group_size + contexts.eval_size x tasks = {per_process} envs "
-            f"(x {processes} process(es)) need ~{need / 2**30:.1f} GiB, this machine has {free / 2**30:.1f} GiB "
-            "available: lower them"
+            f"(x {processes} process(es)) need ~{need / 2**30:.1f} GiB, this machine has {total / 2**30:.1f} GiB "
+            "of memory: lower them"
         )
 
 
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo in bytes (None where there is no such file)."""
+def total_memory() -> int | None:
+    """MemTotal from /proc/meminfo in bytes (None where there is no such file)."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
