@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _deterministic_seed() -> None:
     torch.manual_seed(0)
+
+
+# Image tests skip with a reason starting with this where no OpenGL context can be made (test_env_rgb.py,
+# test_rollout.py, libero_helpers.py). Under CI (CI=true, as .ci/run sets it) such a skip is a failure: CI installs
+# EGL, so a missing backend means the image tests would silently not run.
+GL_SKIP_REASON = "no OpenGL backend"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+@functools.cache
+def gl_error() -> str | None:
+    """Why no offscreen GL context can be made here (the exception, named), or None when one can."""
+    try:
+        from ript_fast.envs.rendering import _gl_context_class
+
+        context = _gl_context_class()(16, 16)
+        context.free()
+        return None
+    except Exception as err:  # any failure to make a context: missing library, no device, bad MUJOCO_GL
+        return f"{type(err).__name__}: {err}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Under CI, a test skipped for want of an OpenGL backend fails instead, saying why GL is missing."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and in_ci() and isinstance(report.longrepr, tuple)):
+        return
+    reason = str(report.longrepr[2])
+    if GL_SKIP_REASON in reason:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this image test may not skip ({reason}); GL error: {gl_error()}"
