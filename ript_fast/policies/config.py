@@ -22,3 +22,12 @@ class PolicyConfig:
     quest: QuestConfig = field(default_factory=QuestConfig)
     oft: OftConfig = field(default_factory=OftConfig)
     openvla_oft: OpenVLAOFTPolicyConfig = field(default_factory=OpenVLAOFTPolicyConfig)
+
+    @property
+    def chunk_size(self) -> int:
+        """Actions per supervised sample of the configured family (what SFT cuts the demos into)."""
+        return {
+            "quest": self.quest.chunk_size,
+            "oft": self.oft.chunk_size,
+            "openvla_oft": self.openvla_oft.chunk_len,
+        }[self.family]

@@ -157,8 +157,7 @@ def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
     obs = cfg.policy.obs
     keys = list(dict.fromkeys([*obs.state_keys, *obs.image_keys]))
     sets = [read_demo_file(path, obs_keys=keys, max_demos=cfg.num_demos) for path in cfg.demos]
-    chunk = cfg.policy.quest.chunk_size if cfg.policy.family == "quest" else cfg.policy.oft.chunk_size
-    return ChunkDataset(sets, chunk, obs.state_keys, obs.image_keys)
+    return ChunkDataset(sets, cfg.policy.chunk_size, obs.state_keys, obs.image_keys)
 
 
 def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: bool) -> Policy:
