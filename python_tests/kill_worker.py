@@ -4,6 +4,7 @@ trainer, so a kill lands exactly where a preemption hurts most:
   demos       the N-th batched scripted-expert step while demos are collected
   sft_step    the N-th SFT optimizer step (after its backward pass)
   sft_save    the N-th SFT checkpoint write (before it starts)
+  sft_state   the N-th SFT state write (the checkpoint's new weights on disk, the state naming them not yet)
   rollout     the N-th rollout collection (mid-iteration, before its update)
   update      the N-th PPO update (after the rollouts, before the checkpoint)
   checkpoint  the N-th fsync of the checkpoint writer: odd N is inside a write (the files are in the
@@ -29,6 +30,7 @@ POINTS = {
     "demos": (envs, "expert_actions"),  # one batched expert step of demo collection
     "sft_step": (torch.nn.utils, "clip_grad_norm_"),  # one SFT optimizer step (RIPT's come after it)
     "sft_save": (sft, "save_policy"),  # an SFT checkpoint about to be written
+    "sft_state": (sft, "_write_state"),  # an SFT checkpoint's weights written, its state not yet
     "rollout": (ript, "collect_rollouts"),
     "update": (ript, "ppo_update"),
     "checkpoint": (trainer_checkpoints, "fsync_path"),

@@ -3,7 +3,7 @@
 A run is a list of stages, each a number of optimizer steps on one of the family's supervised losses
 (QueST: `autoencoder` then `prior`; OFT: `action` then `scale`), AdamW with a cosine decay per stage. It
 writes into its run folder: `config.yaml` (the resolved config), `metrics.jsonl` + TensorBoard + `loss.png`
-(run_logger), `checkpoints/latest.safetensors` + `checkpoints/train_state.safetensors` every `checkpoint_every` steps
+(run_logger), `checkpoints/step_<N>.safetensors` + `checkpoints/train_state.safetensors` every `checkpoint_every` steps
 and at every stage end (`checkpoints/<stage>.safetensors`), and `policy.safetensors` at the end. A killed
 run resumes from the latest checkpoint (`mode="resume"`) with its optimizer, schedule and RNG state.
 """
@@ -124,14 +124,13 @@ def _train(cfg: SftConfig, data: ChunkDataset, out: Path, resume: bool) -> Path:
     state_file = out / "checkpoints" / STATE_FILE
     if resume and not state_file.exists() and (out / "checkpoints" / LEGACY_STATE_FILE).exists():
         raise older_version_error(out / "checkpoints" / LEGACY_STATE_FILE)  # never start an old run over silently
-    resuming = resume and state_file.exists()
-    policy = _initial_policy(cfg, data, out, resuming).to(cfg.device)
+    saved: dict[str, Any] | None = load_state(state_file, SFT_STATE_FORMAT) if resume and state_file.exists() else None
+    policy = _initial_policy(cfg, data, out, saved).to(cfg.device)
     stages = cfg.stages or [StageConfig(name, 1000) for name in policy.sft_stages]
     _check_stages(policy, stages)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     generator = torch.Generator().manual_seed(cfg.seed)
     progress = _Progress()
-    saved: dict[str, Any] | None = load_state(state_file, SFT_STATE_FORMAT) if resuming else None
     if saved is not None:
         progress = _Progress(**saved["progress"])
         generator.set_state(saved["generator"])
@@ -145,7 +144,7 @@ def _train(cfg: SftConfig, data: ChunkDataset, out: Path, resume: bool) -> Path:
             saved = None
             progress = _Progress(index + 1, 0, progress.step)
         final = save_policy(policy, out / FINAL_CHECKPOINT, _notes(cfg, data, progress, "done"))
-        _write_state(state_file, progress, None, None, generator)
+        _write_state(state_file, progress, None, None, generator, FINAL_CHECKPOINT)
     finally:
         logger.close()
     return final
@@ -160,15 +159,16 @@ def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
     return ChunkDataset(sets, cfg.policy.chunk_size, obs.state_keys, obs.image_keys)
 
 
-def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, resuming: bool) -> Policy:
-    """A resumed run's latest weights, the init checkpoint (possibly a multi-task policy fine-tuned here on
-    some of its tasks: the data then takes its task table), or a new policy fitted to the data."""
+def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, saved: dict[str, Any] | None) -> Policy:
+    """A resumed run's weights (the file its saved state names), the init checkpoint (possibly a multi-task
+    policy fine-tuned here on some of its tasks: the data then takes its task table), or a new policy fitted to
+    the data."""
     family = {"family": cfg.policy.family}  # a checkpoint of another family is refused, not half-loaded
-    if not resuming and not cfg.init_checkpoint:
+    if saved is None and not cfg.init_checkpoint:
         policy = build_policy(cfg.policy, data.spec)
         policy.fit_normalizers(data.states, data.actions)
         return policy
-    path = out / "checkpoints" / "latest.safetensors" if resuming else cfg.init_checkpoint
+    path = out / saved["weights"] if saved is not None else cfg.init_checkpoint
     policy = load_policy(path, config_overrides=family)
     try:
         data.use_task_table(policy.spec.task_names, policy.spec.instructions)
@@ -258,19 +258,30 @@ def _checkpoint(
     generator: torch.Generator,
     out: Path,
 ) -> None:
-    """Policy first, then the train state that points at it: a SIGKILL between the two resumes from the
-    previous state with the newer weights (close to, not exactly, the uninterrupted run); Ctrl-C and SIGTERM
-    wait until both are written."""
+    """New weights under a new name, then the train state that names them, then the older weights removed: a
+    kill at any moment leaves a state whose weights exist, so the resume is exact (Ctrl-C and SIGTERM wait)."""
+    folder = out / "checkpoints"
+    weights = folder / f"step_{progress.step:08d}.safetensors"
     with safe_section():
-        save_policy(policy, out / "checkpoints" / "latest.safetensors", _notes(cfg, data, progress, "latest"))
-        _write_state(out / "checkpoints" / STATE_FILE, progress, optimizer, scheduler, generator)
+        save_policy(policy, weights, _notes(cfg, data, progress, "latest"))
+        _write_state(folder / STATE_FILE, progress, optimizer, scheduler, generator, str(weights.relative_to(out)))
+        for old in folder.glob("step_*.safetensors"):
+            if old != weights:
+                old.unlink(missing_ok=True)
 
 
 def _write_state(
-    path: Path, progress: _Progress, optimizer: torch.optim.Optimizer | None, scheduler: Any, generator: torch.Generator
+    path: Path,
+    progress: _Progress,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: Any,
+    generator: torch.Generator,
+    weights: str,
 ) -> None:
+    """The resume state; `weights`: the policy file (relative to the run folder) it belongs with."""
     state = {
         "progress": dataclasses.asdict(progress),
+        "weights": weights,
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "generator": generator.get_state(),
