@@ -33,7 +33,7 @@ def frozen_batch(policy: Policy, num_rollouts: int, max_queries: int = 5, seed: 
     gen = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, max_queries + 1, (num_rollouts,), generator=gen)
     queries = []
-    for q in range(max_queries):
+    for q in range(int(lengths.max())):  # no query with no rollout left (collect_rollouts never makes one)
         ids = torch.nonzero(lengths > q).flatten().numpy()
         obs = Observation(
             state=torch.randn(len(ids), 39, generator=gen),
@@ -68,3 +68,40 @@ def moved_tensors(before: str | Path, after: str | Path) -> list[str]:
     a, b = load_file(before), load_file(after)
     assert a.keys() == b.keys()
     return [name for name in a if not a[name].equal(b[name])]
+
+
+def tiny_llama(path: Path) -> Path:
+    """A 2-layer, 32-wide random Llama saved as a Hugging Face folder: the OFT policy's backbone in tests."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def oft_policy(backbone: Path, distribution: str = "laplace", seed: int = 0) -> Policy:
+    """A small OFT-style policy (LoRA on the tiny Llama, Laplace or Gaussian head), in eval mode, frozen for RL
+    (LoRA and the action head trainable)."""
+    oft = {
+        "backbone_path": str(backbone),
+        "lora_rank": 4,
+        "chunk_size": 4,
+        "action_horizon": 2,
+        "max_instruction_tokens": 12,
+        "distribution": distribution,
+    }
+    cfg = from_dict(PolicyConfig, {"family": "oft", "obs": {"state_embed_dim": 16}, "oft": oft}, "policy")
+    torch.manual_seed(seed)
+    policy = build_policy(cfg, PolicySpec(action_dim=4, state_dim=39, task_names=["reach-v3"], instructions=["reach"]))
+    policy.eval()
+    policy.freeze_for_rl()
+    return policy

@@ -7,13 +7,22 @@ with per-token ratios averaged over all valid tokens, or over each rollout's tok
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
-from python_tests.ppo_fixtures import frozen_batch, perturb, smoke_policy
+from python_tests.ppo_fixtures import frozen_batch, oft_policy, perturb, smoke_policy, tiny_llama
 from ript_fast import ops
+from ript_fast.config import from_dict
+from ript_fast.train import ript
 from ript_fast.train.ppo import PPOSettings, ppo_loss
-from ript_fast.train.rollout import RolloutBatch
+from ript_fast.train.rollout import RolloutBatch, RolloutTiming
+from ript_fast.train.run_config import TrainConfig
 
 K = 4
 
@@ -23,22 +32,45 @@ def policy():
     return smoke_policy()
 
 
+def reference_logprobs(policy, batch: RolloutBatch, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rollout r's per-element log-probs (per token, or per chunk step summed over action dims), new (float64,
+    with gradients, re-scored query by query) and old (as stored at sampling time), over its valid queries."""
+    new, old = [], []
+    for q in range(batch.num_queries):
+        if not batch.query_mask[r, q]:
+            continue
+        cond = {k: v[r, q : q + 1] for k, v in batch.cond.items()}
+        decision = batch.decisions[r, q : q + 1]
+        scores = policy.score(cond, decision)
+        if policy.action_kind == "categorical":
+            logp = torch.log_softmax(scores.logits.double(), dim=-1).gather(-1, decision[..., None]).squeeze(-1)
+        else:
+            x, loc, log_scale = decision.double(), scores.loc.double(), scores.log_scale.double()
+            if policy.action_kind == "laplace":  # log(1 / 2b exp(-|x - mu| / b))
+                per_dim = -math.log(2.0) - log_scale - (x - loc).abs() / log_scale.exp()
+            else:  # log N(x; mu, s^2)
+                per_dim = -0.5 * math.log(2 * math.pi) - log_scale - 0.5 * ((x - loc) / log_scale.exp()) ** 2
+            logp = per_dim.sum(-1)
+        new.append(logp.flatten())
+        old.append(batch.logprob_old[r, q].double())
+    return torch.cat(new), torch.cat(old)
+
+
 def reference_loss(
-    policy, batch: RolloutBatch, adv: torch.Tensor, level: str, eps: float, average: str = "tokens"
+    policy,
+    batch: RolloutBatch,
+    adv: torch.Tensor,
+    level: str,
+    eps: float,
+    average: str = "tokens",
+    rows: list[int] | None = None,
 ) -> torch.Tensor:
+    """Eq. 6 over the rollouts `rows` of `batch` (default all): one ratio per rollout of its summed log-probs
+    (Eq. 7), or one per element, averaged over all elements or per rollout then over rollouts."""
+    rows = list(range(len(batch))) if rows is None else rows
     terms, weights = [], []
-    for r in range(len(batch)):
-        logp_new_tokens, logp_old_tokens = [], []
-        for q in range(batch.num_queries):
-            if not batch.query_mask[r, q]:
-                continue
-            cond = {k: v[r, q : q + 1] for k, v in batch.cond.items()}
-            tokens = batch.decisions[r, q : q + 1]
-            logits = policy.score(cond, tokens).logits.double()
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
-            logp_new_tokens.append(logp.flatten())
-            logp_old_tokens.append(batch.logprob_old[r, q].double())
-        new, old = torch.cat(logp_new_tokens), torch.cat(logp_old_tokens)
+    for r in rows:
+        new, old = reference_logprobs(policy, batch, r)
         if level == "sequence":
             new, old = new.sum()[None], old.sum()[None]
         ratio = torch.exp(new - old)
@@ -46,7 +78,7 @@ def reference_loss(
         terms.append(term.mean() if average == "rollouts" else term.sum())
         weights.append(len(term))
     total = torch.stack(terms).sum()
-    return total / sum(weights) if level == "token" and average == "tokens" else total / len(batch)
+    return total / sum(weights) if level == "token" and average == "tokens" else total / len(rows)
 
 
 @pytest.mark.parametrize(("level", "average"), [("sequence", "tokens"), ("token", "tokens"), ("token", "rollouts")])
@@ -85,3 +117,178 @@ def test_unperturbed_policy_has_unit_ratio(policy) -> None:
         _, stats = ppo_loss(policy, batch, adv, settings)
         assert float(stats["ratio"]) == pytest.approx(1.0, abs=1e-5)
         assert float(stats["clip_fraction"]) == 0.0
+
+
+LEVELS = [("sequence", "tokens"), ("token", "tokens"), ("token", "rollouts")]
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
+
+
+@pytest.mark.parametrize("distribution", ["laplace", "gaussian"])
+@pytest.mark.parametrize(("level", "average"), LEVELS)
+def test_continuous_trainer_loss_and_grads_match_reference(
+    backbone: Path, distribution: str, level: str, average: str
+) -> None:
+    """The OFT family's Gaussian/Laplace branch of `ppo_loss` (ops.gaussian/laplace_logprob + ppo_clip_loss)
+    against the densities written out in float64."""
+    policy = oft_policy(backbone, distribution)
+    batch = frozen_batch(policy, 2 * K)
+    assert batch.decisions.dim() == 4, "continuous decisions (R, Q, chunk, action_dim)"
+    adv = ops.rloo_advantage(batch.rewards.view(-1, K)).flatten()
+    settings = PPOSettings(1, len(batch), 0.2, None, level, 1.0, average)
+    perturb(policy, 0.05)
+    params = [p for g in policy.rl_param_groups() for p in g["params"]]
+    loss, stats = ppo_loss(policy, batch, adv, settings)
+    grads = torch.autograd.grad(loss, params)
+    expected = reference_loss(policy, batch, adv.double(), level, 0.2, average)
+    expected_grads = torch.autograd.grad(expected, params)
+    torch.testing.assert_close(loss.double(), expected, rtol=1e-5, atol=1e-6)
+    for g, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g.double(), e.double(), rtol=1e-4, atol=1e-6)
+    assert any(float(g.abs().max()) > 0 for g in grads)
+    assert 0.0 < float(stats["clip_fraction"]) < 1.0, "both the clipped and the unclipped branch are exercised"
+
+
+# ---- one whole trainer iteration (RiptTrainer._iteration) against Algorithm 1 written out -------------------
+# Rewards of the rounds the collection is handed (K = 4, 3 contexts a round, B = 8: two informative groups
+# needed). Round 1 keeps its first group and rejects an all-fail and an all-success group; round 2 rejects an
+# all-fail group and keeps the first of its two mixed groups.
+ROUNDS = [
+    [[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]],
+    [[0, 0, 0, 0], [1, 1, 0, 1], [0, 1, 1, 0]],
+]
+EPOCHS, MINIBATCH, LR, MAX_NORM = 2, 4, 1e-3, 0.05
+
+
+def _rounds(policy) -> list[RolloutBatch]:
+    batches = []
+    for i, rewards in enumerate(ROUNDS):
+        batch = frozen_batch(policy, 3 * K, seed=10 + i)
+        batches.append(dataclasses.replace(batch, rewards=torch.tensor(rewards, dtype=torch.float32).flatten()))
+    return batches
+
+
+def reference_iteration(policy, rounds: list[RolloutBatch], seed: int, level: str, average: str) -> dict:
+    """Algorithm 1, lines 5-18, in plain PyTorch: reject groups whose K rewards are all equal until B/K groups
+    are kept; leave-one-out advantages A_k = R_k - mean of the other K - 1 (Eq. 5); N epochs, each a shuffle of
+    the kept rollouts cut into minibatches (the trainer's shuffle: randperm from the iteration's seed); per
+    minibatch the clipped loss, the gradient scaled to a global norm <= MAX_NORM, an AdamW step."""
+    kept, rejected = [], 0
+    for batch in rounds:
+        for g in range(len(batch) // K):
+            rewards = batch.rewards[g * K : (g + 1) * K].tolist()
+            if len(set(rewards)) == 1:
+                rejected += 1
+            elif len(kept) < 8 // K:
+                kept.append((batch, list(range(g * K, (g + 1) * K))))
+    # one batch of the kept rollouts, as (source batch, row) pairs
+    rows = [(b, r) for b, rs in kept for r in rs]
+    rewards = torch.tensor([float(b.rewards[r]) for b, r in rows], dtype=torch.float64).view(-1, K)
+    adv = (rewards - (rewards.sum(dim=1, keepdim=True) - rewards) / (K - 1)).flatten()
+    groups = policy.rl_param_groups()
+    for group in groups:
+        group["lr"] = LR
+    optimizer = torch.optim.AdamW(groups)
+    params = [p for g in groups for p in g["params"]]
+    generator = torch.Generator().manual_seed(ript._derive_seed(seed, 1, salt=1))
+    norms, losses = [], []
+    for _ in range(EPOCHS):
+        order = torch.randperm(len(rows), generator=generator).tolist()
+        for start in range(0, len(rows), MINIBATCH):
+            mb = order[start : start + MINIBATCH]
+            loss = _reference_minibatch_loss(policy, rows, mb, adv, level, average)
+            optimizer.zero_grad()
+            loss.backward()
+            norm = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in params if p.grad is not None))
+            if norm > MAX_NORM:
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.mul_(float(MAX_NORM / (norm + 1e-6)))
+            optimizer.step()
+            norms.append(float(norm))
+            losses.append(float(loss.detach()))
+    return {"kept": len(kept), "rejected": rejected, "adv": adv, "norms": norms, "losses": losses}
+
+
+def _reference_minibatch_loss(policy, rows, mb: list[int], adv: torch.Tensor, level: str, average: str):
+    terms, weights = [], []
+    for i in mb:
+        batch, r = rows[i]
+        new, old = reference_logprobs(policy, batch, r)
+        if level == "sequence":
+            new, old = new.sum()[None], old.sum()[None]
+        ratio = torch.exp(new - old)
+        term = -torch.minimum(ratio * adv[i], torch.clamp(ratio, 0.8, 1.2) * adv[i])
+        terms.append(term.mean() if average == "rollouts" else term.sum())
+        weights.append(len(term))
+    total = torch.stack(terms).sum()
+    return total / sum(weights) if level == "token" and average == "tokens" else total / len(mb)
+
+
+def _trainer(policy, tmp_path: Path, level: str, average: str) -> ript.RiptTrainer:
+    cfg = from_dict(
+        TrainConfig,
+        {
+            "env": "metaworld/reach-v3",
+            "seed": 3,
+            "progress": False,
+            "contexts": {"size": 3, "eval_size": 1},
+            "ript": {
+                "iterations": 2,
+                "group_size": K,
+                "batch_rollouts": 8,
+                "contexts_per_round": 3,
+                "max_rounds": 4,
+                "dynamic_sampling": True,
+                "ppo_epochs": EPOCHS,
+                "minibatch_rollouts": MINIBATCH,
+                "clip_eps": 0.2,
+                "ratio_level": level,
+                "token_average": average,
+                "lr": LR,
+                "max_grad_norm": MAX_NORM,
+            },
+            "eval": {"every": 2},
+        },
+    )
+    return ript.RiptTrainer(cfg, policy, tmp_path)
+
+
+@pytest.mark.parametrize("family", ["quest", "oft"])
+@pytest.mark.parametrize(("level", "average"), LEVELS)
+def test_trainer_iteration_matches_reference_algorithm(
+    family: str, level: str, average: str, backbone: Path, tmp_path: Path
+) -> None:
+    """RiptTrainer._iteration on handed-in rollouts (rejection, the trainer's own RLOO step, 2 epochs x 2
+    minibatches, gradient clipping, AdamW) ends with the weights of the reference loop above."""
+    policy = smoke_policy() if family == "quest" else oft_policy(backbone, "laplace")
+    rounds = _rounds(policy)
+    perturb(policy, 0.02)  # ratios away from 1 from the first step (as if rollouts came from an older policy)
+    expected_policy = copy.deepcopy(policy)
+    start = {name: p.detach().clone() for name, p in policy.named_parameters()}
+    trainer = _trainer(policy, tmp_path, level, average)
+    handed = iter(rounds)
+    trainer._collect = lambda group_rows, seed: (next(handed), RolloutTiming())
+    trainer.iteration = 1
+    record = trainer._iteration()
+    trainer.env.close()
+    trainer.eval_env.close()
+    expected_policy.freeze_for_rl()
+    ref = reference_iteration(expected_policy, rounds, trainer.cfg.seed, level, average)
+
+    assert record["kept_groups"] == ref["kept"] == 2 and record["rejected_groups"] == ref["rejected"] == 3
+    assert record["rounds"] == 2
+    assert ref["adv"].abs().sum() > 0
+    assert max(ref["norms"]) > MAX_NORM, "clipping is exercised"
+    assert record["grad_norm"] == pytest.approx(np.mean(ref["norms"]), rel=1e-4)
+    assert record["loss"] == pytest.approx(np.mean(ref["losses"]), rel=1e-4, abs=1e-7)
+    got = dict(policy.named_parameters())
+    for name, p in expected_policy.named_parameters():
+        # atol: the attention's key bias has an exactly-zero gradient (softmax ignores a shift), so Adam turns the
+        # float noise of either side into steps of up to ~1e-5
+        torch.testing.assert_close(got[name].detach(), p.detach(), rtol=1e-4, atol=2e-5, msg=name)
+    moved = max(float((p.detach() - start[n]).abs().max()) for n, p in got.items())
+    assert moved > 10 * LR * 0.1, "the update moved the weights"
