@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from python_tests.ppo_fixtures import tiny_llama
 from ript_fast.config import from_dict
 from ript_fast.data import Episode, write_demo_file
 from ript_fast.policies.base import Observation, PolicySpec, SupervisedBatch
@@ -23,21 +24,7 @@ SPEC = PolicySpec(action_dim=4, state_dim=39, task_names=["reach-v3", "push-v3"]
 
 @pytest.fixture(scope="module")
 def backbone_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    path = tmp_path_factory.mktemp("tiny_llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    return path
+    return tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
 
 
 def policy_config(backbone_dir: Path, **oft: object) -> PolicyConfig:
