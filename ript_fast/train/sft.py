@@ -215,34 +215,35 @@ def _run_stage(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
     policy.train()
-    bar = tqdm(total=stage.steps, initial=progress.stage_step, desc=f"sft {stage.name}", disable=not cfg.progress)
-    start = time.perf_counter()
-    while progress.stage_step < stage.steps:
-        loss, metrics = policy.sft_loss(stage.name, data.sample(stage.batch_size, generator))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        progress.stage_step += 1
-        progress.step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-        if progress.stage_step % cfg.log_every == 0 or progress.stage_step == stage.steps:
-            record = {f"{stage.name}/{k}": v for k, v in metrics.items()}
-            record.update(
-                {
-                    STEP_KEY: progress.step,
-                    "stage": stage.name,
-                    f"{stage.name}/grad_norm": float(grad_norm),
-                    f"{stage.name}/lr": scheduler.get_last_lr()[0],
-                    "elapsed_s": time.perf_counter() - start,
-                }
-            )
-            logger.log(record)
-        if progress.stage_step % cfg.checkpoint_every == 0 and progress.stage_step < stage.steps:
-            _checkpoint(cfg, policy, data, progress, optimizer, scheduler, generator, out)
-    bar.close()
+    with tqdm(
+        total=stage.steps, initial=progress.stage_step, desc=f"sft {stage.name}", disable=not cfg.progress
+    ) as bar:  # closed before an error or a stop is reported
+        start = time.perf_counter()
+        while progress.stage_step < stage.steps:
+            loss, metrics = policy.sft_loss(stage.name, data.sample(stage.batch_size, generator))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            progress.stage_step += 1
+            progress.step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+            if progress.stage_step % cfg.log_every == 0 or progress.stage_step == stage.steps:
+                record = {f"{stage.name}/{k}": v for k, v in metrics.items()}
+                record.update(
+                    {
+                        STEP_KEY: progress.step,
+                        "stage": stage.name,
+                        f"{stage.name}/grad_norm": float(grad_norm),
+                        f"{stage.name}/lr": scheduler.get_last_lr()[0],
+                        "elapsed_s": time.perf_counter() - start,
+                    }
+                )
+                logger.log(record)
+            if progress.stage_step % cfg.checkpoint_every == 0 and progress.stage_step < stage.steps:
+                _checkpoint(cfg, policy, data, progress, optimizer, scheduler, generator, out)
     _checkpoint(cfg, policy, data, progress, optimizer, scheduler, generator, out)
     save_policy(policy, out / "checkpoints" / f"{stage.name}.safetensors", _notes(cfg, data, progress, stage.name))
     logger.plot("loss.png", [f"{s}/loss" for s in policy.sft_stages], "SFT loss", "loss")
