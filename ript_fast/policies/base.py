@@ -128,12 +128,24 @@ class Policy(nn.Module, ABC):
         """(n, L) per-element log-probs of `decision`, through `ript_fast.ops`, with gradients."""
         return per_element_logprob(self.action_kind, self.score(cond, decision), decision)
 
+    def is_base_weight(self, key: str) -> bool:
+        """True for a frozen weight a family re-reads from elsewhere (a pretrained LM folder) rather than
+        storing it in every checkpoint; none by default."""
+        return False
+
     def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        """What a checkpoint stores; a family with frozen weights loaded from elsewhere leaves those out."""
-        return self.state_dict()
+        """What a checkpoint stores: every weight but the base weights."""
+        return {k: v for k, v in self.state_dict().items() if not self.is_base_weight(k)}
 
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.load_state_dict(state, strict=True)
+        """Loads a checkpoint's weights; any weight missing (but base weights) or unexpected is a KeyError."""
+        result = self.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if not self.is_base_weight(k)]
+        if missing or result.unexpected_keys:
+            raise KeyError(
+                f"{self.family} checkpoint does not match the policy: missing {missing}, "
+                f"unexpected {result.unexpected_keys}"
+            )
 
     def freeze_for_rl(self) -> list[dict[str, Any]]:
         """Freezes every parameter outside `rl_param_groups()` and returns the groups."""

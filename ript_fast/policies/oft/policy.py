@@ -173,16 +173,5 @@ class OftPolicy(Policy):
         self.action_norm.fit(actions, self.cfg.action_normalization)
 
     # ---- checkpoints: the frozen base LM is re-read from backbone_path, not stored ---------------------
-    def _is_base_weight(self, key: str) -> bool:
+    def is_base_weight(self, key: str) -> bool:
         return key.startswith("backbone.") and "lora_" not in key
-
-    def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if not self._is_base_weight(k)}
-
-    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
-        result = self.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if not self._is_base_weight(k)]
-        if missing or result.unexpected_keys:
-            raise KeyError(
-                f"OFT checkpoint does not match the policy: missing {missing}, unexpected {result.unexpected_keys}"
-            )

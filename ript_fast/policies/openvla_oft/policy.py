@@ -263,17 +263,5 @@ class OpenVLAOFTPolicy(Policy):
         """Nothing to fit: the checkpoint's dataset_statistics.json fixes the normalization."""
 
     # ---- checkpoints: the frozen base is re-read from the folder ------------------------------------------------
-    def _is_base_weight(self, key: str) -> bool:
+    def is_base_weight(self, key: str) -> bool:
         return key.startswith("model.") and "lora_" not in key and not key.startswith("model.action_head.")
-
-    def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in self.state_dict().items() if not self._is_base_weight(k)}
-
-    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
-        result = self.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if not self._is_base_weight(k)]
-        if missing or result.unexpected_keys:
-            raise KeyError(
-                f"openvla_oft checkpoint does not match the policy: missing {missing}, "
-                f"unexpected {result.unexpected_keys}"
-            )
