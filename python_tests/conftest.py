@@ -69,3 +69,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if GL_SKIP_REASON in reason:
         report.outcome = "failed"
         report.longrepr = f"CI=true: this image test may not skip ({reason}); GL error: {gl_error()}"
+
+
+@pytest.fixture(scope="module")
+def init(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight smoke QueST policy saved as a checkpoint: `train --init` without demos or SFT."""
+    from python_tests.ppo_fixtures import smoke_policy
+    from ript_fast.train.checkpoint import save_policy
+
+    path = tmp_path_factory.mktemp("init") / "init.safetensors"
+    save_policy(smoke_policy(), path)
+    return path

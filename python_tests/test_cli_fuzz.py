@@ -10,10 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from python_tests.ppo_fixtures import smoke_policy
 from ript_fast import cli
 from ript_fast.train import ript
-from ript_fast.train.checkpoint import save_policy
 
 KEYS = [
     "env",
@@ -75,13 +73,6 @@ def _trainer_built(self: ript.RiptTrainer, checkpoints: object) -> Path:
     if self.eval_env is not None:
         self.eval_env.close()
     raise _Started
-
-
-@pytest.fixture(scope="module")
-def init(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("fuzz") / "init.safetensors"
-    save_policy(smoke_policy(), path)
-    return path
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

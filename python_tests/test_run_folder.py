@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from python_tests.conftest import RIPT_FAST
-from python_tests.ppo_fixtures import smoke_policy
 from python_tests.test_resume import check_same, train_cmd
 from ript_fast.cli import main
 from ript_fast.train.checkpoint import save_policy
@@ -36,13 +35,6 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     return err
-
-
-@pytest.fixture(scope="module")
-def init(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("init") / "init.safetensors"
-    save_policy(smoke_policy(), path)
-    return path
 
 
 @pytest.fixture(scope="module")
