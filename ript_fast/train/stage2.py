@@ -16,7 +16,7 @@ from ript_fast.config import ConfigError
 from ript_fast.data.collect import collect_demos
 from ript_fast.data.contexts import ContextDataset
 from ript_fast.data.demo_file import read_demo_file
-from ript_fast.envs.registry import resolve_tasks
+from ript_fast.train.preflight import env_tasks
 from ript_fast.train.run_config import TrainConfig
 from ript_fast.train.sft import SftConfig, run_sft
 
@@ -52,11 +52,7 @@ def demo_files(cfg: TrainConfig, out: Path) -> list[Path]:
     """The run's demo files: the configured ones, or one per task in `out/demos/` (see collect_missing_demos)."""
     if cfg.demos.files:
         return [Path(f) for f in cfg.demos.files]
-    return [out / "demos" / f"{task}.hdf5" for task in _tasks(cfg)]
-
-
-def _tasks(cfg: TrainConfig) -> list[str]:
-    return list(dict.fromkeys(t for name in cfg.env_names for t in resolve_tasks(name)))
+    return [out / "demos" / f"{task}.hdf5" for task in env_tasks(cfg)]
 
 
 def collect_missing_demos(cfg: TrainConfig, out: Path) -> None:
@@ -65,7 +61,7 @@ def collect_missing_demos(cfg: TrainConfig, out: Path) -> None:
     if cfg.demos.files:
         return
     prefix = cfg.env_names[0].split("/", 1)[0]
-    for task, path in zip(_tasks(cfg), demo_files(cfg, out), strict=True):
+    for task, path in zip(env_tasks(cfg), demo_files(cfg, out), strict=True):
         if path.exists():
             _check_cached_demos(path, cfg)
             continue
