@@ -16,6 +16,11 @@ chunk (gripper to -1/+1), clipped to [-1, 1].
 lanczos resize, center crop), `input_ids` / `attention_mask` padded after BOS to `max_prompt_tokens`, `proprio` (8,)
 normalized. LoRA changes the whole LM pass, so re-scoring recomputes it from these.
 
+Memory of re-scoring (`score` with gradients): by default the prefix (BOS, images, proprio, prompt) runs without
+gradients and only the action pass carries them (`prefix_grad`; the released code's approximation, with the values of
+the plain pass: `OpenVLAOFT.prefix_cached_pass`); `gradient_checkpointing` recomputes each LM layer in the backward.
+Acting and the `scale` stage run without gradients through the LM, in one plain pass.
+
 Trainable sets: LoRA (rank 32, alpha min(rank, 16), all linear layers of the LM, peft, gaussian init) at `lora_lr`;
 the action head (and the scale head with `rl_train_scale_head`) at `head_lr`. Supervised stage `scale`: the scale
 head alone by NLL of the demos' chunks (`distribution.scale_nll`), LM and action head frozen.
@@ -171,7 +176,14 @@ class OpenVLAOFTPolicy(Policy):
         pixels = pixel_values(cams, self.image_normalization).to(param.device, param.dtype)
         proprio = cond.get("proprio")
         proprio = None if proprio is None else proprio.to(param.dtype)
-        return self.model.action_hidden_states(pixels, cond["input_ids"], cond["attention_mask"], proprio)
+        return self.model.action_hidden_states(
+            pixels,
+            cond["input_ids"],
+            cond["attention_mask"],
+            proprio,
+            prefix_grad=self.cfg.prefix_grad,
+            checkpoint=self.cfg.gradient_checkpointing,
+        )
 
     def _heads(self, cond: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean, clipped log-scale), float32 (n, chunk_len, action_dim), normalized action space."""

@@ -36,3 +36,9 @@ class OpenVLAOFTPolicyConfig:
     head_lr: float = ranged(1e-5, gt=0, le=1)
     rl_train_scale_head: bool = False  # released scripts: fix_scale_head = true
     rl_weight_decay: float = ranged(0.0, ge=0)
+    # Re-scoring memory (`OpenVLAOFT.action_hidden_states`). False: the prefix (BOS, images, proprio, prompt) runs once
+    # without gradients with its keys and values kept, and only the action pass (last prompt token, action slots,
+    # </s>) carries gradients: the released code's approximation (no gradient through the prefix's K/V), with the
+    # plain pass's values. True: gradients through the whole sequence.
+    prefix_grad: bool = False
+    gradient_checkpointing: bool = False  # recompute each LM layer in the backward instead of keeping its activations
