@@ -21,133 +21,30 @@ from ript_fast.policies.openvla_oft import (
     FolderError,
     OpenVLAOFT,
     OpenVLAOFTConfig,
-    ViTArchitecture,
     load_openvla_oft,
     normalize_proprio,
     pixel_values,
-    register_vit_architecture,
     tokenize_prompts,
     unnormalize_actions,
 )
 from ript_fast.policies.openvla_oft.config import read_model_config
+from ript_fast.policies.openvla_oft.loader import check_openvla_oft_folder
+from ript_fast.policies.openvla_oft.random_folder import STATS_KEY, TINY, write_random_folder
+from ript_fast.policies.openvla_oft.random_folder import config_json as size_config_json
 from ript_fast.policies.openvla_oft.sequence import EMPTY_TOKEN_ID
 from ript_fast.train.checkpoint import CheckpointError
 
-TINY_IDS = ["test_tiny_dinov2_reg4", "test_tiny_siglip"]
-register_vit_architecture(
-    TINY_IDS[0],
-    ViTArchitecture(
-        patch_size=14,
-        embed_dim=16,
-        depth=3,
-        num_heads=2,
-        mlp_hidden_dim=32,
-        reg_tokens=4,
-        no_embed_class=True,
-        layer_scale=True,
-    ),
-)
-register_vit_architecture(
-    TINY_IDS[1],
-    ViTArchitecture(
-        patch_size=14, embed_dim=12, depth=2, num_heads=2, mlp_hidden_dim=44, class_token=False, attention_pool=True
-    ),
-)
-IMAGE = 28  # 2 x 2 patches of 14 px
-TEXT_CONFIG = {
-    "model_type": "llama",
-    "hidden_size": 16,
-    "intermediate_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "vocab_size": 32064,
-    "pad_token_id": 32000,
-}
-STATS_KEY = "libero_goal_no_noops"
-WORDS = [
-    "in",
-    "what",
-    "action",
-    "should",
-    "the",
-    "robot",
-    "take",
-    "to",
-    "out",
-    "put",
-    "bowl",
-    "on",
-    "plate",
-    "open",
-    "drawer",
-    "and",
-    "it",
-]
+TINY_IDS = TINY.timm_model_ids
+IMAGE = TINY.image_size  # 2 x 2 patches of 14 px
 
 
 def config_json() -> dict:
-    """config.json as the official OpenVLAConfig writes it (the keys the loader reads, plus some it ignores)."""
-    return {
-        "model_type": "openvla",
-        "architectures": ["OpenVLAForActionPrediction"],
-        "vision_backbone_id": "dinosiglip-vit-so-224px",
-        "llm_backbone_id": "llama2-7b-pure",
-        "use_fused_vision_backbone": True,
-        "timm_model_ids": TINY_IDS,
-        "timm_override_act_layers": [None, None],
-        "image_sizes": [IMAGE, IMAGE],
-        "image_resize_strategy": "resize-naive",
-        "pad_token_id": 32000,
-        "pad_to_multiple_of": 64,
-        "text_config": TEXT_CONFIG,
-        "auto_map": {"AutoModelForVision2Seq": "modeling_prismatic.OpenVLAForActionPrediction"},
-    }
-
-
-def write_tokenizer(folder: Path) -> None:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    for word in [*WORDS, ":", "?"]:
-        vocab.setdefault(word, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.save(str(folder / "tokenizer.json"))
-    settings = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True}
-    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
+    return size_config_json(TINY)
 
 
 def write_folder(folder: Path, seed: int = 0) -> None:
-    """A random tiny model saved in the official layout."""
-    cfg = read_model_config(config_json(), folder / "config.json")
-    torch.manual_seed(seed)
-    model = OpenVLAOFT(cfg)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.vlm.state_dict().items()}
-    keys = sorted(state)
-    shards = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
-    for name, shard_keys in shards.items():
-        save_file({k: state[k] for k in shard_keys}, str(folder / name), metadata={"format": "pt"})
-    index = {"metadata": {"total_size": 0}, "weight_map": {k: n for n, ks in shards.items() for k in ks}}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
-    (folder / "config.json").write_text(json.dumps(config_json()))
-    for name, module in (("action_head", model.action_head), ("proprio_projector", model.proprio_projector)):
-        torch.save({f"module.{k}": v for k, v in module.state_dict().items()}, folder / f"{name}--50000_checkpoint.pt")
-    stats = {
-        STATS_KEY: {
-            "action": {"q01": [-1.0] * 7, "q99": [1.0, 2, 3, 4, 5, 6, 7], "mask": [True] * 6 + [False]},
-            "proprio": {"q01": [-0.5] * 8, "q99": [0.5] * 8},
-        }
-    }
-    (folder / "dataset_statistics.json").write_text(json.dumps(stats))
-    dino = {"mean": [0.484375, 0.455078125, 0.40625], "std": [0.228515625, 0.2236328125, 0.224609375]}
-    siglip = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
-    preprocessor = {"image_resize_strategy": "resize-naive", "tvf_normalize_params": [dino, siglip]}
-    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
-    write_tokenizer(folder)
+    """A random tiny model saved in the official layout (what `ript_fast.policies.openvla_oft.random_folder` writes)."""
+    write_random_folder(folder, "tiny", seed)
 
 
 @pytest.fixture(scope="module")
@@ -433,12 +330,14 @@ REFUSALS: dict[str, tuple[Callable[[Path], None], str, str, dict]] = {
 }
 
 
+@pytest.mark.parametrize("reader", [load_openvla_oft, check_openvla_oft_folder], ids=["load", "check"])
 @pytest.mark.parametrize("case", sorted(REFUSALS))
-def test_a_folder_that_does_not_match_is_refused_naming_file_and_key(case: str, copy: Path) -> None:
+def test_a_folder_that_does_not_match_is_refused_naming_file_and_key(case: str, reader, copy: Path) -> None:
+    """Loading refuses it, and so does the check a run makes before it starts (which reads no weights)."""
     damage, file_named, key_named, kwargs = REFUSALS[case]
     damage(copy)
     with pytest.raises(CheckpointError) as err:
-        load_openvla_oft(copy, **kwargs)
+        reader(copy, **kwargs)
     assert isinstance(err.value, FolderError)
     message = str(err.value)
     assert "\n" not in message

@@ -145,24 +145,24 @@ def _materialize_buffers(model: OpenVLAOFT) -> None:
         lm.model.rotary_emb = type(lm.model.rotary_emb)(config=lm.config)
 
 
-def load_openvla_oft(
-    folder: str | Path,
-    *,
-    unnorm_key: str | None = None,
-    num_images: int = 2,
-    chunk_len: int = 8,
-    dtype: torch.dtype = torch.float32,
-    device: str | torch.device = "cpu",
-    scale_head: str | Path | None = None,
-    with_scale_head: bool = True,
-) -> OpenVLAOFTCheckpoint:
-    """The folder's model in eval mode, in `dtype` on `device`, with its tokenizer, statistics and image settings.
+@dataclass
+class FolderContents:
+    """Everything of a folder but the VLM weights: what `check_openvla_oft_folder` reads (seconds, even for 7B)."""
 
-    num_images and chunk_len are not stored in the folder (the official evaluation passes them: 2 cameras and 8 for
-    LIBERO). unnorm_key is the dataset to un-normalize with (LIBERO: the suite, e.g. `libero_goal`).
-    scale_head: RIPT's scale-head file (the released `*_scale_header.pth`, or one ript-fast trained; it may sit
-    outside the folder); None with `with_scale_head` gives a freshly initialized one (to train by NLL first).
-    """
+    cfg: OpenVLAOFTConfig
+    tokenizer: PromptTokenizer
+    statistics: DatasetStatistics
+    image_normalization: tuple[BackboneNormalization, BackboneNormalization]
+    head_path: Path
+    head_state: dict[str, torch.Tensor]
+    proprio_path: Path | None
+    proprio_state: dict[str, torch.Tensor] | None
+
+
+def read_folder(
+    folder: str | Path, *, unnorm_key: str | None = None, num_images: int = 2, chunk_len: int = 8
+) -> FolderContents:
+    """Reads and cross-checks config, heads, statistics, tokenizer and preprocessor (see `load_openvla_oft`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FolderError(folder, "", "is not a folder")
@@ -196,24 +196,97 @@ def load_openvla_oft(
     tokenizer = PromptTokenizer(folder, cfg.vocab_size)
     preprocessor_path = folder / PREPROCESSOR_FILE
     normalization = read_image_normalization(read_json(preprocessor_path), preprocessor_path, cfg.image_sizes)
+    return FolderContents(cfg, tokenizer, statistics, normalization, head_path, head_state, proprio_path, proprio_state)
 
+
+def check_weight_listing(folder: Path, vlm: nn.Module) -> None:
+    """Every tensor of `vlm` is listed in the shards' headers with its shape, and nothing else is (only the
+    safetensors headers are read)."""
+    expected = {k: tuple(v.shape) for k, v in vlm.state_dict().items()}
+    files = _weight_files(folder)
+    for shard in sorted(set(files.values())):
+        if not shard.is_file():
+            raise FolderError(
+                shard, next(k for k, f in files.items() if f == shard), "is listed but the file is missing"
+            )
+        try:
+            with safe_open(str(shard), framework="pt") as f:
+                shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+        except SafetensorError as err:
+            raise FolderError(shard, "", f"is not a readable safetensors file ({err})") from None
+        for key, shape in shapes.items():
+            if key not in expected:
+                raise FolderError(shard, key, "is not a parameter of the OpenVLA-OFT model")
+            if shape != expected[key]:
+                raise FolderError(shard, key, f"has shape {shape}; expected {expected[key]}")
+    missing = sorted(set(expected) - set(files))
+    if missing:
+        raise FolderError(_weights_listing(folder), missing[0], f"is missing ({len(missing)} parameter(s) absent)")
+
+
+def assign_heads(model: OpenVLAOFT, found: FolderContents) -> None:
+    """The action head's and proprio projector's `.pt` states into `model` (checked key by key, as the VLM's)."""
+    head_sources = dict.fromkeys(found.head_state, found.head_path)
+    assign_state(model.action_head, found.head_state, head_sources, found.head_path, DDP_PREFIX)
+    if model.proprio_projector is not None and found.proprio_state is not None and found.proprio_path is not None:
+        sources = dict.fromkeys(found.proprio_state, found.proprio_path)
+        assign_state(model.proprio_projector, found.proprio_state, sources, found.proprio_path, DDP_PREFIX)
+
+
+def check_openvla_oft_folder(
+    folder: str | Path,
+    *,
+    unnorm_key: str | None = None,
+    num_images: int = 2,
+    chunk_len: int = 8,
+    scale_head: str | Path | None = None,
+) -> OpenVLAOFTConfig:
+    """What `load_openvla_oft` would refuse, found without reading the weights: for checks before a run starts."""
+    contents = read_folder(folder, unnorm_key=unnorm_key, num_images=num_images, chunk_len=chunk_len)
     with torch.device("meta"):
-        model = OpenVLAOFT(cfg)
+        model = OpenVLAOFT(contents.cfg)
+    check_weight_listing(Path(folder), model.vlm)
+    assign_heads(model, contents)
+    if scale_head is not None:
+        head = LaplaceScaleHead(contents.cfg.llm_dim, contents.cfg.action_dim)
+        load_scale_head_state(head, read_scale_head_file(scale_head), scale_head)
+    return contents.cfg
+
+
+def load_openvla_oft(
+    folder: str | Path,
+    *,
+    unnorm_key: str | None = None,
+    num_images: int = 2,
+    chunk_len: int = 8,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    scale_head: str | Path | None = None,
+    with_scale_head: bool = True,
+) -> OpenVLAOFTCheckpoint:
+    """The folder's model in eval mode, in `dtype` on `device`, with its tokenizer, statistics and image settings.
+
+    num_images and chunk_len are not stored in the folder (the official evaluation passes them: 2 cameras and 8 for
+    LIBERO). unnorm_key is the dataset to un-normalize with (LIBERO: the suite, e.g. `libero_goal`).
+    scale_head: RIPT's scale-head file (the released `*_scale_header.pth`, or one ript-fast trained; it may sit
+    outside the folder); None with `with_scale_head` gives a freshly initialized one (to train by NLL first).
+    """
+    folder = Path(folder)
+    found = read_folder(folder, unnorm_key=unnorm_key, num_images=num_images, chunk_len=chunk_len)
+    with torch.device("meta"):
+        model = OpenVLAOFT(found.cfg)
     shards, sources = read_shards(folder)
     assign_state(model.vlm, shards, sources, _weights_listing(folder), prefix="")
-    assign_state(model.action_head, head_state, dict.fromkeys(head_state, head_path), head_path, DDP_PREFIX)
-    if model.proprio_projector is not None and proprio_state is not None and proprio_path is not None:
-        sources = dict.fromkeys(proprio_state, proprio_path)
-        assign_state(model.proprio_projector, proprio_state, sources, proprio_path, DDP_PREFIX)
+    assign_heads(model, found)
     _materialize_buffers(model)
     model = model.to(device=device, dtype=dtype).eval()
     head = None
     if scale_head is not None or with_scale_head:
-        head = LaplaceScaleHead(cfg.llm_dim, cfg.action_dim)
+        head = LaplaceScaleHead(found.cfg.llm_dim, found.cfg.action_dim)
         if scale_head is not None:
             load_scale_head_state(head, read_scale_head_file(scale_head), scale_head)
         head = head.to(device=device, dtype=dtype).eval()
-    return OpenVLAOFTCheckpoint(model, tokenizer, statistics, normalization, folder, head)
+    return OpenVLAOFTCheckpoint(model, found.tokenizer, found.statistics, found.image_normalization, folder, head)
 
 
 def _out_features(state: dict[str, torch.Tensor], key: str, path: Path | None, axis: int) -> int:

@@ -64,6 +64,20 @@ _ARCHITECTURES: dict[str, ViTArchitecture] = {
         class_token=False,
         attention_pool=True,
     ),
+    # Smoke-test sizes of the two (`random_folder.py`): the same blocks, a few thousand parameters each.
+    "ript_fast_tiny_dinov2_reg4": ViTArchitecture(
+        patch_size=14,
+        embed_dim=16,
+        depth=3,
+        num_heads=2,
+        mlp_hidden_dim=32,
+        reg_tokens=4,
+        no_embed_class=True,
+        layer_scale=True,
+    ),
+    "ript_fast_tiny_siglip": ViTArchitecture(
+        patch_size=14, embed_dim=12, depth=2, num_heads=2, mlp_hidden_dim=44, class_token=False, attention_pool=True
+    ),
 }
 
 
