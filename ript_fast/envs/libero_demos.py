@@ -4,7 +4,7 @@ LIBERO's official datasets (robomimic layout: data/demo_i/{actions, obs/<key>, s
 download; the files written here have the same layout and keys, so the project's demo reader
 (ript_fast.data.demo_file) and everything downstream (SFT, context datasets) treat both alike:
   obs/agentview_rgb, obs/eye_in_hand_rgb (T, H, W, 3) uint8, bottom-up rows as LIBERO stores them;
-  obs/joint_states (T, 7), obs/ee_pos (T, 3), obs/gripper_states (T, 2);
+  obs/joint_states (T, 7), obs/ee_pos (T, 3), obs/ee_ori (T, 3: axis-angle), obs/gripper_states (T, 2);
   states (T, 1 + nq + nv): LIBERO's flattened MuJoCo state [time, qpos, qvel] before each action, so states[0]
   is a LIBERO init state that make_vec_env's reset(options={"init_state": ...}) accepts.
 """
@@ -18,7 +18,7 @@ import numpy as np
 
 from ript_fast.data.demo_file import Episode, write_demo_file
 
-OBS_KEYS = ("agentview_rgb", "eye_in_hand_rgb", "joint_states", "ee_pos", "gripper_states")
+OBS_KEYS = ("agentview_rgb", "eye_in_hand_rgb", "joint_states", "ee_pos", "ee_ori", "gripper_states")
 
 
 def _libero_state(data: object) -> np.ndarray:

@@ -11,7 +11,8 @@ Observations (docs/ARCHITECTURE.md, "Environments"):
     (PROPRIO_SLICES names them, as LIBERO's demo files do);
   * "rgb": {"agentview_rgb", "eye_in_hand_rgb"}: (N, H, W, 3) uint8 from LIBERO's agentview and wrist cameras,
     rows bottom-up as robosuite returns them and LIBERO's demos store them, rendered in the light profile;
-  * "state+rgb": both, plus the named proprioception views.
+  * "state+rgb": both, plus the named proprioception views and `ee_ori`, the eef axis-angle (3) that LIBERO's
+    demo files store and OpenVLA-OFT's 8-d proprio (ee_pos, ee_ori, gripper_states) reads.
   Images every step, or on demand (``render_every_step=False`` or inside ``env.rendering_mode(every_step=False)``:
   reset/step return "state" and the proprioception views, ``env.render_observations(ids, keys)`` the images).
 Contexts: reset(options={"init_state": rows}) takes context vectors (get_state()) or LIBERO's own init states
@@ -41,6 +42,25 @@ PROPRIO_SLICES = {
     "ee_quat": slice(10, 14),
     "gripper_states": slice(14, 16),
 }
+
+
+def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
+    """(..., 4) (x, y, z, w) -> (..., 3) axis * angle (robosuite's `quat2axisangle`, batched; w clipped to [-1, 1])."""
+    quat = np.asarray(quat_xyzw, dtype=np.float64)
+    w = np.clip(quat[..., 3:4], -1.0, 1.0)
+    den = np.sqrt(1.0 - w * w)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = quat[..., :3] * 2.0 * np.arccos(w) / den
+    return np.where(den == 0.0, 0.0, value)
+
+
+def proprio_views(state: np.ndarray) -> dict[str, np.ndarray]:
+    """The named views of (N, 16) states, plus `ee_ori`: the eef axis-angle that LIBERO's demo files store (its
+    `ee_states[3:]`) and OpenVLA-OFT's proprio reads."""
+    views = {k: state[:, s] for k, s in PROPRIO_SLICES.items()}
+    return {**views, "ee_ori": quat_to_axis_angle(views["ee_quat"])}
+
+
 CAMERAS = {"agentview_rgb": "agentview", "eye_in_hand_rgb": "robot0_eye_in_hand"}
 ACTION_DIM = 7
 
@@ -105,7 +125,8 @@ class LiberoVecEnv(BatchVecEnv):
         state = gym.spaces.Box(-np.inf, np.inf, shape=(self._sim.obs_dim,), dtype=np.float64)
         image = gym.spaces.Box(0, 255, shape=(*render_size, 3), dtype=np.uint8)
         images = {key: image for key in CAMERAS}
-        proprio = {k: gym.spaces.Box(-np.inf, np.inf, shape=(s.stop - s.start,)) for k, s in PROPRIO_SLICES.items()}
+        widths = {**{k: s.stop - s.start for k, s in PROPRIO_SLICES.items()}, "ee_ori": 3}
+        proprio = {k: gym.spaces.Box(-np.inf, np.inf, shape=(n,)) for k, n in widths.items()}
         single = {
             "state": state,
             "rgb": gym.spaces.Dict(images),
@@ -163,7 +184,7 @@ class LiberoVecEnv(BatchVecEnv):
         state = self._out(self._sim.obs)
         if self.obs_mode == "state":
             return state
-        named = {"state": state, **{k: state[:, s] for k, s in PROPRIO_SLICES.items()}}
+        named = {"state": state, **proprio_views(state)}
         if images is None:  # images on demand: the state part of "state+rgb"
             return named
         return images if self.obs_mode == "rgb" else {**named, **images}

@@ -29,6 +29,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from ript_fast.envs.libero_vec import quat_to_axis_angle
+
 POLICY_IMAGE_SIZE = 224
 CROP_AREA = 0.9
 JPEG_QUALITY = 95  # tf.image.encode_jpeg's default
@@ -139,16 +141,6 @@ def policy_image(rendered: np.ndarray, crop: bool = True) -> np.ndarray:
     """One rendered LIBERO camera image -> the 224 x 224 uint8 image the processor takes."""
     image = resize_for_policy(camera_image(rendered))
     return center_crop(image) if crop else image
-
-
-def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
-    """(..., 4) (x, y, z, w) -> (..., 3) axis * angle (robosuite's `quat2axisangle`, batched; w clipped to [-1, 1])."""
-    quat = np.asarray(quat_xyzw, dtype=np.float64)
-    w = np.clip(quat[..., 3:4], -1.0, 1.0)
-    den = np.sqrt(1.0 - w * w)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = quat[..., :3] * 2.0 * np.arccos(w) / den
-    return np.where(den == 0.0, 0.0, value)
 
 
 def libero_proprio(eef_pos: np.ndarray, eef_quat_xyzw: np.ndarray, gripper_qpos: np.ndarray) -> np.ndarray:
