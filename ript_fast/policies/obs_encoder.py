@@ -6,7 +6,7 @@ or each projected to its own token (OFT-style prefix tokens for a language backb
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -33,7 +33,9 @@ class ObsConfig:
 
     state_keys: list[str] = field(default_factory=lambda: ["state"])  # demo obs keys concatenated into the state
     image_keys: list[str] = field(default_factory=list)  # demo/env image keys, e.g. [rgb] or [agentview_rgb, ...]
-    image_size: int = ranged(128, ge=8)
+    image_size: int = ranged(128, ge=8)  # the image encoder's input size (the env's frames are resized to it)
+    # The env's camera resolution (square), rendered for this policy; OpenVLA-OFT: 256, as its LIBERO evaluation
+    render_size: int = ranged(128, ge=8, le=4096)
     image_trunk: ImageTrunk = "small_cnn"
     state_embed_dim: int = ranged(128, ge=1)
     image_embed_dim: int = ranged(256, ge=1)
@@ -47,6 +49,12 @@ class ObsConfig:
         for name, keys in (("state_keys", self.state_keys), ("image_keys", self.image_keys)):
             if len(set(keys)) != len(keys):
                 raise ValueError(f"{name} names a key twice: {keys}")
+
+    def env_options(self) -> dict[str, Any]:
+        """make_vec_env options giving this policy what it reads: images, at `render_size`, only if it reads any."""
+        if not self.image_keys:
+            return {"obs_mode": "state"}
+        return {"obs_mode": "state+rgb", "render_size": (self.render_size, self.render_size)}
 
 
 class ObsEncoder(nn.Module):

@@ -63,7 +63,7 @@ def evaluate(
     if episodes < 1 or batch_size < 1:
         raise ValueError("episodes and batch_size must be >= 1")
     sample = policy.samples_in_eval if sample is None else sample
-    obs_mode = "state+rgb" if policy.policy_config.obs.image_keys else "state"
+    env_options = policy.policy_config.obs.env_options()
     contexts = ContextDataset.from_env(env_name, episodes, seed)
     policy.eval()
     start = time.perf_counter()
@@ -73,7 +73,7 @@ def evaluate(
         for first in range(0, episodes, batch_size):
             index = list(range(first, min(first + batch_size, episodes)))
             ctx = contexts.gather(index)
-            env = make_vec_env(env_name, len(index), seed=seed + first, obs_mode=obs_mode, autoreset=False)
+            env = make_vec_env(env_name, len(index), seed=seed + first, autoreset=False, **env_options)
             try:
                 batch, timing = collect_rollouts(
                     env,
@@ -149,7 +149,9 @@ def _record_video(
 
     n = min(episodes, len(contexts))
     ctx = contexts.gather(list(range(n)))
-    env = _FrameRecorder(make_vec_env(env_name, num_envs=n, seed=seed, obs_mode="state+rgb", autoreset=False))
+    size = policy.policy_config.obs.render_size
+    env = make_vec_env(env_name, num_envs=n, seed=seed, obs_mode="state+rgb", render_size=(size, size), autoreset=False)
+    env = _FrameRecorder(env)
     try:
         collect_rollouts(
             env, policy, ctx.states, np.arange(n), policy.task_ids_for(ctx.task_names).numpy(), seed, sample

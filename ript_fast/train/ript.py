@@ -175,12 +175,12 @@ class RiptTrainer:
         group_tasks = [self.tasks[g % len(self.tasks)] for g in range(r.contexts_per_round)]
         rank = self.dist.rank
         self.sampler = TaskGroupSampler(self.train_contexts.task_names, group_tasks, seed=cfg.seed * 7919 + rank * 7)
-        obs_mode = "state+rgb" if self.policy.policy_config.obs.image_keys else "state"
-        self.env = _make_env(cfg, [t for t in group_tasks for _ in range(r.group_size)], cfg.seed + rank, obs_mode)
+        env_options = self.policy.policy_config.obs.env_options()
+        self.env = _make_env(cfg, [t for t in group_tasks for _ in range(r.group_size)], cfg.seed + rank, env_options)
         # Held-out contexts are split over ranks: rank r evaluates contexts r, r + world, ...
         self.eval_rows = np.arange(rank, len(self.eval_contexts), self.dist.world)
         eval_tasks = [self.eval_contexts.task_names[i] for i in self.eval_rows]
-        self.eval_env = _make_env(cfg, eval_tasks, cfg.contexts.eval_seed, obs_mode) if eval_tasks else None
+        self.eval_env = _make_env(cfg, eval_tasks, cfg.contexts.eval_seed, env_options) if eval_tasks else None
         self.iteration = 0
         self.total_env_steps = 0
         self.best_eval = -1.0
@@ -434,12 +434,12 @@ def _fresh_contexts(cfg: TrainConfig, per_task: int, seed: int) -> ContextDatase
     return ContextDataset.from_env(cfg.env, per_task * num_tasks, seed)
 
 
-def _make_env(cfg: TrainConfig, slot_tasks: list[str], seed: int, obs_mode: str):
+def _make_env(cfg: TrainConfig, slot_tasks: list[str], seed: int, env_options: dict[str, Any]):
     """One engine batch whose env i runs `slot_tasks[i]`, never auto-reset (finished envs are masked); with
-    images when the policy reads them."""
+    images (at the policy's render size) when the policy reads them."""
     prefix = cfg.env_names[0].split("/", 1)[0]
     names = [f"{prefix}/{task}" for task in slot_tasks]
-    return make_vec_env(names, num_envs=len(names), seed=seed, obs_mode=obs_mode, autoreset=False)
+    return make_vec_env(names, num_envs=len(names), seed=seed, autoreset=False, **env_options)
 
 
 def _ddp(objective: PPOObjective, dist: Dist, device: torch.device) -> torch.nn.Module:
