@@ -1,7 +1,10 @@
-"""Shared pieces of the LIBERO tests: the skip markers, and init states moved towards a task's goal."""
+"""Shared pieces of the LIBERO tests: the skip markers, our env paired with LIBERO's own, init states moved
+towards a task's goal, and scripted paths that drive LIBERO's env to success (what the engine is compared on)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import mujoco
@@ -58,3 +61,128 @@ def goal_state(ref: Any, state: np.ndarray) -> np.ndarray:
             for j in joints:
                 qpos[int(model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j)])] = np.mean(ranges)
     return out
+
+
+def paired(name: str, init: int) -> tuple[Any, Any]:
+    """One env of our engine and LIBERO's own env of task `name`, both started at the task's shipped init state
+    `init`. Ours never terminates on success, so both can be stepped past it and compared there too."""
+    from ript_fast.envs import make_vec_env
+    from ript_fast.envs.libero_reference import reference_env
+    from ript_fast.envs.libero_suites import resolve
+
+    env = make_vec_env(name, 1, seed=0, autoreset=False, terminate_on_success=False)
+    ref = reference_env(resolve(name)[0])
+    restart(env, ref, env.shipped_init_states[0][init])
+    return env, ref
+
+
+def restart(env: Any, ref: Any, state: np.ndarray) -> None:
+    """Start a new episode of both `env` (ours, one env) and `ref` (LIBERO's) at LIBERO init state `state`."""
+    from ript_fast.envs.libero_reference import start
+
+    start(ref, state)
+    env.reset(options={"init_state": np.asarray(state)[None]})
+
+
+@dataclass(frozen=True)
+class Waypoint:
+    """Move the gripper site to `target` (world, m) with gripper command `gripper` (-1 open, +1 close) until it
+    is within `tol` on every axis or `steps` control steps have run; tol 0 holds there for `steps` steps."""
+
+    target: np.ndarray
+    gripper: float
+    tol: float
+    steps: int
+
+
+SETTLE_STEPS = 10  # LIBERO's shipped init states hold objects a few cm above the table: they drop first
+OSC_POSITION_SCALE = 0.05  # m a unit position action asks for (robosuite's OSC_POSE output_max)
+
+
+def eef_pos(ref: Any) -> np.ndarray:
+    """The gripper site's position as robosuite's observation computes it now."""
+    return np.asarray(ref.env._get_observations(force_update=True)["robot0_eef_pos"], dtype=np.float64)
+
+
+def scripted_actions(ref: Any, plan: Callable[[Any], list[Waypoint]]) -> Iterator[np.ndarray]:
+    """A closed-loop scripted controller on LIBERO's env `ref` (the caller steps `ref` with every action it
+    yields): SETTLE_STEPS zero actions, then `plan(ref.env)` (waypoints read off the settled scene) followed
+    with a proportional step towards each waypoint: the whole remaining error as one delta, clipped to the
+    action box. The actions depend on LIBERO's state only, so replaying them in another simulator is a fair
+    comparison."""
+    for _ in range(SETTLE_STEPS):
+        yield np.zeros(7)
+    for wp in plan(ref.env):
+        for _ in range(wp.steps):
+            error = wp.target - eef_pos(ref)
+            if wp.tol > 0 and np.abs(error).max() < wp.tol:
+                break
+            action = np.zeros(7)
+            action[:3] = np.clip(error / OSC_POSITION_SCALE, -1.0, 1.0)
+            action[6] = wp.gripper
+            yield action
+
+
+def body_pos(problem: Any, body: str) -> np.ndarray:
+    """World position of body `body` of LIBERO env `problem`, as a copy."""
+    model = problem.sim.model._model
+    return np.array(problem.sim.data._data.xpos[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body)])
+
+
+def object_pos(problem: Any, name: str) -> np.ndarray:
+    """World position of object `name`'s main body in LIBERO env `problem`, as a copy."""
+    return np.array(problem.sim.data._data.xpos[problem.obj_body_id[name]])
+
+
+def close_top_drawer(problem: Any) -> list[Waypoint]:
+    """KITCHEN_SCENE10 (libero/90/0): push the open top drawer shut with the open gripper's fingers, from in
+    front of its handle (offsets in the world frame of this scene: the drawer slides along y)."""
+    front = body_pos(problem, "wooden_cabinet_1_cabinet_top") + np.array([0.0, 0.17, 0.195])
+    return [Waypoint(front, -1.0, 0.01, 40), Waypoint(front - np.array([0.0, 0.27, 0.0]), -1.0, 0.01, 60)]
+
+
+def bowl_onto_plate(problem: Any) -> list[Waypoint]:
+    """libero/spatial/0: grasp the black bowl's rim on its +y side (the fingers close along y), carry it over
+    the plate and lower it until it rests there (LIBERO's On: contact, above, xy within 3 cm)."""
+    rim = np.array([0.0, 0.047, 0.0])
+    bowl = object_pos(problem, "akita_black_bowl_1") + rim
+    plate = object_pos(problem, "plate_1") + rim
+    grasp, lift, place = bowl[2] + 0.042, 1.05, plate[2] + 0.068
+
+    def at(xy: np.ndarray, z: float) -> np.ndarray:
+        return np.array([xy[0], xy[1], z])
+
+    return [
+        Waypoint(at(bowl, 1.1), -1.0, 0.01, 40),
+        Waypoint(at(bowl, grasp), -1.0, 0.005, 30),
+        Waypoint(at(bowl, grasp), 1.0, 0.0, 10),
+        Waypoint(at(bowl, lift), 1.0, 0.01, 30),
+        Waypoint(at(plate, lift), 1.0, 0.01, 30),
+        Waypoint(at(plate, place), 1.0, 0.01, 30),
+        Waypoint(at(plate, place), -1.0, 0.0, 15),
+    ]
+
+
+def object_poses(problem: Any, model: mujoco.MjModel, data: mujoco.MjData) -> dict[str, np.ndarray]:
+    """Per object and fixture of LIBERO env `problem`, read from (model, data): its main body's position and
+    quaternion (w, x, y, z), then the positions of the joints below it (drawers, doors, knobs; a free object's
+    joint again). Needs data's kinematics to be current (mj_kinematics)."""
+    poses = {}
+    for name, body in problem.obj_body_id.items():
+        joints = np.flatnonzero(model.body_rootid[model.jnt_bodyid] == model.body_rootid[body])
+        qpos = [data.qpos[model.jnt_qposadr[j] : model.jnt_qposadr[j] + _joint_width(model, j)] for j in joints]
+        poses[name] = np.concatenate([data.xpos[body], data.xquat[body], *qpos])
+    return poses
+
+
+def _joint_width(model: mujoco.MjModel, joint: int) -> int:
+    widths = {int(mujoco.mjtJoint.mjJNT_FREE): 7, int(mujoco.mjtJoint.mjJNT_BALL): 4}
+    return widths.get(int(model.jnt_type[joint]), 1)
+
+
+def proprio_reference(ref: Any) -> np.ndarray:
+    """What our "state" observation holds, as robosuite's own observables compute it on `ref`'s current state:
+    joint_states | ee_pos | ee_quat (x, y, z, w) | gripper_states."""
+    obs = ref.env._get_observations(force_update=True)
+    keys = ("robot0_joint_pos", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
+    return np.concatenate([np.asarray(obs[k], dtype=np.float64) for k in keys])
