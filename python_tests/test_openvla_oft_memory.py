@@ -3,7 +3,8 @@
 The cached pass (`OpenVLAOFT.prefix_cached_pass`) must give the plain pass's values and the gradients of the plain pass
 with the prefix's keys and values detached at every layer (the path it drops, as the released RIPT code does); the
 reference for the latter hooks the plain pass's k_proj / v_proj outputs. Checkpointing must change nothing but memory.
-Float32 on the CPU; the values are compared exactly (they are bitwise equal here: the same kernels on the same keys).
+Float32 on the CPU. Values: within 1e-6 (bitwise equal at this tiny size; at hidden 1024 the GEMMs over 58 rows
+instead of the whole sequence round differently, up to 1.3e-6 relative: bench/RESULTS.md "OpenVLA-OFT memory").
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ript_fast.train.ppo import PPOSettings, ppo_loss
 from ript_fast.train.rollout import RolloutBatch
 
 TEXTS = ["put the bowl on the plate and open the drawer", "open it", "put the bowl"]  # 3 prompt lengths: padded
+VALUE_TOL = {"atol": 1e-6, "rtol": 1e-6}
 GRAD_TOL = {"atol": 1e-6, "rtol": 1e-5}  # float32 sums of the same terms in another order
 
 
@@ -102,7 +104,7 @@ def test_the_cached_action_pass_gives_the_plain_pass_values(folder: Path) -> Non
         plain = policy.model.action_hidden_states(*inputs)
     cached = policy.model.action_hidden_states(*inputs, prefix_grad=False)
     assert cached.requires_grad and cached.shape == plain.shape == (3, 56, 16)
-    torch.testing.assert_close(cached.detach(), plain, atol=0, rtol=0)
+    torch.testing.assert_close(cached.detach(), plain, **VALUE_TOL)
 
 
 def test_cached_gradients_are_the_plain_pass_with_the_prefix_kv_detached(folder: Path) -> None:
@@ -114,7 +116,7 @@ def test_cached_gradients_are_the_plain_pass_with_the_prefix_kv_detached(folder:
     chunk, cached = values_and_grads(policy, inputs, prefix_grad=False)
     with prefix_kv_detached(model, prefix_len):
         reference_chunk, reference = values_and_grads(policy, inputs, prefix_grad=True)
-    torch.testing.assert_close(chunk, reference_chunk, atol=0, rtol=0)
+    torch.testing.assert_close(chunk, reference_chunk, **VALUE_TOL)
     assert_grads_close(cached, reference)
     # the dropped path is real: through the whole sequence, LoRA's gradients differ (the heads' do not: they read
     # the same hidden states)
@@ -131,7 +133,7 @@ def test_gradient_checkpointing_changes_neither_values_nor_gradients(folder: Pat
     inputs = model_inputs(policy)
     chunk, grads = values_and_grads(policy, inputs, prefix_grad=prefix_grad)
     again, checkpointed = values_and_grads(policy, inputs, prefix_grad=prefix_grad, checkpoint=True)
-    torch.testing.assert_close(again, chunk, atol=0, rtol=0)
+    torch.testing.assert_close(again, chunk, **VALUE_TOL)
     assert_grads_close(checkpointed, grads)
 
 
