@@ -38,12 +38,12 @@ def _mode(args: argparse.Namespace) -> str:
 
 
 def _sft(args: argparse.Namespace) -> int:
-    from ript_fast.config import load_config
+    from ript_fast.config import find_config, load_config
     from ript_fast.train.sft import SftConfig, run_sft
 
     mode = _mode(args)
     try:
-        cfg = load_config(SftConfig, args.config, args.overrides)
+        cfg = load_config(SftConfig, find_config(args.config), args.overrides)
         args.run_dir = Path(args.out or cfg.out_dir)
         args.resume_command = f"ript-fast sft --config {args.config} --out {args.run_dir} --resume"
         path = run_sft(cfg, out_dir=args.run_dir, mode=mode)

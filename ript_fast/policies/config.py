@@ -23,6 +23,13 @@ class PolicyConfig:
     oft: OftConfig = field(default_factory=OftConfig)
     openvla_oft: OpenVLAOFTPolicyConfig = field(default_factory=OpenVLAOFTPolicyConfig)
 
+    def __post_init__(self) -> None:
+        if self.family == "openvla_oft" and len(self.obs.image_keys) != self.openvla_oft.num_images:
+            raise ValueError(
+                f"obs.image_keys names {len(self.obs.image_keys)} camera(s) but openvla_oft.num_images is "
+                f"{self.openvla_oft.num_images}: the model reads that many images"
+            )
+
     @property
     def chunk_size(self) -> int:
         """Actions per supervised sample of the configured family (what SFT cuts the demos into)."""

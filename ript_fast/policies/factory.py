@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ript_fast.config import ConfigError
 from ript_fast.policies.base import Policy, PolicySpec
 from ript_fast.policies.config import PolicyConfig
 
@@ -25,3 +26,22 @@ def build_policy(cfg: PolicyConfig, spec: PolicySpec) -> Policy:
     policy.policy_config = cfg
     policy.spec = spec
     return policy
+
+
+def check_policy_files(cfg: PolicyConfig) -> None:
+    """Refuses what building this policy would refuse about the files it reads (an OpenVLA-OFT folder and its
+    scale-head file), reading no weights: runs check this before anything long starts."""
+    if cfg.family != "openvla_oft":
+        return
+    from ript_fast.policies.openvla_oft.loader import check_openvla_oft_folder
+
+    oft = cfg.openvla_oft
+    if not oft.checkpoint:
+        raise ConfigError("policy.openvla_oft.checkpoint must name an OpenVLA-OFT checkpoint folder")
+    check_openvla_oft_folder(
+        oft.checkpoint,
+        unnorm_key=oft.unnorm_key,
+        num_images=oft.num_images,
+        chunk_len=oft.chunk_len,
+        scale_head=oft.scale_head_file or None,
+    )

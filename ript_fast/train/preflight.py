@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ript_fast.config import ConfigError
+from ript_fast.config import ConfigError, from_dict, merge, to_dict
 from ript_fast.envs.registry import resolve_tasks
+from ript_fast.policies.config import PolicyConfig
+from ript_fast.policies.factory import check_policy_files
 from ript_fast.train.checkpoint import read_checkpoint_meta
 from ript_fast.train.devices import check_device
 from ript_fast.train.run_config import TrainConfig
@@ -31,6 +33,7 @@ def check_train_config(cfg: TrainConfig) -> list[str]:
     check_env_memory(cfg, len(tasks))
     if cfg.init is not None:
         check_init_checkpoint(cfg, tasks)
+    check_stage2_policy_files(cfg)
     for i, path in enumerate(cfg.demos.files):
         if not Path(path).is_file():
             raise ConfigError(f"demos.files[{i}]: no such demo file {path}")
@@ -77,6 +80,13 @@ def total_memory() -> int | None:
     except OSError:
         return None
     return None
+
+
+def check_stage2_policy_files(cfg: TrainConfig) -> None:
+    """The files the stage-2 policy reads besides its checkpoint (an OpenVLA-OFT folder, its scale-head file),
+    as the run will build it: the `init` checkpoint's policy config, or the SFT section's, with `policy` on top."""
+    recorded = read_checkpoint_meta(cfg.init)["policy"] if cfg.init is not None else to_dict(cfg.sft.policy)
+    check_policy_files(from_dict(PolicyConfig, merge(recorded, cfg.policy), "policy"))
 
 
 def check_init_checkpoint(cfg: TrainConfig, tasks: list[str]) -> None:

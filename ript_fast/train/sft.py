@@ -26,7 +26,7 @@ from ript_fast.data.chunks import ChunkDataset
 from ript_fast.data.demo_file import read_demo_file
 from ript_fast.policies.base import Policy
 from ript_fast.policies.config import PolicyConfig
-from ript_fast.policies.factory import build_policy
+from ript_fast.policies.factory import build_policy, check_policy_files
 from ript_fast.policies.param_groups import decay_groups
 from ript_fast.train.atomic import atomic_write, atomic_write_text
 from ript_fast.train.checkpoint import load_policy, save_policy
@@ -89,6 +89,7 @@ def run_sft(cfg: SftConfig, out_dir: str | Path | None = None, mode: Mode = "new
     out = Path(out_dir or cfg.out_dir)
     cfg = dataclasses.replace(cfg, out_dir=str(out))  # config.yaml names the folder really written
     check_device(cfg.device, "device")
+    check_policy_files(cfg.policy)
     data = load_chunk_dataset(cfg)  # demo files are validated before the folder is touched
 
     def same_run(path: Path) -> None:
