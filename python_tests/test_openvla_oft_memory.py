@@ -1,4 +1,5 @@
-"""OpenVLA-OFT re-scoring memory: the prefix cached without gradients, gradient checkpointing, and PPO steps with them.
+"""OpenVLA-OFT re-scoring memory: the prefix cached without gradients, gradient checkpointing, re-scoring in passes of a
+few queries, and PPO steps with each.
 
 The cached pass (`OpenVLAOFT.prefix_cached_pass`) must give the plain pass's values and the gradients of the plain pass
 with the prefix's keys and values detached at every layer (the path it drops, as the released RIPT code does); the
@@ -176,9 +177,11 @@ def ppo_step_grads(folder: Path, **settings) -> dict[str, torch.Tensor]:
 
 
 def test_a_ppo_step_works_with_each_setting_and_the_switches_do_what_they_say(folder: Path) -> None:
-    """prefix_grad changes LoRA's gradients (the prefix path), checkpointing changes none; the default is cached."""
+    """prefix_grad changes LoRA's gradients (the prefix path), checkpointing and scoring in passes of 2 queries
+    (5 valid queries: passes of 2, 2, 1) change none; the default is cached."""
     cached = ppo_step_grads(folder)
     assert_grads_close(ppo_step_grads(folder, prefix_grad=False, gradient_checkpointing=True), cached)
+    assert_grads_close(ppo_step_grads(folder, score_queries_per_pass=2), cached)
     whole = ppo_step_grads(folder, prefix_grad=True)
     assert_grads_close(ppo_step_grads(folder, prefix_grad=True, gradient_checkpointing=True), whole)
     lora = [n for n in whole if "lora_B" in n]

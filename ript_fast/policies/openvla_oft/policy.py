@@ -18,7 +18,8 @@ normalized. LoRA changes the whole LM pass, so re-scoring recomputes it from the
 
 Memory of re-scoring (`score` with gradients): by default the prefix (BOS, images, proprio, prompt) runs without
 gradients and only the action pass carries them (`prefix_grad`; the released code's approximation, with the values of
-the plain pass: `OpenVLAOFT.prefix_cached_pass`); `gradient_checkpointing` recomputes each LM layer in the backward.
+the plain pass: `OpenVLAOFT.prefix_cached_pass`); `gradient_checkpointing` recomputes each LM layer in the backward;
+`score_queries_per_pass` bounds how many queries' activations are alive at once (`_heads_in_passes`).
 Acting and the `scale` stage run without gradients through the LM, in one plain pass.
 
 Trainable sets: LoRA (rank 32, alpha min(rank, 16), all linear layers of the LM, peft, gaussian init) at `lora_lr`;
@@ -36,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from ript_fast.envs.libero_vec import PROPRIO_SLICES
@@ -236,8 +238,26 @@ class OpenVLAOFTPolicy(Policy):
         return torch.distributions.Laplace(torch.zeros_like(like), torch.ones_like(like)).sample()
 
     def score(self, cond: dict[str, torch.Tensor], decision: torch.Tensor) -> Scores:
-        mean, log_scale = self._heads(cond)
+        mean, log_scale = self._heads_in_passes(cond)
         return Scores(loc=mean, log_scale=self._scored_log_scale(log_scale))
+
+    def _heads_in_passes(self, cond: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_heads` over passes of `score_queries_per_pass` queries. With gradients each pass is a torch checkpoint:
+        its activations are dropped after its forward and recomputed when the backward reaches it, so one pass's
+        activations are alive at a time however many queries the trainer's minibatch scores (the released code
+        runs one query per forward and accumulates gradients). Same values and gradients; one more forward."""
+        per_pass = self.cfg.score_queries_per_pass
+        total = cond["input_ids"].shape[0]
+        if per_pass == 0 or per_pass >= total:
+            return self._heads(cond)
+        parts = []
+        for start in range(0, total, per_pass):
+            part = {k: v[start : start + per_pass] for k, v in cond.items()}
+            if torch.is_grad_enabled():
+                parts.append(torch.utils.checkpoint.checkpoint(self._heads, part, use_reentrant=False))
+            else:
+                parts.append(self._heads(part))
+        return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
 
     def lora_parameters(self) -> list[nn.Parameter]:
         return [p for name, p in self.model.named_parameters() if "lora_" in name]

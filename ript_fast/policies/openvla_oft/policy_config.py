@@ -42,3 +42,6 @@ class OpenVLAOFTPolicyConfig:
     # plain pass's values. True: gradients through the whole sequence.
     prefix_grad: bool = False
     gradient_checkpointing: bool = False  # recompute each LM layer in the backward instead of keeping its activations
+    # Queries per re-scoring pass: 0 = the trainer's whole minibatch in one pass; n = passes of n queries, each
+    # recomputed in the backward, so one pass's activations are alive at a time (the released code: 1 per forward)
+    score_queries_per_pass: int = ranged(0, ge=0)
