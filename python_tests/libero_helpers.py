@@ -212,8 +212,19 @@ def _joint_width(model: mujoco.MjModel, joint: int) -> int:
 
 
 def proprio_reference(ref: Any) -> np.ndarray:
-    """What our "state" observation holds, as robosuite's own observables compute it on `ref`'s current state:
-    joint_states | ee_pos | ee_quat (x, y, z, w) | gripper_states."""
+    """What `proprio(obs)` holds, as robosuite's own observables compute it on `ref`'s current state:
+    joint_states | ee_pos | ee_quat (x, y, z, w) | gripper_states | ee_ori (robosuite's quat2axisangle of the
+    quaternion, as LIBERO's demo files and OpenVLA-OFT's LIBERO evaluation compute it)."""
+    from robosuite.utils.transform_utils import quat2axisangle
+
     obs = ref.env._get_observations(force_update=True)
     keys = ("robot0_joint_pos", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos")
-    return np.concatenate([np.asarray(obs[k], dtype=np.float64) for k in keys])
+    values = [np.asarray(obs[k], dtype=np.float64) for k in keys]
+    return np.concatenate([*values, quat2axisangle(values[2].copy())])
+
+
+def proprio(state: np.ndarray) -> np.ndarray:
+    """What a policy reads of our env's (16,) "state" row: the row, then the `ee_ori` view derived from it."""
+    from ript_fast.envs.libero_vec import proprio_views
+
+    return np.concatenate([state, proprio_views(state[None])["ee_ori"][0]])
