@@ -80,3 +80,11 @@ def init(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("init") / "init.safetensors"
     save_policy(smoke_policy(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def oft_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight OpenVLA-OFT checkpoint folder in the official layout (what the hub's would hold)."""
+    from ript_fast.policies.openvla_oft.random_folder import write_random_folder
+
+    return write_random_folder(tmp_path_factory.mktemp("oft") / "openvla-7b-oft-finetuned-libero-goal")

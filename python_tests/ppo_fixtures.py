@@ -1,4 +1,5 @@
-"""Test helpers: a small real QueST policy and a frozen rollout batch sampled from it (ragged episodes)."""
+"""Test helpers: a small real QueST policy, a tiny OpenVLA-OFT one, and a frozen rollout batch sampled from either
+(ragged episodes)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,18 @@ def smoke_policy(seed: int = 0) -> Policy:
     return policy
 
 
+def random_observation(policy: Policy, n: int, gen: torch.Generator) -> Observation:
+    """n random observations of what `policy` reads: MetaWorld's 39-d state, or LIBERO's 16-d state (a unit
+    quaternion at 10:14) and two small camera images for the OpenVLA-OFT family."""
+    if policy.family != "openvla_oft":
+        state = torch.randn(n, 39, generator=gen)
+        return Observation(state=state, instructions=["reach"] * n, task_ids=torch.zeros(n, dtype=torch.int64))
+    state = torch.randn(n, OFT_STATE_DIM, generator=gen) * 0.3
+    state[:, 10:14] /= state[:, 10:14].norm(dim=1, keepdim=True)
+    images = {k: torch.randint(0, 256, (n, 32, 32, 3), generator=gen, dtype=torch.uint8) for k in OFT_CAMERAS}
+    return Observation(state, ["open the drawer"] * n, torch.zeros(n, dtype=torch.int64), images)
+
+
 def frozen_batch(policy: Policy, num_rollouts: int, max_queries: int = 5, seed: int = 1) -> RolloutBatch:
     """Real policy samples over ragged episodes: rollout r queries `lengths[r]` times; rewards are random
     except that rollouts 0 and 1 differ (the first group is informative)."""
@@ -35,12 +48,7 @@ def frozen_batch(policy: Policy, num_rollouts: int, max_queries: int = 5, seed: 
     queries = []
     for q in range(int(lengths.max())):  # no query with no rollout left (collect_rollouts never makes one)
         ids = torch.nonzero(lengths > q).flatten().numpy()
-        obs = Observation(
-            state=torch.randn(len(ids), 39, generator=gen),
-            instructions=["reach"] * len(ids),
-            task_ids=torch.zeros(len(ids), dtype=torch.int64),
-        )
-        queries.append((ids, policy.act(obs)))
+        queries.append((ids, policy.act(random_observation(policy, len(ids), gen))))
     success = (torch.rand(num_rollouts, generator=gen) < 0.5).numpy()
     success[0], success[1] = True, False
     return _pack(queries, num_rollouts, success, lengths.numpy() * 8, np.arange(num_rollouts))
@@ -70,38 +78,19 @@ def moved_tensors(before: str | Path, after: str | Path) -> list[str]:
     return [name for name in a if not a[name].equal(b[name])]
 
 
-def tiny_llama(path: Path) -> Path:
-    """A 2-layer, 32-wide random Llama saved as a Hugging Face folder: the OFT policy's backbone in tests."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    return path
+OFT_CAMERAS = ["agentview_rgb", "eye_in_hand_rgb"]
+OFT_STATE_DIM = 16  # LIBERO's state: joints, eef position, eef quaternion, gripper fingers
 
 
-def oft_policy(backbone: Path, distribution: str = "laplace", seed: int = 0) -> Policy:
-    """A small OFT-style policy (LoRA on the tiny Llama, Laplace or Gaussian head), in eval mode, frozen for RL
-    (LoRA and the action head trainable)."""
-    oft = {
-        "backbone_path": str(backbone),
-        "lora_rank": 4,
-        "chunk_size": 4,
-        "action_horizon": 2,
-        "max_instruction_tokens": 12,
-        "distribution": distribution,
-    }
-    cfg = from_dict(PolicyConfig, {"family": "oft", "obs": {"state_embed_dim": 16}, "oft": oft}, "policy")
+def oft_policy(folder: Path, distribution: str = "laplace", seed: int = 0) -> Policy:
+    """A tiny OpenVLA-OFT policy (a random official-layout folder from `random_folder.write_random_folder`, LoRA
+    rank 4), Laplace or Gaussian, in eval mode, frozen for RL (LoRA and the action head trainable)."""
+    oft = {"checkpoint": str(folder), "lora_rank": 4, "action_horizon": 2, "distribution": distribution}
+    obs = {"state_keys": ["state"], "image_keys": OFT_CAMERAS, "render_size": 32}
+    cfg = from_dict(PolicyConfig, {"family": "openvla_oft", "obs": obs, "openvla_oft": oft}, "policy")
     torch.manual_seed(seed)
-    policy = build_policy(cfg, PolicySpec(action_dim=4, state_dim=39, task_names=["reach-v3"], instructions=["reach"]))
+    spec = PolicySpec(action_dim=7, state_dim=OFT_STATE_DIM, task_names=["goal"], instructions=["open the drawer"])
+    policy = build_policy(cfg, spec)
     policy.eval()
     policy.freeze_for_rl()
     return policy

@@ -1,4 +1,5 @@
-"""Nothing read from a run folder, checkpoint, demo file or backbone folder executes code (issue #20).
+"""Nothing read from a run folder, checkpoint or demo file executes code (issue #20; OpenVLA-OFT folders:
+test_openvla_oft.py).
 
 Each reader a user may be handed a file for is fed a pickle that creates a marker file when unpickled: the
 marker must never appear, and the error must name the file. The first test shows the payload is live.
@@ -139,22 +140,6 @@ def test_demo_file_reader_refuses_a_pickle(plant: Callable[[Path], Path], tmp_pa
     plant(path)
     with pytest.raises(DemoFileError, match=named(path)):
         read_demo_file(path)
-
-
-def test_oft_backbone_with_pickled_weights_is_refused(plant: Callable[[Path], Path], tmp_path: Path) -> None:
-    """A backbone folder whose pytorch_model.bin holds more than tensors."""
-    from transformers import LlamaConfig
-
-    from ript_fast.policies.oft.backbone import load_backbone
-    from ript_fast.policies.oft.config import OftConfig
-
-    folder = tmp_path / "llm"
-    LlamaConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
-    ).save_pretrained(folder)
-    plant(folder / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match=re.escape(f"policy.oft.backbone_path {folder}: ")):
-        load_backbone(OftConfig(backbone_path=str(folder)))
 
 
 def test_libero_init_states_are_read_only_inside_the_package(plant: Callable[[Path], Path], tmp_path: Path) -> None:

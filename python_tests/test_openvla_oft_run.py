@@ -133,7 +133,7 @@ REFUSED = {
     "one camera for a two-image model": (
         ["policy.obs.image_keys=[agentview_rgb]"],
         lambda f: None,
-        "obs.image_keys names 1 camera(s) but openvla_oft.num_images is 2",
+        "policy.obs.image_keys names 1 camera(s) but policy.openvla_oft.num_images is 2",
     ),
 }
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from python_tests.ppo_fixtures import frozen_batch, smoke_policy
-from python_tests.test_policies_oft import backbone_dir, make_policy  # noqa: F401  (backbone_dir: a fixture)
+from python_tests.ppo_fixtures import frozen_batch, oft_policy, smoke_policy
 from ript_fast.policies.base import Policy
 from ript_fast.train.ppo import PPOSettings, ppo_loss
 
@@ -44,11 +43,6 @@ def test_token_policy_ratio_is_one_before_an_update(level: str, average: str) ->
 @pytest.mark.parametrize("distribution", ["laplace", "gaussian"])
 @pytest.mark.parametrize(("level", "average"), SETTINGS)
 def test_continuous_policy_ratio_is_one_before_an_update(
-    backbone_dir: Path,  # noqa: F811
-    distribution: str,
-    level: str,
-    average: str,
+    oft_folder: Path, distribution: str, level: str, average: str
 ) -> None:
-    policy = make_policy(backbone_dir, distribution=distribution)
-    policy.freeze_for_rl()
-    assert_ratio_one(policy, level, average)
+    assert_ratio_one(oft_policy(oft_folder, distribution), level, average)

@@ -114,8 +114,9 @@ def test_checkpoints_of_another_family_or_format_are_refused(
     smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sft = smoke_run / "sft" / "policy.safetensors"
-    code = main(["train", *TINY, "--init", str(sft), "policy.family=oft", "--out", str(tmp_path / "a")])
-    assert code == 2 and "holds a 'quest' policy, but the config asks for family 'oft'" in capsys.readouterr().err
+    code = main(["train", *TINY, "--init", str(sft), "policy.family=openvla_oft", "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds a 'quest' policy, but the config asks for family 'openvla_oft'" in err
     old = tmp_path / "old"
     shutil.copytree(smoke_run, old)
     latest = TrainerCheckpoints(old / "checkpoints", keep=3).latest().folder

@@ -156,7 +156,7 @@ def test_a_full_disk_mid_run_is_one_line_with_the_resume_command(
         ("device=tpu", "device: 'tpu'"),
         ("env=[metaworld/reach-v3, metaworld/push-v3, metaworld/door-open-v3]", "multiple of the number of tasks (3)"),
         ("env=metaworld/push-v3", "the policy was not trained on ['push-v3']"),
-        ("policy.family=oft", "holds a 'quest' policy, but the config asks for family 'oft'"),
+        ("policy.family=openvla_oft", "holds a 'quest' policy, but the config asks for family 'openvla_oft'"),
         ("demos.files=[/nowhere/demos.hdf5]", "demos.files[0]: no such demo file"),
         ("ript.contexts_per_round=1000000", "GiB of memory: lower them"),
     ],

@@ -127,8 +127,8 @@ def test_bad_checkpoints_are_named(tmp_path: Path) -> None:
 
 def test_checkpoints_of_another_format_or_family_are_refused(full_run: Path, tmp_path: Path) -> None:
     path = full_run / "policy.safetensors"
-    with pytest.raises(CheckpointError, match="holds a 'quest' policy, but the config asks for family 'oft'"):
-        load_policy(path, config_overrides={"family": "oft"})
+    with pytest.raises(CheckpointError, match="holds a 'quest' policy, but the config asks for family 'openvla_oft'"):
+        load_policy(path, config_overrides={"family": "openvla_oft"})
     meta = read_checkpoint_meta(path)
     future = tmp_path / "future.safetensors"
     save_file({"w": torch.zeros(2)}, str(future), metadata={"ript_fast": json.dumps({**meta, "format": "x/9"})})
@@ -195,10 +195,10 @@ def test_quest_presets_build_and_act(name: str) -> None:
     assert out.decision.shape == (2, cfg.policy.quest.chunk_size // cfg.policy.quest.downsample)
 
 
-def test_oft_preset_loads() -> None:
-    cfg = load_config(SftConfig, CONFIGS / "oft_libero_paper.yaml")
-    assert cfg.policy.family == "oft" and [s.name for s in cfg.stages] == ["action", "scale"]
-    assert cfg.stages[1].steps == 500 and cfg.policy.oft.lora_rank == 32
+def test_oft_scale_head_preset_loads() -> None:
+    cfg = load_config(SftConfig, CONFIGS / "oft_scale_head_libero.yaml")
+    assert cfg.policy.family == "openvla_oft" and [(s.name, s.steps) for s in cfg.stages] == [("scale", 500)]
+    assert cfg.policy.openvla_oft.lora_rank == 32 and cfg.policy.obs.render_size == 256
 
 
 def test_stage2_preset_fine_tunes_only_the_prior() -> None:

@@ -89,7 +89,7 @@ class SupervisedBatch:
 class Policy(nn.Module, ABC):
     """Base class of the policy families (QueST-style tokenized, OFT-style regression)."""
 
-    family: str  # "quest" | "oft": the checkpoint's `family` field
+    family: str  # "quest" | "openvla_oft": the checkpoint's `family` field
     action_kind: ActionKind
     action_horizon: int  # env steps executed per query
     action_dim: int

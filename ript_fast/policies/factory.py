@@ -15,14 +15,10 @@ def build_policy(cfg: PolicyConfig, spec: PolicySpec) -> Policy:
         from ript_fast.policies.quest.policy import QuestPolicy
 
         policy: Policy = QuestPolicy(cfg.quest, cfg.obs, spec)
-    elif cfg.family == "openvla_oft":
+    else:
         from ript_fast.policies.openvla_oft.policy import OpenVLAOFTPolicy
 
         policy = OpenVLAOFTPolicy(cfg.openvla_oft, cfg.obs, spec)
-    else:
-        from ript_fast.policies.oft.policy import OftPolicy
-
-        policy = OftPolicy(cfg.oft, cfg.obs, spec)
     policy.policy_config = cfg
     policy.spec = spec
     return policy
@@ -38,6 +34,11 @@ def check_policy_files(cfg: PolicyConfig) -> None:
     oft = cfg.openvla_oft
     if not oft.checkpoint:
         raise ConfigError("policy.openvla_oft.checkpoint must name an OpenVLA-OFT checkpoint folder")
+    if len(cfg.obs.image_keys) != oft.num_images:
+        raise ConfigError(
+            f"policy.obs.image_keys names {len(cfg.obs.image_keys)} camera(s) but policy.openvla_oft.num_images is "
+            f"{oft.num_images}: the model reads that many images"
+        )
     check_openvla_oft_folder(
         oft.checkpoint,
         unnorm_key=oft.unnorm_key,

@@ -2,8 +2,8 @@
 rebuild the policy (family, full policy config, data spec: action/state dims, task list, instructions),
 plus the ript-fast version and the producer's notes (stage, step, demo files).
 
-`load_policy(path)` needs nothing else, except for OFT: its frozen base LM is not copied into every
-checkpoint; it is re-read from `policy.oft.backbone_path` and only LoRA, heads and projectors are stored.
+`load_policy(path)` needs nothing else, except for OpenVLA-OFT: its frozen base (vision, projectors, LM) is not
+copied into every checkpoint; it is re-read from `policy.openvla_oft.checkpoint` and only LoRA and heads are stored.
 Writes are atomic (temp file + rename), so a killed run never leaves a torn checkpoint.
 
 Compatibility is the header's `format` (a checkpoint of another format is refused); `version` records which

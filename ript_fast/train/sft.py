@@ -46,7 +46,7 @@ RESUME_FREE_KEYS = ("out_dir", "device", "threads", "log_every", "checkpoint_eve
 
 @dataclass
 class StageConfig:
-    name: str  # a stage of the policy family: quest: autoencoder | prior; oft: action | scale
+    name: str  # a stage of the policy family: quest: autoencoder | prior; openvla_oft: scale
     steps: int = ranged(dataclasses.MISSING, ge=0)
     lr: float = ranged(1e-4, gt=0, le=1)
     weight_decay: float = ranged(1e-4, ge=0)
