@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from python_tests.libero_helpers import (
+    SETTLE_STEPS,
     Waypoint,
     bowl_onto_plate,
     close_top_drawer,
@@ -131,6 +132,7 @@ def test_success_path_matches_libero(name: str, plan: Callable[[Any], list[Waypo
             break
     env.close()
     assert success_step is not None, f"the scripted path ended after {step} steps without LIBERO's success"
+    assert success_step > SETTLE_STEPS  # reached by the path's motion, not holding from the init state
 
 
 def _assert_close(ours: np.ndarray, theirs: np.ndarray, tol: float, what: str) -> None:
