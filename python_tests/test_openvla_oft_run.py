@@ -161,3 +161,32 @@ def test_train_refuses_a_moved_folder_before_the_run_folder_exists(scale_stage: 
     err = capsys.readouterr().err.strip()
     assert code == 2 and f"{tmp_path / 'gone'}: is not a folder" in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_the_downloaded_folder_evaluates_as_it_is(folder: Path, capsys) -> None:
+    """`eval --ckpt <folder>`: the official model's success before any RIPT, with LIBERO's official inputs."""
+    assert main(["eval", "--ckpt", str(folder), "--env", TASK, "--episodes", "1"]) == 0
+    assert "success" in capsys.readouterr().out
+
+
+def test_train_starts_from_the_folder_and_a_released_scale_head_on_any_task(
+    folder: Path, tmp_path: Path, capsys
+) -> None:
+    """init=<folder> + RIPT's released scale-head file skips the scale-head stage; the model reads instructions,
+    so a task outside any demo (goal/1) is fine. Without a scale head it is one line before anything starts."""
+    from ript_fast.policies.openvla_oft.scale_head import LaplaceScaleHead, save_released_layout
+
+    other_task = "libero/goal/1"
+    argv = ["train", "--config", "ript_openvla_oft_libero.yaml", f"init={folder}", f"env={other_task}", *CPU]
+    refused = tmp_path / "refused"
+    assert main([*argv, *SMALL_RIPT, "--out", str(refused)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "policy.openvla_oft.scale_head_file" in err and len(err.splitlines()) == 1 and not refused.exists()
+
+    scale_file = tmp_path / "libero_goal_scale_header.pth"
+    save_released_layout(LaplaceScaleHead(16, 7), scale_file)
+    out = tmp_path / "ript"
+    head = f"policy.openvla_oft.scale_head_file={scale_file}"
+    assert main([*argv, *SMALL_RIPT, head, "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("rollouts") == 2 for r in records)

@@ -99,6 +99,7 @@ class Policy(nn.Module, ABC):
     policy_config: Any  # the PolicyConfig it was built from (set by policies.factory.build_policy)
     spec: PolicySpec  # the data it was built for (set by build_policy)
     sft_stages: tuple[str, ...]  # supervised stages in their usual order
+    task_conditioned: bool = True  # reads task ids (a task table); False: only the instruction text
 
     @abstractmethod
     def act(self, obs: Observation, sample: bool = True) -> ChunkSample:
@@ -156,7 +157,10 @@ class Policy(nn.Module, ABC):
         return groups
 
     def task_ids_for(self, names: Sequence[str]) -> torch.Tensor:
-        """(n,) int64 indices of `names` in `task_names`; an unknown task is a ValueError naming it."""
+        """(n,) int64 indices of `names` in `task_names`; an unknown task is a ValueError naming it. A family that
+        reads only the instruction text (`task_conditioned` False) takes any task: its ids are all 0."""
+        if not self.task_conditioned:
+            return torch.zeros(len(names), dtype=torch.int64)
         index = {name: i for i, name in enumerate(self.task_names)}
         missing = sorted({n for n in names if n not in index})
         if missing:

@@ -7,18 +7,26 @@ from ript_fast.policies.base import Policy, PolicySpec
 from ript_fast.policies.config import PolicyConfig
 
 
+def policy_class(family: str) -> type[Policy]:
+    """The class of a family (imported on first use: a family's heavy dependencies load only when asked for)."""
+    if family == "quest":
+        from ript_fast.policies.quest.policy import QuestPolicy
+
+        return QuestPolicy
+    if family == "openvla_oft":
+        from ript_fast.policies.openvla_oft.policy import OpenVLAOFTPolicy
+
+        return OpenVLAOFTPolicy
+    raise ValueError(f"unknown policy family {family!r}")
+
+
 def build_policy(cfg: PolicyConfig, spec: PolicySpec) -> Policy:
     """A fresh policy; it remembers `cfg` and `spec` (`policy.policy_config`, `policy.spec`) for its checkpoint."""
     if not cfg.obs.state_keys:
         raise ValueError("policy.obs.state_keys must name at least one observation key")
-    if cfg.family == "quest":
-        from ript_fast.policies.quest.policy import QuestPolicy
-
-        policy: Policy = QuestPolicy(cfg.quest, cfg.obs, spec)
-    else:
-        from ript_fast.policies.openvla_oft.policy import OpenVLAOFTPolicy
-
-        policy = OpenVLAOFTPolicy(cfg.openvla_oft, cfg.obs, spec)
+    family = policy_class(cfg.family)
+    settings = cfg.quest if cfg.family == "quest" else cfg.openvla_oft
+    policy = family(settings, cfg.obs, spec)  # type: ignore[call-arg]
     policy.policy_config = cfg
     policy.spec = spec
     return policy

@@ -53,8 +53,13 @@ def save_policy(policy: Policy, path: str | Path, notes: dict[str, Any] | None =
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The header of a checkpoint (no weights read)."""
+    """The header of a checkpoint (no weights read); for an official OpenVLA-OFT folder, what its header would
+    say (`openvla_oft/folder_policy.py`)."""
     path = Path(path)
+    from ript_fast.policies.openvla_oft.folder_policy import folder_meta, is_model_folder
+
+    if is_model_folder(path):
+        return folder_meta(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
@@ -87,6 +92,8 @@ def load_policy(
         raise CheckpointError(f"{path}: holds a {meta['family']!r} policy, but the config asks for family {wanted!r}")
     cfg = from_dict(PolicyConfig, merge(meta["policy"], config_overrides or {}), "policy")
     policy = build_policy(cfg, PolicySpec(**meta["spec"]))
+    if Path(path).is_dir():  # an official folder: the policy was built from it
+        return policy.to(device)
     try:
         policy.load_checkpoint_state(load_file(str(path)))
     except (RuntimeError, KeyError) as err:

@@ -14,7 +14,8 @@ from pathlib import Path
 from ript_fast.config import ConfigError, from_dict, merge, to_dict
 from ript_fast.envs.registry import resolve_tasks
 from ript_fast.policies.config import PolicyConfig
-from ript_fast.policies.factory import check_policy_files
+from ript_fast.policies.factory import check_policy_files, policy_class
+from ript_fast.policies.openvla_oft.folder_policy import is_model_folder
 from ript_fast.train.checkpoint import read_checkpoint_meta
 from ript_fast.train.devices import check_device
 from ript_fast.train.run_config import TrainConfig
@@ -86,7 +87,14 @@ def check_stage2_policy_files(cfg: TrainConfig) -> None:
     """The files the stage-2 policy reads besides its checkpoint (an OpenVLA-OFT folder, its scale-head file),
     as the run will build it: the `init` checkpoint's policy config, or the SFT section's, with `policy` on top."""
     recorded = read_checkpoint_meta(cfg.init)["policy"] if cfg.init is not None else to_dict(cfg.sft.policy)
-    check_policy_files(from_dict(PolicyConfig, merge(recorded, cfg.policy), "policy"))
+    policy = from_dict(PolicyConfig, merge(recorded, cfg.policy), "policy")
+    if cfg.init is not None and is_model_folder(cfg.init) and not policy.openvla_oft.scale_head_file:
+        raise ConfigError(
+            f"init {cfg.init}: an OpenVLA-OFT folder has no scale head to sample with; give RIPT's file "
+            "(policy.openvla_oft.scale_head_file=...) or train one first (ript-fast sft --config "
+            f"oft_scale_head_libero.yaml policy.openvla_oft.checkpoint={cfg.init} demos=[...])"
+        )
+    check_policy_files(policy)
 
 
 def check_init_checkpoint(cfg: TrainConfig, tasks: list[str]) -> None:
@@ -103,6 +111,8 @@ def check_init_checkpoint(cfg: TrainConfig, tasks: list[str]) -> None:
         raise ConfigError(
             f"init {path}: the policy acts with {spec['action_dim']}-d actions, {env_family} envs take {want}-d"
         )
+    if not policy_class(meta["family"]).task_conditioned:
+        return  # it reads the instruction text: any task of the env is one it can be given
     unknown = [t for t in tasks if t not in spec["task_names"]]
     if unknown:
         raise ConfigError(f"init {path}: the policy was not trained on {unknown} (its tasks: {spec['task_names']})")

@@ -86,6 +86,7 @@ class OpenVLAOFTPolicy(Policy):
     family = "openvla_oft"
     sft_stages = ("scale",)
     samples_in_eval = False  # the OFT numbers use the mean
+    task_conditioned = False  # one model for every task, told apart by the instruction text
 
     def __init__(self, cfg: OpenVLAOFTPolicyConfig, obs_cfg: ObsConfig, spec: PolicySpec) -> None:
         super().__init__()

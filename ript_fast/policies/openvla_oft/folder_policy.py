@@ -1,0 +1,39 @@
+"""An official OpenVLA-OFT folder used where a policy checkpoint is expected: `ript-fast eval --ckpt <folder>`
+(the downloaded model's success before any RIPT) and `ript-fast train init=<folder>` with RIPT's released
+scale-head file (`policy.openvla_oft.scale_head_file=...`), skipping the scale-head stage.
+
+The folder says nothing of how the model reads LIBERO (cameras, proprio, render size, chunk): those are the
+official LIBERO evaluation's settings (`LIBERO_POLICY`), overridable like any key. The model conditions on the
+instruction text only, so the spec names no tasks (`Policy.task_conditioned` is False for this family).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ript_fast.policies.openvla_oft.loader import CONFIG_FILE, read_folder
+
+# The official LIBERO evaluation's inputs (run_libero_eval.py): agentview + wrist at 256 px, the 8-d proprio.
+LIBERO_POLICY: dict[str, Any] = {
+    "family": "openvla_oft",
+    "obs": {
+        "state_keys": ["ee_pos", "ee_ori", "gripper_states"],
+        "image_keys": ["agentview_rgb", "eye_in_hand_rgb"],
+        "render_size": 256,
+    },
+}
+
+
+def is_model_folder(path: str | Path) -> bool:
+    """A folder with a config.json: an official checkpoint folder, not a ript-fast checkpoint file."""
+    return Path(path).is_dir() and (Path(path) / CONFIG_FILE).is_file()
+
+
+def folder_meta(folder: str | Path) -> dict[str, Any]:
+    """What a ript-fast checkpoint header would say of the folder's policy (config + spec); reads no weights."""
+    found = read_folder(folder)
+    policy = {**LIBERO_POLICY, "openvla_oft": {"checkpoint": str(folder)}}
+    proprio = found.cfg.proprio_dim or 0
+    spec = {"action_dim": found.cfg.action_dim, "state_dim": proprio, "task_names": [], "instructions": []}
+    return {"family": "openvla_oft", "policy": policy, "spec": spec, "notes": {"source": str(folder)}}
