@@ -1,5 +1,8 @@
 """Run under torchrun by test_distributed.py: one PPO update (2 epochs, 2 minibatches) over this rank's half
-of a frozen batch, gradients all-reduced by DDP; rank 0 saves the updated trainable weights."""
+of a frozen batch, gradients all-reduced by DDP; rank 0 saves the updated trainable weights.
+
+    ddp_update_worker.py OUT VARIANT [OFT_FOLDER]   (VARIANT: a ratio level, optionally `/<token average>`;
+                                                     with OFT_FOLDER the tiny OpenVLA-OFT policy, else QueST)"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 sys.path.insert(
     0, str(Path(__file__).resolve().parent)
 )  # ppo_fixtures (not the repo root: keep the installed ript_fast)
-from ppo_fixtures import frozen_batch, perturb, sgd, smoke_policy
+from ppo_fixtures import frozen_batch, oft_policy, perturb, sgd, smoke_policy
 
 from ript_fast import ops
 from ript_fast.train.distributed import Dist
@@ -22,12 +25,12 @@ from ript_fast.train.ppo import PPOObjective, PPOSettings, minibatch_schedule, p
 K, ROLLOUTS, MINIBATCH, EPOCHS = 4, 16, 8, 2
 
 
-def main(out: str, variant: str) -> None:
+def main(out: str, variant: str, oft_folder: str | None) -> None:
     """`variant`: the ratio level, optionally with the token average (`token/rollouts`)."""
     level, _, average = variant.partition("/")
     tdist.init_process_group("gloo")
     rank, world = tdist.get_rank(), tdist.get_world_size()
-    policy = smoke_policy()
+    policy = oft_policy(Path(oft_folder)) if oft_folder else smoke_policy()
     batch = frozen_batch(policy, ROLLOUTS)
     perturb(policy, 0.05)
     advantages = ops.rloo_advantage(batch.rewards.view(-1, K)).flatten()
@@ -45,4 +48,4 @@ def main(out: str, variant: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from python_tests.conftest import RIPT_FAST
-from python_tests.ppo_fixtures import frozen_batch, perturb, sgd, smoke_policy
+from python_tests.ppo_fixtures import frozen_batch, oft_policy, perturb, sgd, smoke_policy
 from ript_fast import ops
+from ript_fast.policies.base import Policy
 from ript_fast.train.distributed import Dist
 from ript_fast.train.ppo import PPOObjective, PPOSettings, minibatch_schedule, ppo_update
 
@@ -20,9 +21,13 @@ WORKER = Path(__file__).resolve().parent / "ddp_update_worker.py"
 K, ROLLOUTS, MINIBATCH, EPOCHS = 4, 16, 8, 2
 
 
-def one_rank_update(variant: str) -> dict[str, torch.Tensor]:
+def start_policy(oft_folder: Path | None) -> Policy:
+    return oft_policy(oft_folder) if oft_folder else smoke_policy()
+
+
+def one_rank_update(variant: str, oft_folder: Path | None) -> dict[str, torch.Tensor]:
     """The same update in one process: global minibatch j = the union of the ranks' minibatches j."""
-    policy = smoke_policy()
+    policy = start_policy(oft_folder)
     batch = frozen_batch(policy, ROLLOUTS)
     perturb(policy, 0.05)
     advantages = ops.rloo_advantage(batch.rewards.view(-1, K)).flatten()
@@ -36,15 +41,22 @@ def one_rank_update(variant: str) -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("level", ["token", "sequence", "token/rollouts"])
-def test_two_rank_update_equals_one_rank(level: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("family", "level"),
+    [("quest", "token"), ("quest", "sequence"), ("quest", "token/rollouts"), ("openvla_oft", "token")],
+)
+def test_two_rank_update_equals_one_rank(family: str, level: str, tmp_path: Path, request) -> None:
+    """Also for OpenVLA-OFT (LoRA in peft, frozen base, heads) at its released setting: DDP must see every
+    trainable parameter get a gradient on each rank, and average them as one process would sum them."""
+    folder = request.getfixturevalue("oft_folder") if family == "openvla_oft" else None
     out = tmp_path / "two_ranks.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    result = subprocess.run([*cmd, str(WORKER), str(out), level], capture_output=True, text=True, timeout=300)
+    args = [str(WORKER), str(out), level, *([str(folder)] if folder else [])]
+    result = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     two = torch.load(out)
-    one = one_rank_update(level)
-    start = smoke_policy()
+    one = one_rank_update(level, folder)
+    start = start_policy(folder)
     perturb(start, 0.05)
     moved = max((one[n] - p).abs().max().item() for n, p in start.named_parameters() if n in one)
     assert moved > 1e-4, "the update must actually move the weights"
