@@ -21,9 +21,11 @@ from ript_fast import ops
 from ript_fast.config import from_dict
 from ript_fast.policies.base import Policy
 from ript_fast.train import ript
+from ript_fast.train.checkpoint import load_policy
 from ript_fast.train.ppo import PPOSettings, ppo_loss
 from ript_fast.train.rollout import RolloutBatch, RolloutTiming
 from ript_fast.train.run_config import TrainConfig
+from ript_fast.train.trainer_checkpoints import TrainerCheckpoints
 
 K = 4
 
@@ -299,3 +301,42 @@ def test_trainer_iteration_matches_reference_algorithm(
         torch.testing.assert_close(got[name].detach(), p.detach(), rtol=1e-4, atol=2e-5, msg=name)
     moved = max(float((p.detach() - start[n]).abs().max()) for n, p in got.items())
     assert moved > 10 * LR * 0.1, "the update moved the weights"
+
+
+@pytest.mark.parametrize("family", ["quest", "openvla_oft"])
+def test_a_resumed_trainer_continues_as_the_uninterrupted_one(family: str, oft_folder: Path, tmp_path: Path) -> None:
+    """Two informative iterations on handed-in rounds, straight through; or checkpointed after the first (policy
+    file + trainer state, as a killed run leaves them) and continued by a new trainer on the policy loaded from
+    that file: the final weights are equal bit for bit, and the second iteration did move them."""
+
+    def make_policy() -> Policy:
+        return smoke_policy() if family == "quest" else oft_policy(oft_folder, "laplace")
+
+    def run(trainer: ript.RiptTrainer, iterations: range) -> None:
+        handed = iter(rounds * len(iterations))
+        trainer._collect = lambda group_rows, seed: (next(handed), RolloutTiming())
+        trainer._evaluate = dict  # no held-out rollouts: the envs here are not the policy's (MetaWorld for OFT)
+        for i in iterations:
+            trainer.iteration = i
+            trainer._iteration()
+        trainer.env.close()
+        trainer.eval_env.close()
+
+    rounds = _rounds(make_policy())
+    straight = make_policy()
+    run(_trainer(straight, tmp_path / "straight", "token", "tokens"), range(1, 3))
+
+    first = _trainer(make_policy(), tmp_path / "killed", "token", "tokens")
+    run(first, range(1, 2))
+    saved = TrainerCheckpoints(tmp_path / "killed" / "checkpoints", keep=1)
+    saved.save(1, first.policy, first.state_dict())
+    resumed_policy = load_policy(saved.latest().policy_path)
+    after_first = {n: p.detach().clone() for n, p in resumed_policy.named_parameters()}
+    resumed = _trainer(resumed_policy, tmp_path / "resumed", "token", "tokens")
+    resumed.restore(saved.latest().load_state())
+    run(resumed, range(2, 3))
+
+    got = dict(resumed_policy.named_parameters())
+    for name, p in straight.named_parameters():
+        assert torch.equal(got[name], p), name
+    assert any(not torch.equal(got[n], after_first[n]) for n in got), "the second iteration moved the weights"
