@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -96,7 +97,8 @@ def _collect_demos(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from ript_fast.config import find_config, load_config
-    from ript_fast.train.ript import run_train
+    from ript_fast.train.hub import HubError, check_hub
+    from ript_fast.train.ript import FINAL_FOLDER, run_train
     from ript_fast.train.run_config import TrainConfig
     from ript_fast.train.run_folder import check_resumable
 
@@ -105,6 +107,8 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError("--resume RUN_DIR continues a run under its own config: drop --config, --init and --out")
     overrides = list(args.overrides) + ([f"init={args.init}"] if args.init else [])
     try:
+        if args.push_to_hub:
+            check_hub(args.push_to_hub)
         if args.resume:
             check_resumable(Path(args.resume), "ript")
             config = Path(args.resume) / "config.yaml"
@@ -114,10 +118,29 @@ def _train(args: argparse.Namespace) -> int:
         args.run_dir = Path(args.out or args.resume or cfg.out_dir)
         args.resume_command = f"ript-fast train --resume {args.run_dir}"
         path = run_train(cfg, args.run_dir, mode=mode)
-    except _user_errors() as err:
+    except (*_user_errors(), HubError) as err:
         raise UsageError(str(err)) from None
     print(f"policy: {path}")
+    if args.push_to_hub and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone uploads
+        _push_folder(args.run_dir / FINAL_FOLDER, args.push_to_hub, args.hub_token)
     return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from ript_fast.train.checkpoint import CheckpointError
+
+    try:
+        _push_folder(Path(args.folder), args.repo, args.hub_token, args.private or None)
+    except CheckpointError as err:
+        raise UsageError(str(err)) from None
+    return 0
+
+
+def _push_folder(folder: Path, repo: str, token: str | None, private: bool | None = None) -> None:
+    """Uploads a checkpoint folder; a failure is `HubError` (one line, exit 1, the folder kept)."""
+    from ript_fast.train.hub import push_to_hub
+
+    print(f"pushed {folder} -> {push_to_hub(folder, repo, token, private)}")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -147,6 +170,10 @@ def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--overwrite", action="store_true", help=f"replace what --out holds: {what} (never deleted)")
 
 
+def _add_hub_token(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hub-token", help="hub access token (default: HF_TOKEN or the one `hf auth login` stored)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ript-fast", description="Reinforcement interactive post-training for VLAs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default: the config's out_dir)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     _add_overwrite(train, "a run folder that holds a run is moved aside to <name>.replaced-<time>, then a new run")
+    train.add_argument("--push-to-hub", metavar="REPO", help="upload the final policy folder to this hub model repo")
+    _add_hub_token(train)
     _add_overrides(train)
     train.set_defaults(func=_train)
 
@@ -201,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(demos, "an existing file at --out is moved aside to <stem>.replaced-<time>.hdf5")
     demos.set_defaults(func=_collect_demos)
 
+    push = sub.add_parser("push", help="upload a checkpoint folder (config.json, weights, model card) to the hub")
+    push.add_argument("folder", help="a checkpoint folder, e.g. runs/ript-default/policy")
+    push.add_argument("repo", help="hub model repo, e.g. your-name/ript-reach-v3")
+    push.add_argument("--private", action="store_true", help="create the repo private (an existing one is kept)")
+    _add_hub_token(push)
+    push.set_defaults(func=_push)
+
     bench = sub.add_parser("bench", help="run the benchmarks and print ratio tables")
     bench.add_argument("what", nargs="?", default="all", choices=[*BENCHMARKS, "all"])
     bench.add_argument("args", nargs=argparse.REMAINDER, help="passed on to the benchmark script")
@@ -209,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ript_fast.train.hub import HubError
     from ript_fast.train.interrupts import RunInterrupted, stop_on_signals
     from ript_fast.train.rollout import NonFiniteActionError
 
@@ -226,8 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"{prefix} error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except NonFiniteActionError as err:  # a diverged policy: say where, the run folder keeps its last checkpoint
-        print(f"{prefix} error: {err}", file=sys.stderr)
+    except (NonFiniteActionError, HubError) as err:  # a diverged policy (the run folder keeps its last
+        print(f"{prefix} error: {err}", file=sys.stderr)  # checkpoint), a failed upload (the folder stays)
         return EXIT_FAILURE
     except (RunInterrupted, KeyboardInterrupt) as err:
         code = err.exit_code if isinstance(err, RunInterrupted) else 130

@@ -4,7 +4,8 @@ plus the ript-fast version and the producer's notes (stage, step, demo files).
 
 `load_policy(path)` needs nothing else, except for OpenVLA-OFT: its frozen base (vision, projectors, LM) is not
 copied into every checkpoint; it is re-read from `policy.openvla_oft.checkpoint` and only LoRA and heads are stored.
-Writes are atomic (temp file + rename), so a killed run never leaves a torn checkpoint.
+Writes are atomic (temp file + rename), so a killed run never leaves a torn checkpoint. `load_policy` also reads a
+checkpoint folder (`pretrained.py`: config.json + model.safetensors + model card) and an official OpenVLA-OFT folder.
 
 Compatibility is the header's `format` (a checkpoint of another format is refused); `version` records which
 ript-fast wrote it, for the user's information. A checkpoint of another policy family than the config asks
@@ -37,9 +38,9 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or not a ript-fast policy; the message names the file."""
 
 
-def save_policy(policy: Policy, path: str | Path, notes: dict[str, Any] | None = None) -> Path:
-    """Writes `policy` (weights + config + spec + `notes`) to `path` atomically."""
-    meta = {
+def checkpoint_meta(policy: Policy, notes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint says of its policy (a file's header, a folder's config.json): enough to rebuild it."""
+    return {
         "format": FORMAT,
         "version": ript_fast.__version__,
         "family": policy.family,
@@ -47,19 +48,30 @@ def save_policy(policy: Policy, path: str | Path, notes: dict[str, Any] | None =
         "spec": asdict(policy.spec),
         "notes": notes or {},
     }
+
+
+def save_policy(policy: Policy, path: str | Path, notes: dict[str, Any] | None = None) -> Path:
+    """Writes `policy` (weights + config + spec + `notes`) to `path` atomically."""
+    meta = checkpoint_meta(policy, notes)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in policy.checkpoint_state().items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)}))
     return Path(path)
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The header of a checkpoint (no weights read); for an official OpenVLA-OFT folder, what its header would
-    say (`openvla_oft/folder_policy.py`)."""
+    """The header of a checkpoint (no weights read); for a checkpoint folder, its config.json
+    (`pretrained.py`); for an official OpenVLA-OFT folder, what its header would say
+    (`openvla_oft/folder_policy.py`)."""
     path = Path(path)
     from ript_fast.policies.openvla_oft.folder_policy import folder_meta, is_model_folder
+    from ript_fast.train.pretrained import is_pretrained_folder, read_folder_meta
 
+    if is_pretrained_folder(path):
+        return read_folder_meta(path)
     if is_model_folder(path):
         return folder_meta(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder without config.json (neither a checkpoint nor a model folder)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
@@ -92,10 +104,17 @@ def load_policy(
         raise CheckpointError(f"{path}: holds a {meta['family']!r} policy, but the config asks for family {wanted!r}")
     cfg = from_dict(PolicyConfig, merge(meta["policy"], config_overrides or {}), "policy")
     policy = build_policy(cfg, PolicySpec(**meta["spec"]))
-    if Path(path).is_dir():  # an official folder: the policy was built from it
+    from ript_fast.train.pretrained import weights_of
+
+    weights = weights_of(path)
+    if weights is None:  # an official folder: the policy was built from it
         return policy.to(device)
     try:
-        policy.load_checkpoint_state(load_file(str(path)))
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{weights}: not a safetensors checkpoint ({err})") from None
+    try:
+        policy.load_checkpoint_state(state)
     except (RuntimeError, KeyError) as err:
-        raise CheckpointError(f"{path}: weights do not fit the policy its header describes ({err})") from None
+        raise CheckpointError(f"{weights}: weights do not fit the policy its header describes ({err})") from None
     return policy.to(device)

@@ -16,7 +16,8 @@ Where this departs from the released code (`shared/REFERENCE_CODE.md`), on purpo
 
 A run folder holds: `config.yaml` (resolved), `metrics.jsonl`, `tensorboard/`, PNG plots, `demos/` and `sft/`
 (when the stage-2 policy was made here), `checkpoints/iter_XXXX/` (policy + trainer state, written
-atomically, the last few kept), `best.safetensors` (best held-out success) and `policy.safetensors` (final).
+atomically, the last few kept), `best.safetensors` (best held-out success) and `policy.safetensors` (final), also
+written as the checkpoint folder `policy/` with a model card of the held-out success before -> after.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ript_fast.train.dynamic_sampling import SamplingStats, collect_informative_
 from ript_fast.train.interrupts import safe_section
 from ript_fast.train.ppo import PPOObjective, PPOSettings, minibatch_schedule, ppo_update
 from ript_fast.train.preflight import check_tasks_divide, check_train_config
+from ript_fast.train.pretrained import run_eval_scores, save_pretrained
 from ript_fast.train.rollout import NonFiniteActionError, RolloutBatch, RolloutTiming, collect_rollouts
 from ript_fast.train.run_config import TrainConfig
 from ript_fast.train.run_folder import Mode, RunFolder, RunFolderError, check_same_run, claim_run_folder
@@ -54,6 +56,7 @@ from ript_fast.train.stage2 import demo_context_dataset, prepare_stage2_policy, 
 from ript_fast.train.trainer_checkpoints import TrainerCheckpoints
 
 FINAL_POLICY = "policy.safetensors"
+FINAL_FOLDER = "policy"  # the final policy again, as a checkpoint folder with its model card (`pretrained.py`)
 # What `--resume` may change: how the run runs and how long, not what it trains
 RESUME_FREE_KEYS = (
     "out_dir",
@@ -221,7 +224,11 @@ class RiptTrainer:
             final = self.out / FINAL_POLICY
             if main:
                 with safe_section():
-                    save_policy(self.policy, final, {"producer": "ript", "iteration": self.iteration})
+                    notes = {"producer": "ript", "iteration": self.iteration}
+                    save_policy(self.policy, final, notes)
+                    scores = run_eval_scores(self.logger.history, self.cfg.env, len(self.eval_contexts))
+                    card_notes = {**notes, **_run_notes(self.cfg)}
+                    save_pretrained(self.policy, self.out / FINAL_FOLDER, scores, card_notes, name=self.out.name)
         finally:
             bar.close()
             if self.logger is not None:
@@ -465,6 +472,19 @@ def _override_lrs(groups: list[dict[str, Any]], cfg: TrainConfig) -> list[dict[s
         if r.weight_decay is not None:
             g["weight_decay"] = r.weight_decay
     return groups
+
+
+def _run_notes(cfg: TrainConfig) -> dict[str, Any]:
+    """How the run trained, for the final folder's model card."""
+    r = cfg.ript
+    return {
+        "method": "RIPT-VLA: dynamic-sampling leave-one-out PPO (Algorithm 1)",
+        "env": cfg.env,
+        "init": cfg.init or "the SFT stage of the same run (its sft/ folder)",
+        "rollouts per iteration (B)": r.batch_rollouts,
+        "rollouts per context (K)": r.group_size,
+        "seed": cfg.seed,
+    }
 
 
 def _derive_seed(seed: int, iteration: int, salt: int = 0) -> int:

@@ -26,8 +26,11 @@ LIBERO_POLICY: dict[str, Any] = {
 
 
 def is_model_folder(path: str | Path) -> bool:
-    """A folder with a config.json: an official checkpoint folder, not a ript-fast checkpoint file."""
-    return Path(path).is_dir() and (Path(path) / CONFIG_FILE).is_file()
+    """A folder with a config.json: an official checkpoint folder, unless the config.json is a ript-fast checkpoint
+    folder's (`train/pretrained.py`, told apart by its `ript_fast` key)."""
+    from ript_fast.train.pretrained import is_pretrained_folder
+
+    return Path(path).is_dir() and (Path(path) / CONFIG_FILE).is_file() and not is_pretrained_folder(path)
 
 
 def folder_meta(folder: str | Path) -> dict[str, Any]:
