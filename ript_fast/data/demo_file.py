@@ -224,16 +224,17 @@ def _read_episode(grp: h5py.Group, where: str, path: Path, obs_keys: list[str] |
     for key, arr in [*named.items(), ("dones", dones)]:
         if arr.shape[0] != length:
             raise DemoFileError(f"{path}: {where}/{key} has {arr.shape[0]} steps but actions has {length}")
-        _check_finite(arr, f"{where}/{key}", path)
+        check_finite(arr, f"{where}/{key}", path)
     if states.shape[1]:
         check_stored_context(states[0], f"{path}: {where}/states[0]")  # states[0] is the episode's context
     return Episode(actions, obs, states, rewards.astype(np.float32), dones.astype(np.uint8), where)
 
 
-def _check_finite(arr: np.ndarray, where: str, path: Path) -> None:
-    """NaN/inf would train silently into NaN weights. Only float arrays can hold them, so integer arrays
-    (uint8 images, the bulk of an image dataset) cost nothing; a float array is summed first (one pass, no
-    temporary: a sum is finite whenever every term is), and searched only when the sum is not."""
+def check_finite(arr: np.ndarray, where: str, path: Path) -> None:
+    """NaN/inf would train silently into NaN weights: refused naming `path` and `where` (shared by every demo
+    reader). Only float arrays can hold them, so integer arrays (uint8 images, the bulk of an image dataset) cost
+    nothing; a float array is summed first (one pass, no temporary: a sum is finite whenever every term is), and
+    searched only when the sum is not."""
     if arr.dtype.kind != "f":
         return
     with np.errstate(over="ignore", invalid="ignore"):

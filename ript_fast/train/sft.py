@@ -23,7 +23,7 @@ import yaml
 
 from ript_fast.config import SEED, ConfigError, ranged, to_dict
 from ript_fast.data.chunks import ChunkDataset
-from ript_fast.data.demo_file import read_demo_file
+from ript_fast.data.sources import read_demos
 from ript_fast.policies.base import Policy
 from ript_fast.policies.config import PolicyConfig
 from ript_fast.policies.factory import build_policy, check_policy_files
@@ -57,8 +57,10 @@ class StageConfig:
 
 @dataclass
 class SftConfig:
-    demos: list[str] = field(default_factory=list)  # HDF5 files, one task each
-    num_demos: int | None = ranged(None, ge=1)  # use the first N episodes of each file
+    demos: list[str] = field(default_factory=list)  # HDF5 files (one task each) or LeRobot dataset folders
+    num_demos: int | None = ranged(None, ge=1)  # use the first N episodes of each file (of each task of a folder)
+    # LeRobot folders: our key (an obs key, actions, states) -> its feature, where the default lookup misses it
+    lerobot_keys: dict[str, str] = field(default_factory=dict)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     stages: list[StageConfig] = field(default_factory=list)  # empty: every stage of the family, 1000 steps each
     out_dir: str = "runs/sft"
@@ -156,7 +158,7 @@ def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
         raise ConfigError("demos: the sft config lists no demo files")
     obs = cfg.policy.obs
     keys = list(dict.fromkeys([*obs.state_keys, *obs.image_keys]))
-    sets = [read_demo_file(path, obs_keys=keys, max_demos=cfg.num_demos) for path in cfg.demos]
+    sets = [s for path in cfg.demos for s in read_demos(path, keys, cfg.num_demos, cfg.lerobot_keys)]
     return ChunkDataset(sets, cfg.policy.chunk_size, obs.state_keys, obs.image_keys)
 
 

@@ -16,6 +16,7 @@ from ript_fast.config import ConfigError
 from ript_fast.data.collect import collect_demos
 from ript_fast.data.contexts import ContextDataset
 from ript_fast.data.demo_file import read_demo_file
+from ript_fast.data.sources import read_demos
 from ript_fast.train.preflight import env_tasks
 from ript_fast.train.run_config import TrainConfig
 from ript_fast.train.sft import SftConfig, run_sft
@@ -92,5 +93,5 @@ def _check_cached_demos(path: Path, cfg: TrainConfig) -> None:
 def demo_context_dataset(cfg: TrainConfig, out: Path) -> ContextDataset:
     """The paper's default context dataset: the initial states of the SFT demos (Sec. 4.1)."""
     collect_missing_demos(cfg, out)  # a run from a given `init` policy still needs demos for its contexts
-    sets = [read_demo_file(path, obs_keys=[]) for path in demo_files(cfg, out)]
+    sets = [s for path in demo_files(cfg, out) for s in read_demos(path, [], lerobot_keys=cfg.sft.lerobot_keys)]
     return ContextDataset.from_demos(sets, max_per_task=cfg.demos.num_demos)
