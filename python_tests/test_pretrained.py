@@ -322,6 +322,14 @@ def test_eval_takes_the_run_folder(pushed_run: tuple[Path, FakeHub], capsys: pyt
     assert json.loads(out.read_text())["episodes"] == 2 and "success" in capsys.readouterr().out
 
 
+def test_train_starts_from_the_run_folder(pushed_run: tuple[Path, FakeHub], tmp_path: Path) -> None:
+    """init=<folder>: the checks before the run (family, tasks, policy files) and the run itself take it."""
+    run, _ = pushed_run
+    out = tmp_path / "again"
+    assert main(["train", *TINY, "--init", str(run / "policy"), "ript.iterations=1", "--out", str(out)]) == 0
+    assert (out / "policy" / WEIGHTS_FILE).is_file() and not (out / "sft").exists()
+
+
 def test_push_uploads_only_the_checkpoint_files(
     pushed_run: tuple[Path, FakeHub], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
