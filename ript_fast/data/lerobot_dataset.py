@@ -334,12 +334,13 @@ def _read_episodes(dataset: _Dataset, refs: list[_EpisodeRef], names: dict[str, 
 
 
 def _episode_rows(table: pa.Table, ref: _EpisodeRef) -> pa.Table:
-    """The episode's rows: those of its episode_index, as many as its length, in frame order."""
+    """The episode's rows: those of its episode_index (in file order, as LeRobot writes them), as many as its
+    length; a v2 file must hold no other episode's rows."""
     import pyarrow.compute as pc
 
-    index = _column(table, "episode_index", ref.data_file, ref)
-    rows = table.filter(pc.equal(table["episode_index"], ref.index))
+    rows = table.filter(pc.equal(_checked(table, "episode_index", ref), ref.index))
     if ref.whole_file and len(rows) != len(table):
+        index = _column(table, "episode_index", ref.data_file, ref)
         other = int(index[index != ref.index][0])
         raise _error(ref.data_file, f"column 'episode_index' holds {other} in the file of episode {ref.index}")
     if len(rows) != ref.length:
@@ -348,6 +349,15 @@ def _episode_rows(table: pa.Table, ref: _EpisodeRef) -> pa.Table:
             f"episode {ref.index} has {len(rows)} rows (column 'episode_index'), its length is {ref.length}",
         )
     return rows
+
+
+def _checked(table: pa.Table, name: str, ref: _EpisodeRef) -> pa.ChunkedArray:
+    """An integer bookkeeping column as it is, refused naming file and column when it is not one."""
+    import pyarrow as pa
+
+    if not pa.types.is_integer(table[name].type):
+        raise _error(ref.data_file, f"column {name!r} has type {table[name].type}; expected integers")
+    return table[name]
 
 
 def _column(table: pa.Table, name: str, path: Path, ref: _EpisodeRef) -> np.ndarray:
