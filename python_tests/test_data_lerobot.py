@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -390,3 +391,19 @@ def test_non_finite_actions_and_bad_values_are_refused(tmp_path: Path) -> None:
     info_path.write_text(json.dumps(meta))
     with pytest.raises(DemoFileError, match=r"info\.json: codebase_version 'v1\.6'"):
         read_lerobot_dataset(root, [])
+
+
+def test_missing_extra_and_foreign_path_patterns_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_v30(tmp_path / "ds", make_demos([4], TASKS[:1]), videos=[])
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
+        with pytest.raises(
+            DemoFileError, match=r"ds: reading a LeRobot dataset needs pyarrow and av .* ript-fast\[lerobot\]"
+        ):
+            read_demos(root, [])
+    info_path = root / "meta" / "info.json"
+    meta = json.loads(info_path.read_text())
+    meta["data_path"] = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"  # a v2 pattern
+    info_path.write_text(json.dumps(meta))
+    with pytest.raises(DemoFileError, match=r"info\.json: data_path .* does not fit v3\.0"):
+        read_demos(root, [])
