@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from python_tests.conftest import RIPT_FAST
 from python_tests.test_resume import check_same, train_cmd
@@ -115,6 +116,33 @@ def test_resume_may_extend_a_run_but_not_change_what_it_trains(
     assert "iterations: 3" in saved and f"out_dir: {run}" in saved, "config.yaml records what was really run"
     history = json.loads((run / RUN_FILE).read_text())["history"]
     assert [e["event"] for e in history] == ["start", "resume"], "the refused resume is not recorded"
+
+
+def as_an_earlier_version_wrote_it(policy: dict) -> None:
+    """A policy config as written before 2026-11-30: the retired `oft` family's section, no `obs.render_size`."""
+    policy["oft"] = {"chunk_size": 8, "lora_rank": 32}
+    del policy["obs"]["render_size"]
+
+
+def test_a_run_made_by_an_earlier_version_resumes(finished: Path, tmp_path: Path) -> None:
+    """Its config.yaml and checkpoint headers hold a key this version retired and lack one it added since."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    as_an_earlier_version_wrote_it(config["sft"]["policy"])
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for path in run.rglob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata()
+        if "ript_fast" in header:
+            meta = json.loads(header["ript_fast"])
+            as_an_earlier_version_wrote_it(meta["policy"])
+            save_file(load_file(str(path)), str(path), metadata={**header, "ript_fast": json.dumps(meta)})
+    assert main(["train", "--resume", str(run), "ript.iterations=3"]) == 0
+    assert [r["iteration"] for r in read_metrics(run)] == [0, 1, 2, 3]
 
 
 def test_out_naming_a_file_or_an_unwritable_place_is_one_line(

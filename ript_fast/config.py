@@ -158,18 +158,25 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# A dataclass's ClassVar naming keys that earlier versions wrote and this one no longer has: files that hold them
+# (every run's config.yaml, every checkpoint header) still load, the keys ignored.
+RETIRED_KEYS = "retired_keys"
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Builds dataclass `cls` from `data`, checking every key and type; `where` prefixes error key paths."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {_describe(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
+    retired = getattr(cls, RETIRED_KEYS, ())
     for key in data:
-        if key not in fields:
+        if key not in fields and key not in retired:
             close = difflib.get_close_matches(str(key), fields, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else f" (known keys: {', '.join(fields)})"
             raise ConfigError(f"unknown key {_join(where, str(key))!r}{hint}")
     kwargs = {name: _convert(hints[name], data[name], _join(where, name)) for name in fields if name in data}
+    # a retired key is ignored: configs and checkpoints written before it was removed hold it
     for name, value in kwargs.items():
         _check_range(fields[name], value, _join(where, name))
     try:

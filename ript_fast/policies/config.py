@@ -7,7 +7,7 @@ Defaults are the paper-scale QueST / OFT settings (`../shared/REFERENCE_CODE.md`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ript_fast.policies.obs_encoder import ObsConfig
 from ript_fast.policies.openvla_oft.policy_config import OpenVLAOFTPolicyConfig
@@ -20,6 +20,8 @@ class PolicyConfig:
     obs: ObsConfig = field(default_factory=ObsConfig)
     quest: QuestConfig = field(default_factory=QuestConfig)
     openvla_oft: OpenVLAOFTPolicyConfig = field(default_factory=OpenVLAOFTPolicyConfig)
+    # The section of the ResNet + causal-LM stand-in family removed on 2026-11-30 (`config.RETIRED_KEYS`)
+    retired_keys: ClassVar[tuple[str, ...]] = ("oft",)
 
     @property
     def chunk_size(self) -> int:

@@ -34,7 +34,7 @@ import yaml
 
 from ript_fast import ops
 from ript_fast._core import _C
-from ript_fast.config import ConfigError, to_dict
+from ript_fast.config import ConfigError, from_dict, to_dict
 from ript_fast.data.contexts import ContextDataset
 from ript_fast.envs import make_vec_env
 from ript_fast.envs.registry import resolve_tasks
@@ -135,7 +135,11 @@ def _claim(cfg: TrainConfig, out: Path, mode: Mode, dist: Dist) -> RunFolder | N
 
 
 def _check_same_run(cfg: TrainConfig, out: Path) -> None:
-    check_same_run(out / "config.yaml", to_dict(cfg), RESUME_FREE_KEYS)
+    """The saved config is read as this version reads it (keys added since take their defaults, retired ones
+    are dropped), so a run made by an earlier version resumes unless a setting really differs."""
+    check_same_run(
+        out / "config.yaml", to_dict(cfg), RESUME_FREE_KEYS, lambda saved: to_dict(from_dict(TrainConfig, saved))
+    )
 
 
 def _stage2_policy(cfg: TrainConfig, out: Path, dist: Dist) -> Path:

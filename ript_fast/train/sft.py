@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import yaml
 
-from ript_fast.config import SEED, ConfigError, ranged, to_dict
+from ript_fast.config import SEED, ConfigError, from_dict, ranged, to_dict
 from ript_fast.data.chunks import ChunkDataset
 from ript_fast.data.sources import read_demos
 from ript_fast.policies.base import Policy
@@ -107,7 +107,7 @@ def _comparable(cfg: SftConfig | dict[str, Any]) -> dict[str, Any]:
     """The config as compared on resume: file paths resolved (`runs/x` and `./runs/x` are one file), and files
     beside the run folder (the demos `train` collects next to its `sft/`) relative to it, so a run folder that
     was moved or renamed as a whole still resumes."""
-    plain = to_dict(cfg)
+    plain = to_dict(from_dict(SftConfig, cfg) if isinstance(cfg, dict) else cfg)  # as this version reads it
     anchor = Path(plain.get("out_dir") or ".").resolve().parent
 
     def where(path: str) -> str:
