@@ -36,8 +36,8 @@ def check_train_config(cfg: TrainConfig) -> list[str]:
         check_init_checkpoint(cfg, tasks)
     check_stage2_policy_files(cfg)
     for i, path in enumerate(cfg.demos.files):
-        if not Path(path).is_file():
-            raise ConfigError(f"demos.files[{i}]: no such demo file {path}")
+        if not Path(path).exists():  # an HDF5 file, or a LeRobot dataset folder
+            raise ConfigError(f"demos.files[{i}]: no such demo file or dataset folder {path}")
     return tasks
 
 
