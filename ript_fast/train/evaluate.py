@@ -149,9 +149,8 @@ def _record_video(
 
     n = min(episodes, len(contexts))
     ctx = contexts.gather(list(range(n)))
-    size = policy.policy_config.obs.render_size
-    env = make_vec_env(env_name, num_envs=n, seed=seed, obs_mode="state+rgb", render_size=(size, size), autoreset=False)
-    env = _FrameRecorder(env)
+    options = {**policy.policy_config.obs.env_options(), "obs_mode": "state+rgb"}  # frames even for state policies
+    env = _FrameRecorder(make_vec_env(env_name, num_envs=n, seed=seed, autoreset=False, **options))
     try:
         collect_rollouts(
             env, policy, ctx.states, np.arange(n), policy.task_ids_for(ctx.task_names).numpy(), seed, sample
