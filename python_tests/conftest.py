@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -88,3 +89,16 @@ def oft_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ript_fast.policies.openvla_oft.random_folder import write_random_folder
 
     return write_random_folder(tmp_path_factory.mktemp("oft") / "openvla-7b-oft-finetuned-libero-goal")
+
+
+@pytest.fixture(scope="session")
+def reach_contexts() -> np.ndarray:
+    """Two real reach-v3 contexts (env.get_state() rows), as collect_demos stores them in `states`."""
+    from ript_fast.envs import make_vec_env
+
+    env = make_vec_env("metaworld/reach-v3", num_envs=2, seed=0, autoreset=False)
+    try:
+        env.reset(seed=0)
+        return env.get_state()
+    finally:
+        env.close()

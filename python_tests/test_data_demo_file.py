@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from ript_fast.data import ChunkDataset, ContextDataset, DemoFileError, Episode, read_demo_file, write_demo_file
-from ript_fast.envs import make_vec_env
 
 
 def episode(length: int, seed: int = 0, state_dim: int = 39) -> Episode:
@@ -161,17 +160,6 @@ def test_chunks_pad_with_the_last_action_and_mask_it(tmp_path: Path) -> None:
     assert torch.equal(batch.obs.state[1], torch.from_numpy(eps[1].obs["state"][0]))
     with pytest.raises(DemoFileError, match="obs/joint_states"):
         ChunkDataset([demos], chunk_size=4, state_keys=["joint_states"], image_keys=[])
-
-
-@pytest.fixture(scope="module")
-def reach_contexts() -> np.ndarray:
-    """Two real reach-v3 contexts (env.get_state() rows), as collect_demos stores them in `states`."""
-    env = make_vec_env("metaworld/reach-v3", num_envs=2, seed=0, autoreset=False)
-    try:
-        env.reset(seed=0)
-        return env.get_state()
-    finally:
-        env.close()
 
 
 def with_states(ep: Episode, row: np.ndarray) -> Episode:

@@ -22,7 +22,6 @@ from ript_fast.config import load_config  # noqa: E402
 from ript_fast.data import ContextDataset, DemoFileError  # noqa: E402
 from ript_fast.data.lerobot_dataset import read_lerobot_dataset  # noqa: E402
 from ript_fast.data.sources import read_demos  # noqa: E402
-from ript_fast.envs import make_vec_env  # noqa: E402
 from ript_fast.train.checkpoint import read_checkpoint_meta  # noqa: E402
 from ript_fast.train.run_config import TrainConfig  # noqa: E402
 from ript_fast.train.sft import SftConfig, run_sft  # noqa: E402
@@ -278,17 +277,6 @@ def test_sft_trains_on_a_lerobot_dataset(tmp_path: Path) -> None:
     assert meta["spec"]["task_names"] == ["put_the_bowl_on_the_plate", "open_the_drawer"]
     assert meta["spec"]["action_dim"] == 4 and meta["spec"]["state_dim"] == 8
     assert meta["notes"]["num_episodes"] == 3 and meta["notes"]["num_samples"] == 90
-
-
-@pytest.fixture(scope="module")
-def reach_contexts() -> np.ndarray:
-    """Two real reach-v3 contexts (env.get_state() rows)."""
-    env = make_vec_env("metaworld/reach-v3", num_envs=2, seed=0, autoreset=False)
-    try:
-        env.reset(seed=0)
-        return env.get_state()
-    finally:
-        env.close()
 
 
 @pytest.mark.parametrize("version", WRITERS)
