@@ -73,9 +73,10 @@ def save_pretrained(
 ) -> Path:
     """Writes `policy` as a checkpoint folder (weights, config.json, model card with `eval_results` and `notes`).
 
-    Each file is written atomically, config.json last: a write killed midway leaves a folder that is not yet
-    (or still the previous) ript-fast folder, never one whose config names weights that are not there. A folder
-    holding anything else than such a checkpoint is refused rather than written into.
+    Each file is written atomically (never torn), config.json last: a first write killed midway leaves no folder
+    that loads, and the next save completes it; a rewrite killed midway leaves the new weights beside the previous
+    config.json (the same shapes when a run rewrites its own folder). A folder holding anything else than such a
+    checkpoint is refused rather than written into.
     """
     folder = Path(folder)
     _check_writable(folder)
