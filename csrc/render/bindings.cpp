@@ -73,6 +73,13 @@ class PyBatchRenderer {
 void bind_render(py::module_& root) {
   auto m = root.def_submodule("render", "Batched offscreen MuJoCo rendering on the core's thread pool (EGL)");
   py::register_exception<render::GlError>(m, "GlError", PyExc_RuntimeError);
+  m.def(
+      "check_gl",
+      [] {
+        py::gil_scoped_release nogil;
+        render::EglContext probe;
+      },
+      "Make and free one EGL context: raises GlError (saying what to install or set) where GL is not usable");
   py::class_<RenderSpec>(m, "RenderSpec")
       .def(py::init<>())
       .def_readwrite("models", &RenderSpec::models)

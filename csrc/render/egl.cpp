@@ -89,8 +89,7 @@ bool load_symbols(Library& lib) {
 std::vector<Handle> candidate_devices(const Library& lib, std::string& error) {
   EGLint count = 0;
   if (!lib.QueryDevices(0, nullptr, &count) || count < 1) {
-    error = "EGL reports no device (EGL error " + hex(lib.GetError()) +
-            "): libEGL is there but no vendor library drives a device.";
+    error = "EGL reports no device: libEGL is there but no vendor library drives a device.";
     return {};
   }
   std::vector<Handle> devices(static_cast<size_t>(count));
@@ -195,8 +194,6 @@ EglContext::~EglContext() {
 }
 
 bool EglContext::make_current() const { return egl().MakeCurrent(egl().display, nullptr, nullptr, context_) != 0; }
-
-void EglContext::release() const { egl().MakeCurrent(egl().display, nullptr, nullptr, nullptr); }
 
 std::string EglContext::last_error() {
   const EGLint code = egl().GetError();

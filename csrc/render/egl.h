@@ -53,8 +53,6 @@ class EglContext {
   // Makes this context current on the calling thread (which must not hold it elsewhere); false if EGL refused
   // (e.g. the display was terminated by another library's exit hook).
   bool make_current() const;
-  // Leaves the calling thread with no current context.
-  void release() const;
   // EGL's last error on this thread, as text (e.g. "EGL_BAD_ACCESS (0x3002)").
   static std::string last_error();
 

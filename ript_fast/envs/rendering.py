@@ -78,6 +78,15 @@ def render_backend() -> str:
     return chosen or ("engine" if _mujoco_gl() in ("", "egl") else "python")
 
 
+def check_gl() -> None:
+    """Makes and frees one GL context of the kind `render_backend()` draws with: raises what making an image env
+    would raise where GL is missing or broken (the engine's GlError names MUJOCO_GL and the packages)."""
+    if render_backend() == "engine":
+        _C.render.check_gl()
+    else:
+        _gl_context_class()(16, 16).free()
+
+
 def _gl_context_class() -> Any:
     """MuJoCo's Python GL context class for MUJOCO_GL (egl by default), for the "python" path."""
     backend = _mujoco_gl() or "egl"
