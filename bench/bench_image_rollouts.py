@@ -12,6 +12,7 @@ the renderer's alone. Per batch it runs, alternately and `--repeats` times (best
     before the engine's renderer);
   * engine: frames drawn by `_C.render` in the core's thread pool, one EGL context per thread, GIL released;
   * state only: the same loop without any camera (the engine's speed, the ceiling for image rollouts).
+Each env renders all its frames once before the timed loop (shader compilation is a one-off per GL context).
 Prints a markdown table of env steps/s and the engine / python-loop ratio, with the frames each path drew.
 """
 
@@ -68,13 +69,16 @@ def rollout_rate(name: str, n: int, size: int, steps: int, horizon: int, mode: s
     keys = list(env.image_cameras) if images else []
     policy = ImageReadingStub(keys, horizon, env.single_action_space.shape[0])
     env.reset(seed=0)
+    if images:  # warm: GL contexts compile their shaders on first use (a training run's envs live long)
+        env.render_observations()
+    warmup = env._renderer.frames_drawn if images else 0
     contexts = env.get_state()
     start = time.perf_counter()
     _, timing = collect_rollouts(
         env, policy, contexts, np.arange(n), np.zeros(n, np.int64), seed=0, render_every_step=False
     )
     seconds = time.perf_counter() - start
-    frames = env._renderer.frames_drawn if images else 0
+    frames = env._renderer.frames_drawn - warmup if images else 0
     env.close()
     return timing.env_steps / seconds, frames
 
