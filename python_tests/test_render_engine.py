@@ -79,8 +79,8 @@ def assert_equal_to_reference(env: Any, size: tuple[int, int], steps: int) -> No
 @pytest.mark.parametrize(("size", "num_threads"), [((128, 128), 2), ((64, 95), 1), ((128, 128), 3)])
 @pytest.mark.usefixtures("threads")
 def test_metaworld_frames_equal_mujoco_renderer(size: tuple[int, int], num_threads: int) -> None:
-    """Two tasks, five envs (so slots serve envs of both tasks), QueST's corner2; any thread count (3: more slots
-    than this machine's cores), an odd width (rows not 4-byte aligned)."""
+    """Two tasks, five envs (so a render thread's slot holds envs of both tasks), QueST's corner2; any thread
+    count (3: more render threads than this machine's cores), an odd width (rows not 4-byte aligned)."""
     _C.set_num_threads(num_threads)
     tasks = ["metaworld/pick-place-v3", "metaworld/drawer-open-v3"]
     env = make_vec_env(tasks, 5, seed=0, obs_mode="rgb", render_every_step=False, render_size=size)

@@ -1,7 +1,6 @@
 #include "render/batch_renderer.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -74,10 +73,11 @@ void draw_env_frames(void* p) {
 
 }  // namespace
 
-// A GL context with, per task, MuJoCo's render context and a scene; used by one thread at a time.
+// A GL context with MuJoCo's render context and a scene for each task among its envs (the other tasks' entries
+// stay empty); used by one thread at a time.
 class BatchRenderer::Slot {
  public:
-  explicit Slot(const RenderSpec& spec)
+  Slot(const RenderSpec& spec, const std::vector<bool>& needed)
       : contexts_(spec.models.size()),
         scenes_(spec.models.size()),
         scratch_(static_cast<size_t>(spec.height) * spec.width * 3) {
@@ -86,6 +86,7 @@ class BatchRenderer::Slot {
     CurrentBinding keep;
     if (!gl_.make_current()) throw GlError("OpenGL (EGL): a new context cannot be made current (" + gl_.last_error() + ")");
     for (size_t t = 0; t < spec.models.size(); ++t) {
+      if (!needed[t]) continue;
       TaskSetup setup{reinterpret_cast<const mjModel*>(spec.models[t]), &scenes_[t], &contexts_[t]};
       if (const char* error = sim::call_trapped(make_task_context, &setup)) {
         throw GlError(std::string("MuJoCo could not set up rendering: ") + error);
@@ -114,41 +115,49 @@ class BatchRenderer::Slot {
   std::vector<uint8_t> scratch_;
 };
 
+namespace {
+
+// Env i's slot: envs sorted by task (then index) and cut into `slots` contiguous runs of near-equal length, so
+// a slot meets few tasks and every slot gets a share of any task's envs.
+std::vector<int32_t> deal_envs(const std::vector<int32_t>& task_of_env, int32_t slots) {
+  const size_t n = task_of_env.size();
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return task_of_env[a] < task_of_env[b]; });
+  std::vector<int32_t> slot_of_env(n);
+  for (size_t rank = 0; rank < n; ++rank) slot_of_env[order[rank]] = static_cast<int32_t>(rank * slots / n);
+  return slot_of_env;
+}
+
+}  // namespace
+
 BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots) : spec_(std::move(spec)), out_(std::move(out)) {
-  if (spec_.datas.size() != spec_.task_of_env.size()) throw std::invalid_argument("datas and task_of_env differ in length");
+  if (spec_.datas.empty() || spec_.datas.size() != spec_.task_of_env.size()) {
+    throw std::invalid_argument("datas and task_of_env: one entry per env, at least one env");
+  }
   for (const auto& ids : spec_.camera_ids) {
     if (ids.size() != out_.images.size()) throw std::invalid_argument("camera_ids: one id per camera and task");
   }
   for (int32_t task : spec_.task_of_env) {
     if (task < 0 || static_cast<size_t>(task) >= spec_.models.size()) throw std::invalid_argument("task_of_env: out of range");
   }
-  for (int i = 0; i < std::max(slots, 1); ++i) {
-    slots_.push_back(std::make_unique<Slot>(spec_));
-    free_.push_back(slots_.back().get());
+  const int32_t count = static_cast<int32_t>(std::min<int64_t>(std::max(slots, 1), size()));
+  slot_of_env_ = deal_envs(spec_.task_of_env, count);
+  for (int32_t k = 0; k < count; ++k) {
+    std::vector<bool> needed(spec_.models.size(), false);
+    for (size_t i = 0; i < slot_of_env_.size(); ++i) {
+      if (slot_of_env_[i] == k) needed[static_cast<size_t>(spec_.task_of_env[i])] = true;
+    }
+    slots_.push_back(std::make_unique<Slot>(spec_, needed));
   }
 }
 
 BatchRenderer::~BatchRenderer() = default;
 
-BatchRenderer::Slot* BatchRenderer::acquire() {
-  std::unique_lock<std::mutex> lock(free_mutex_);
-  slot_returned_.wait(lock, [this] { return !free_.empty(); });
-  Slot* slot = free_.back();
-  free_.pop_back();
-  return slot;
-}
-
-void BatchRenderer::give_back(Slot* slot) {
-  {
-    std::lock_guard<std::mutex> lock(free_mutex_);
-    free_.push_back(slot);
-  }
-  slot_returned_.notify_one();
-}
-
-std::vector<int64_t> BatchRenderer::stale_envs(const int64_t* rows, int64_t n, const bool* wanted) const {
+std::vector<std::vector<int64_t>> BatchRenderer::stale_envs_by_slot(const int64_t* rows, int64_t n,
+                                                                    const bool* wanted) const {
   std::vector<bool> listed(static_cast<size_t>(size()), false);
-  std::vector<int64_t> envs;
+  std::vector<std::vector<int64_t>> envs(slots_.size());
   for (int64_t r = 0; r < n; ++r) {
     const int64_t env = rows[r];
     if (env < 0 || env >= size()) throw std::out_of_range("rows: env " + std::to_string(env) + " is not in [0, " + std::to_string(size()) + ")");
@@ -156,7 +165,7 @@ std::vector<int64_t> BatchRenderer::stale_envs(const int64_t* rows, int64_t n, c
     for (int64_t c = 0; c < cameras(); ++c) stale = stale || (wanted[c] && !out_.current[env * cameras() + c]);
     if (stale && !listed[static_cast<size_t>(env)]) {
       listed[static_cast<size_t>(env)] = true;
-      envs.push_back(env);
+      envs[static_cast<size_t>(slot_of_env_[static_cast<size_t>(env)])].push_back(env);
     }
   }
   return envs;
@@ -193,27 +202,20 @@ void BatchRenderer::draw_env(Slot& slot, int64_t env, const bool* wanted) {
   for (int64_t c = 0; c < cameras(); ++c) current[c] = current[c] || wanted[c];
 }
 
+void BatchRenderer::draw_slot(Slot& slot, const std::vector<int64_t>& envs, const bool* wanted) {
+  if (envs.empty()) return;
+  CurrentBinding keep;  // the drawing thread's own binding (the caller's context, on the Python thread) comes back
+  if (!slot.gl().make_current()) {
+    throw std::runtime_error("OpenGL (EGL): cannot make a render context current (" + EglContext::last_error() + ")");
+  }
+  for (int64_t env : envs) draw_env(slot, env, wanted);
+}
+
 void BatchRenderer::render(const int64_t* rows, int64_t n, const bool* wanted) {
-  const std::vector<int64_t> envs = stale_envs(rows, n, wanted);
-  const int64_t jobs = static_cast<int64_t>(envs.size());
-  std::atomic<int64_t> next{0};
-  // One item per slot that can be busy at once; each takes a slot and draws envs off a shared counter until
-  // none are left (so uneven envs balance out, and one make-current per thread and call, not per env).
-  const int64_t workers = std::min<int64_t>(jobs, static_cast<int64_t>(slots_.size()));
-  parallel_for(workers, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t w = begin; w < end; ++w) {
-      Slot* slot = acquire();
-      struct Return {
-        BatchRenderer* self;
-        Slot* slot;
-        ~Return() { self->give_back(slot); }
-      } on_exit{this, slot};
-      CurrentBinding keep;
-      if (!slot->gl().make_current()) {
-        throw std::runtime_error("OpenGL (EGL): cannot make a render context current (" + EglContext::last_error() + ")");
-      }
-      for (int64_t j = next.fetch_add(1); j < jobs; j = next.fetch_add(1)) draw_env(*slot, envs[static_cast<size_t>(j)], wanted);
-    }
+  std::lock_guard<std::mutex> one_call_at_a_time(calls_);
+  const std::vector<std::vector<int64_t>> envs = stale_envs_by_slot(rows, n, wanted);
+  parallel_for(static_cast<int64_t>(slots_.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) draw_slot(*slots_[static_cast<size_t>(k)], envs[static_cast<size_t>(k)], wanted);
   });
 }
 

@@ -1,10 +1,12 @@
 // Offscreen RGB rendering of a batch of MuJoCo simulations on the core's thread pool, GIL released.
 //
-// Why in C++: a CPU rasteriser (Mesa's llvmpipe) spends most of a small frame in per-draw-call work on the
-// thread that issues it, so one GL context driven from Python renders one frame at a time on one core.
-// Here each pool thread drives its own GL context: a "slot" (an EGL context with, for every task of the
-// batch, MuJoCo's render context (meshes and textures uploaded once) and a scene), taken from a free list for
-// the length of one render call, so that any thread the pool hands work to (the caller's included) has one.
+// Why in C++: a CPU rasteriser (Mesa's llvmpipe) spends most of a small frame in per-draw work on the thread
+// that issues it, so one GL context driven from Python renders one frame at a time on one core. Here the batch
+// is split into "slots", one per pool thread that may draw at once: a slot is an EGL context with MuJoCo's
+// render context (meshes and textures uploaded) and a scene for each task among its envs. Envs are dealt to
+// slots once, sorted by task in contiguous runs, so the slots hold about tasks + slots render contexts in all
+// (not tasks x slots: a LIBERO task's textures are ~390 MB per context); a render call draws each slot's stale
+// envs on one pool thread.
 //
 // A frame is MuJoCo's own pipeline, as mujoco.Renderer runs it: mj_camlight with the render model (whose
 // cameras the caller may have moved), mjv_updateScene from a fixed camera, mjr_render into the offscreen
@@ -15,7 +17,6 @@
 
 #include <mujoco/mujoco.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -43,8 +44,8 @@ struct RenderOutputs {
 
 class BatchRenderer {
  public:
-  // Makes `slots` GL contexts and their render contexts on the calling thread; GlError if the GL stack or
-  // MuJoCo's render setup fails (nothing is left allocated then).
+  // Makes min(slots, N) GL contexts and their render contexts on the calling thread; GlError if the GL stack
+  // or MuJoCo's render setup fails (nothing is left allocated then).
   BatchRenderer(RenderSpec spec, RenderOutputs out, int slots);
   ~BatchRenderer();
   BatchRenderer(const BatchRenderer&) = delete;
@@ -54,23 +55,22 @@ class BatchRenderer {
   int64_t cameras() const { return static_cast<int64_t>(out_.images.size()); }
 
   // Draws, for each env in rows[0..n) (duplicates allowed), every camera c with wanted[c] whose frame is not
-  // current, in parallel over envs, and marks them current. std::out_of_range for an env id outside [0, N);
-  // std::runtime_error if GL or MuJoCo fail while drawing (frames drawn before stay valid).
+  // current, the slots in parallel, and marks them current. std::out_of_range for an env id outside [0, N);
+  // std::runtime_error if GL or MuJoCo fail while drawing (frames drawn before stay valid). Calls on one
+  // renderer are serialized (a slot's context may be current on one thread only).
   void render(const int64_t* rows, int64_t n, const bool* wanted);
 
  private:
   class Slot;
-  Slot* acquire();
-  void give_back(Slot* slot);
-  std::vector<int64_t> stale_envs(const int64_t* rows, int64_t n, const bool* wanted) const;
+  std::vector<std::vector<int64_t>> stale_envs_by_slot(const int64_t* rows, int64_t n, const bool* wanted) const;
+  void draw_slot(Slot& slot, const std::vector<int64_t>& envs, const bool* wanted);
   void draw_env(Slot& slot, int64_t env, const bool* wanted);
 
   RenderSpec spec_;
   RenderOutputs out_;
+  std::vector<int32_t> slot_of_env_;
   std::vector<std::unique_ptr<Slot>> slots_;
-  std::vector<Slot*> free_;
-  std::mutex free_mutex_;
-  std::condition_variable slot_returned_;
+  std::mutex calls_;
 };
 
 }  // namespace ript::render

@@ -92,8 +92,8 @@ void bind_render(py::module_& root) {
   py::class_<PyBatchRenderer>(m, "BatchRenderer")
       .def(py::init<RenderSpec, const std::vector<py::array>&, const py::array&, int>(), py::arg("spec"),
            py::arg("images"), py::arg("current"), py::arg("slots"),
-           "GL contexts (`slots`, one per thread that may draw at once) and MuJoCo render contexts for spec; "
-           "raises GlError if the GL stack is missing or broken")
+           "Up to `slots` GL contexts (one per thread that may draw at once; envs dealt to them by task) with MuJoCo's "
+           "render contexts of their envs' tasks; raises GlError if the GL stack is missing or broken")
       .def("render", &PyBatchRenderer::render, py::arg("rows"), py::arg("cameras"),
            "Draw the non-current frames of envs `rows` from the cameras flagged in `cameras` into the images")
       .def("close", &PyBatchRenderer::close, "Free the GL and render contexts (render then raises)");
