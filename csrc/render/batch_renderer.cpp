@@ -84,7 +84,9 @@ class BatchRenderer::Slot {
     for (auto& c : contexts_) mjr_defaultContext(&c);
     for (auto& s : scenes_) mjv_defaultScene(&s);
     CurrentBinding keep;
-    if (!gl_.make_current()) throw GlError("OpenGL (EGL): a new context cannot be made current (" + gl_.last_error() + ")");
+    if (!gl_.make_current()) {
+      throw GlError("OpenGL (EGL): a new context cannot be made current (" + gl_.last_error() + ")");
+    }
     for (size_t t = 0; t < spec.models.size(); ++t) {
       if (!needed[t]) continue;
       TaskSetup setup{reinterpret_cast<const mjModel*>(spec.models[t]), &scenes_[t], &contexts_[t]};
@@ -131,7 +133,8 @@ std::vector<int32_t> deal_envs(const std::vector<int32_t>& task_of_env, int32_t 
 
 }  // namespace
 
-BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots) : spec_(std::move(spec)), out_(std::move(out)) {
+BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
+    : spec_(std::move(spec)), out_(std::move(out)) {
   if (spec_.datas.empty() || spec_.datas.size() != spec_.task_of_env.size()) {
     throw std::invalid_argument("datas and task_of_env: one entry per env, at least one env");
   }
@@ -139,7 +142,9 @@ BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots) : sp
     if (ids.size() != out_.images.size()) throw std::invalid_argument("camera_ids: one id per camera and task");
   }
   for (int32_t task : spec_.task_of_env) {
-    if (task < 0 || static_cast<size_t>(task) >= spec_.models.size()) throw std::invalid_argument("task_of_env: out of range");
+    if (task < 0 || static_cast<size_t>(task) >= spec_.models.size()) {
+      throw std::invalid_argument("task_of_env: out of range");
+    }
   }
   const int32_t count = static_cast<int32_t>(std::min<int64_t>(std::max(slots, 1), size()));
   slot_of_env_ = deal_envs(spec_.task_of_env, count);
@@ -160,7 +165,9 @@ std::vector<std::vector<int64_t>> BatchRenderer::stale_envs_by_slot(const int64_
   std::vector<std::vector<int64_t>> envs(slots_.size());
   for (int64_t r = 0; r < n; ++r) {
     const int64_t env = rows[r];
-    if (env < 0 || env >= size()) throw std::out_of_range("rows: env " + std::to_string(env) + " is not in [0, " + std::to_string(size()) + ")");
+    if (env < 0 || env >= size()) {
+      throw std::out_of_range("rows: env " + std::to_string(env) + " is not in [0, " + std::to_string(size()) + ")");
+    }
     bool stale = false;
     for (int64_t c = 0; c < cameras(); ++c) stale = stale || (wanted[c] && !out_.current[env * cameras() + c]);
     if (stale && !listed[static_cast<size_t>(env)]) {
@@ -177,7 +184,9 @@ void BatchRenderer::draw_env(Slot& slot, int64_t env, const bool* wanted) {
   bool* current = out_.current + env * cameras();
   std::vector<uint8_t*> destinations(static_cast<size_t>(cameras()), nullptr);
   for (int64_t c = 0; c < cameras(); ++c) {
-    if (wanted[c] && !current[c]) destinations[static_cast<size_t>(c)] = out_.images[static_cast<size_t>(c)] + env * frame;
+    if (wanted[c] && !current[c]) {
+      destinations[static_cast<size_t>(c)] = out_.images[static_cast<size_t>(c)] + env * frame;
+    }
   }
   static const mjvOption option = [] {
     mjvOption o;
@@ -215,7 +224,9 @@ void BatchRenderer::render(const int64_t* rows, int64_t n, const bool* wanted) {
   std::lock_guard<std::mutex> one_call_at_a_time(calls_);
   const std::vector<std::vector<int64_t>> envs = stale_envs_by_slot(rows, n, wanted);
   parallel_for(static_cast<int64_t>(slots_.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) draw_slot(*slots_[static_cast<size_t>(k)], envs[static_cast<size_t>(k)], wanted);
+    for (int64_t k = begin; k < end; ++k) {
+      draw_slot(*slots_[static_cast<size_t>(k)], envs[static_cast<size_t>(k)], wanted);
+    }
   });
 }
 

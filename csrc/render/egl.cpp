@@ -2,8 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -74,8 +74,9 @@ std::string hex(EGLint code) {
 }
 
 bool load_symbols(Library& lib) {
-  return resolve(lib.handle, "eglGetProcAddress", lib.GetProcAddress) && resolve(lib.handle, "eglGetError", lib.GetError) &&
-         resolve(lib.handle, "eglInitialize", lib.Initialize) && resolve(lib.handle, "eglChooseConfig", lib.ChooseConfig) &&
+  return resolve(lib.handle, "eglGetProcAddress", lib.GetProcAddress) &&
+         resolve(lib.handle, "eglGetError", lib.GetError) && resolve(lib.handle, "eglInitialize", lib.Initialize) &&
+         resolve(lib.handle, "eglChooseConfig", lib.ChooseConfig) &&
          resolve(lib.handle, "eglBindAPI", lib.BindAPI) && resolve(lib.handle, "eglQueryAPI", lib.QueryAPI) &&
          resolve(lib.handle, "eglCreateContext", lib.CreateContext) &&
          resolve(lib.handle, "eglDestroyContext", lib.DestroyContext) &&
@@ -118,7 +119,9 @@ bool open_display(Library& lib) {
     }
   }
   if (lib.display == nullptr) {
-    if (lib.error.empty()) lib.error = "no EGL device display could be initialized (EGL error " + hex(lib.GetError()) + ").";
+    if (lib.error.empty()) {
+      lib.error = "no EGL device display could be initialized (EGL error " + hex(lib.GetError()) + ").";
+    }
     return false;
   }
   const EGLint attributes[] = {kRedSize,    8,          kGreenSize,   8,         kBlueSize,       8,

@@ -3,11 +3,13 @@
 Two ways to draw the same frames, chosen when the renderer is made (`render_backend`):
   * "engine" (the default where EGL is the GL backend: MUJOCO_GL unset or "egl"): `_C.render.BatchRenderer`
     draws in the core's thread pool with the GIL released, one EGL context per thread that may draw at once,
-    each holding MuJoCo's render context of every task of the batch, and reads pixels straight into `images`.
+    the envs dealt to them by task (each context holds MuJoCo's render context of its envs' tasks only), and
+    reads pixels straight into `images`.
     A missing or broken GL stack is one GlError (a RuntimeError naming MUJOCO_GL and the system packages) when
     the env is made.
   * "python": one OpenGL context from MuJoCo's Python backend of MUJOCO_GL (egl, osmesa, glfw) and a Python loop
-    over envs; the path for MUJOCO_GL=osmesa/glfw, and the baseline bench/bench_image_rollouts.py measures.
+    over envs; the path for MUJOCO_GL=osmesa (Debian/Ubuntu: libosmesa6) or glfw, and the baseline
+    bench/bench_image_rollouts.py measures.
 RIPT_FAST_RENDER=python|engine overrides the choice. Both run MuJoCo's own pipeline (mj_camlight with the
 render model, mjv_updateScene from a fixed camera, mjr_render, mjr_readPixels) on the same render models and
 give the same pixels (python_tests/test_render_engine.py).
