@@ -104,6 +104,29 @@ def test_libero_frames_equal_mujoco_renderer(size: tuple[int, int]) -> None:
         env.close()
 
 
+@requires_gl
+@requires_engine
+@pytest.mark.usefixtures("threads")
+def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
+    """With one thread the engine draws on the calling (Python) thread: the context the caller had current
+    there (here a mujoco.Renderer's) is current again afterwards, so Python-side GL code is undisturbed."""
+    from mujoco.egl import egl_ext
+
+    _C.set_num_threads(1)
+    env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False)
+    try:
+        env.reset(seed=0)
+        with mujoco.Renderer(env.envs[0].model, 32, 32) as renderer:
+            renderer.update_scene(env.envs[0].data)
+            renderer.render()  # makes its context current on this thread
+            theirs = egl_ext.eglGetCurrentContext().address
+            assert theirs
+            env.render_observations()
+            assert egl_ext.eglGetCurrentContext().address == theirs
+    finally:
+        env.close()
+
+
 # Makes a state env (no GL needed), then an image env, which must raise; prints the exception's type and text.
 _MAKE_ENVS = """
 from ript_fast.envs import make_vec_env
