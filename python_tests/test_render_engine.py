@@ -22,7 +22,7 @@ from python_tests.conftest import GL_SKIP_REASON, gl_error
 from python_tests.libero_helpers import requires_libero
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.rendering import render_backend, render_model
+from ript_fast.envs.rendering import render_backend, render_model, render_threads
 
 requires_gl = pytest.mark.skipif(
     gl_error() is not None, reason=f"{GL_SKIP_REASON} (set MUJOCO_GL=egl with libegl1): {gl_error()}"
@@ -125,6 +125,19 @@ def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
             assert egl_ext.eglGetCurrentContext().address == theirs
     finally:
         env.close()
+
+
+def test_render_threads_knob(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RIPT_FAST_RENDER_THREADS caps the engine's GL contexts (memory: each holds its tasks' textures); unset,
+    the pool's size; anything but a positive integer is a ValueError naming the variable."""
+    monkeypatch.delenv("RIPT_FAST_RENDER_THREADS", raising=False)
+    assert render_threads() == _C.num_threads()
+    monkeypatch.setenv("RIPT_FAST_RENDER_THREADS", "3")
+    assert render_threads() == 3
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv("RIPT_FAST_RENDER_THREADS", bad)
+        with pytest.raises(ValueError, match="RIPT_FAST_RENDER_THREADS"):
+            render_threads()
 
 
 # Makes a state env (no GL needed), then an image env, which must raise; prints the exception's type and text.

@@ -10,9 +10,10 @@ Two ways to draw the same frames, chosen when the renderer is made (`render_back
   * "python": one OpenGL context from MuJoCo's Python backend of MUJOCO_GL (egl, osmesa, glfw) and a Python loop
     over envs; the path for MUJOCO_GL=osmesa (Debian/Ubuntu: libosmesa6) or glfw, and the baseline
     bench/bench_image_rollouts.py measures.
-RIPT_FAST_RENDER=python|engine overrides the choice. Both run MuJoCo's own pipeline (mj_camlight with the
-render model, mjv_updateScene from a fixed camera, mjr_render, mjr_readPixels) on the same render models and
-give the same pixels (python_tests/test_render_engine.py).
+RIPT_FAST_RENDER=python|engine overrides the choice; RIPT_FAST_RENDER_THREADS caps the engine's GL contexts
+(default: the pool's threads), each of which holds its tasks' textures (~390 MB per LIBERO task). Both run
+MuJoCo's own pipeline (mj_camlight with the render model, mjv_updateScene from a fixed camera, mjr_render,
+mjr_readPixels) on the same render models and give the same pixels (python_tests/test_render_engine.py).
 
 One render model per task (envs of a task share it: the geometry, meshes and textures are the task's; positions
 come from each env's mjData). The light profile drops what costs most on a CPU rasteriser: no shadows, no
@@ -80,6 +81,17 @@ def render_backend() -> str:
     return chosen or ("engine" if _mujoco_gl() in ("", "egl") else "python")
 
 
+def render_threads() -> int:
+    """How many threads the engine's renderer may draw with at once (one GL context each): RIPT_FAST_RENDER_THREADS
+    when set, else the core's pool size. A memory knob: every context uploads its tasks' textures."""
+    value = os.environ.get("RIPT_FAST_RENDER_THREADS", "").strip()
+    if not value:
+        return _C.num_threads()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"RIPT_FAST_RENDER_THREADS: must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def check_gl() -> None:
     """Makes and frees one GL context of the kind `render_backend()` draws with: raises what making an image env
     would raise where GL is missing or broken (the engine's GlError names MUJOCO_GL and the packages)."""
@@ -141,7 +153,7 @@ class _EngineDraw:
         spec.datas = [data._address for data in datas]
         spec.height, spec.width = size
         spec.bottom_up = bottom_up
-        self._renderer = _C.render.BatchRenderer(spec, list(images), current, _C.num_threads())
+        self._renderer = _C.render.BatchRenderer(spec, list(images), current, render_threads())
 
     def draw(self, rows: np.ndarray, wanted: np.ndarray) -> None:
         self._renderer.render(rows, wanted)
