@@ -22,7 +22,7 @@ from python_tests.conftest import GL_SKIP_REASON, gl_error
 from python_tests.libero_helpers import requires_libero
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.rendering import render_backend, render_model, render_threads
+from ript_fast.envs.rendering import BatchRenderer, render_backend, render_model, render_threads
 
 requires_gl = pytest.mark.skipif(
     gl_error() is not None, reason=f"{GL_SKIP_REASON} (set MUJOCO_GL=egl with libegl1): {gl_error()}"
@@ -87,6 +87,22 @@ def test_metaworld_frames_equal_mujoco_renderer(size: tuple[int, int], num_threa
     try:
         assert_equal_to_reference(env, size, steps=3)
     finally:
+        env.close()
+
+
+@requires_gl
+@requires_engine
+def test_top_down_rows_when_asked() -> None:
+    """flip_vertical=False gives upright images (top row first): the reference's rows in the other order."""
+    env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False)
+    renderer = BatchRenderer(env.envs, env.task_names, (48, 64), "corner2", flip_vertical=False)
+    try:
+        env.reset(seed=0)
+        renderer.render()
+        upright = reference_frames(env, np.arange(2), (48, 64))["rgb"][:, ::-1]
+        np.testing.assert_array_equal(renderer.images["corner2"], upright)
+    finally:
+        renderer.close()
         env.close()
 
 
