@@ -1,7 +1,7 @@
 """Offscreen RGB rendering of a batch, in a light profile for CPU rendering.
 
 Two ways to draw the same frames, chosen when the renderer is made (`render_backend`):
-  * "engine" (the default where EGL is the GL backend: MUJOCO_GL unset or "egl"): `_C.render.BatchRenderer`
+  * "engine" (the default unless MUJOCO_GL is "osmesa" or "glfw"): `_C.render.BatchRenderer`
     draws in the core's thread pool with the GIL released, one EGL context per thread that may draw at once,
     the envs dealt to them by task (each context holds MuJoCo's render context of its envs' tasks only), and
     reads pixels straight into `images`.
@@ -70,15 +70,19 @@ def _mujoco_gl() -> str:
     return os.environ.get("MUJOCO_GL", "").strip().lower()
 
 
+_PYTHON_GL = ("osmesa", "glfw")  # MuJoCo's Python GL backends other than EGL: drawn by the Python loop
+
+
 def render_backend() -> str:
-    """How frames are drawn (see the module docstring): RIPT_FAST_RENDER when set, else "engine" where EGL is
-    MuJoCo's GL backend (MUJOCO_GL unset or "egl") and "python" for the others (osmesa, glfw)."""
+    """How frames are drawn (see the module docstring): RIPT_FAST_RENDER when set, else "python" where
+    MUJOCO_GL asks for OSMesa or GLFW and "engine" otherwise (EGL; with MUJOCO_GL=disable, as libero_setup sets
+    it where libEGL is missing, an image env then fails with the engine's GlError saying what to install)."""
     chosen = os.environ.get("RIPT_FAST_RENDER", "").strip().lower()
     if chosen and chosen not in ("engine", "python"):
         raise ValueError(f"RIPT_FAST_RENDER: must be 'engine' or 'python', got {chosen!r}")
-    if chosen == "engine" and _mujoco_gl() not in ("", "egl"):
+    if chosen == "engine" and _mujoco_gl() in _PYTHON_GL:
         raise ValueError(f"RIPT_FAST_RENDER=engine draws with EGL, but MUJOCO_GL={_mujoco_gl()!r}: unset one of them")
-    return chosen or ("engine" if _mujoco_gl() in ("", "egl") else "python")
+    return chosen or ("python" if _mujoco_gl() in _PYTHON_GL else "engine")
 
 
 def render_threads() -> int:
