@@ -1,7 +1,9 @@
 #include "render/batch_renderer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -89,6 +91,7 @@ class BatchRenderer::Slot {
     }
     for (size_t t = 0; t < spec.models.size(); ++t) {
       if (!needed[t]) continue;
+      tasks_.push_back(static_cast<int32_t>(t));
       TaskSetup setup{reinterpret_cast<const mjModel*>(spec.models[t]), &scenes_[t], &contexts_[t]};
       if (const char* error = sim::call_trapped(make_task_context, &setup)) {
         throw GlError(std::string("MuJoCo could not set up rendering: ") + error);
@@ -106,6 +109,7 @@ class BatchRenderer::Slot {
   }
 
   const EglContext& gl() const { return gl_; }
+  const std::vector<int32_t>& tasks() const { return tasks_; }
   const mjrContext& context(int32_t task) const { return contexts_[static_cast<size_t>(task)]; }
   mjvScene& scene(int32_t task) { return scenes_[static_cast<size_t>(task)]; }
   uint8_t* scratch() { return scratch_.data(); }
@@ -115,6 +119,13 @@ class BatchRenderer::Slot {
   std::vector<mjrContext> contexts_;
   std::vector<mjvScene> scenes_;
   std::vector<uint8_t> scratch_;
+  std::vector<int32_t> tasks_;  // the tasks it can draw
+};
+
+// One render call's stale envs of a task, claimed one at a time by the slots that hold the task.
+struct BatchRenderer::TaskQueue {
+  std::vector<int64_t> envs;
+  std::atomic<size_t> next{0};
 };
 
 namespace {
@@ -147,11 +158,11 @@ BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
     }
   }
   const int32_t count = static_cast<int32_t>(std::min<int64_t>(std::max(slots, 1), size()));
-  slot_of_env_ = deal_envs(spec_.task_of_env, count);
+  const std::vector<int32_t> slot_of_env = deal_envs(spec_.task_of_env, count);
   for (int32_t k = 0; k < count; ++k) {
     std::vector<bool> needed(spec_.models.size(), false);
-    for (size_t i = 0; i < slot_of_env_.size(); ++i) {
-      if (slot_of_env_[i] == k) needed[static_cast<size_t>(spec_.task_of_env[i])] = true;
+    for (size_t i = 0; i < slot_of_env.size(); ++i) {
+      if (slot_of_env[i] == k) needed[static_cast<size_t>(spec_.task_of_env[i])] = true;
     }
     slots_.push_back(std::make_unique<Slot>(spec_, needed));
   }
@@ -159,10 +170,10 @@ BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
 
 BatchRenderer::~BatchRenderer() = default;
 
-std::vector<std::vector<int64_t>> BatchRenderer::stale_envs_by_slot(const int64_t* rows, int64_t n,
-                                                                    const bool* wanted) const {
+std::vector<BatchRenderer::TaskQueue> BatchRenderer::stale_envs_by_task(const int64_t* rows, int64_t n,
+                                                                        const bool* wanted) const {
   std::vector<bool> listed(static_cast<size_t>(size()), false);
-  std::vector<std::vector<int64_t>> envs(slots_.size());
+  std::vector<TaskQueue> queues(spec_.models.size());
   for (int64_t r = 0; r < n; ++r) {
     const int64_t env = rows[r];
     if (env < 0 || env >= size()) {
@@ -172,10 +183,10 @@ std::vector<std::vector<int64_t>> BatchRenderer::stale_envs_by_slot(const int64_
     for (int64_t c = 0; c < cameras(); ++c) stale = stale || (wanted[c] && !out_.current[env * cameras() + c]);
     if (stale && !listed[static_cast<size_t>(env)]) {
       listed[static_cast<size_t>(env)] = true;
-      envs[static_cast<size_t>(slot_of_env_[static_cast<size_t>(env)])].push_back(env);
+      queues[static_cast<size_t>(spec_.task_of_env[static_cast<size_t>(env)])].envs.push_back(env);
     }
   }
-  return envs;
+  return queues;
 }
 
 void BatchRenderer::draw_env(Slot& slot, int64_t env, const bool* wanted) {
@@ -211,22 +222,28 @@ void BatchRenderer::draw_env(Slot& slot, int64_t env, const bool* wanted) {
   for (int64_t c = 0; c < cameras(); ++c) current[c] = current[c] || wanted[c];
 }
 
-void BatchRenderer::draw_slot(Slot& slot, const std::vector<int64_t>& envs, const bool* wanted) {
-  if (envs.empty()) return;
-  CurrentBinding keep;  // the drawing thread's own binding (the caller's context, on the Python thread) comes back
-  if (!slot.gl().make_current()) {
-    throw std::runtime_error("OpenGL (EGL): cannot make a render context current (" + EglContext::last_error() + ")");
+void BatchRenderer::draw_slot(Slot& slot, std::vector<TaskQueue>& queues, const bool* wanted) {
+  std::optional<CurrentBinding> keep;  // the thread's own binding (the caller's context, on the Python thread)
+  for (int32_t task : slot.tasks()) {
+    TaskQueue& queue = queues[static_cast<size_t>(task)];
+    for (size_t j = queue.next.fetch_add(1); j < queue.envs.size(); j = queue.next.fetch_add(1)) {
+      if (!keep) {
+        keep.emplace();
+        if (!slot.gl().make_current()) {
+          throw std::runtime_error("OpenGL (EGL): cannot make a render context current (" + EglContext::last_error() +
+                                   ")");
+        }
+      }
+      draw_env(slot, queue.envs[j], wanted);
+    }
   }
-  for (int64_t env : envs) draw_env(slot, env, wanted);
 }
 
 void BatchRenderer::render(const int64_t* rows, int64_t n, const bool* wanted) {
   std::lock_guard<std::mutex> one_call_at_a_time(calls_);
-  const std::vector<std::vector<int64_t>> envs = stale_envs_by_slot(rows, n, wanted);
+  std::vector<TaskQueue> queues = stale_envs_by_task(rows, n, wanted);
   parallel_for(static_cast<int64_t>(slots_.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      draw_slot(*slots_[static_cast<size_t>(k)], envs[static_cast<size_t>(k)], wanted);
-    }
+    for (int64_t k = begin; k < end; ++k) draw_slot(*slots_[static_cast<size_t>(k)], queues, wanted);
   });
 }
 

@@ -5,8 +5,10 @@
 // is split into "slots", one per pool thread that may draw at once: a slot is an EGL context with MuJoCo's
 // render context (meshes and textures uploaded) and a scene for each task among its envs. Envs are dealt to
 // slots once, sorted by task in contiguous runs, so the slots hold about tasks + slots render contexts in all
-// (not tasks x slots: a LIBERO task's textures are ~390 MB per context); a render call draws each slot's stale
-// envs on one pool thread.
+// (not tasks x slots: a LIBERO task's textures are ~390 MB per context). In a render call each slot runs on
+// a pool thread and claims, one at a time, the stale envs of the tasks it holds: the slots sharing a task (all
+// of them in a one-task batch) balance its envs between them, so a thread the OS delays leaves its share to
+// the others.
 //
 // A frame is MuJoCo's own pipeline, as mujoco.Renderer runs it: mj_camlight with the render model (whose
 // cameras the caller may have moved), mjv_updateScene from a fixed camera, mjr_render into the offscreen
@@ -62,13 +64,13 @@ class BatchRenderer {
 
  private:
   class Slot;
-  std::vector<std::vector<int64_t>> stale_envs_by_slot(const int64_t* rows, int64_t n, const bool* wanted) const;
-  void draw_slot(Slot& slot, const std::vector<int64_t>& envs, const bool* wanted);
+  struct TaskQueue;
+  std::vector<TaskQueue> stale_envs_by_task(const int64_t* rows, int64_t n, const bool* wanted) const;
+  void draw_slot(Slot& slot, std::vector<TaskQueue>& queues, const bool* wanted);
   void draw_env(Slot& slot, int64_t env, const bool* wanted);
 
   RenderSpec spec_;
   RenderOutputs out_;
-  std::vector<int32_t> slot_of_env_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::mutex calls_;
 };
