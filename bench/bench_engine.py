@@ -196,11 +196,12 @@ def render_table(n: int, steps: int) -> list[str]:
         env = make_vec_env("metaworld/pick-place-v3", num_envs=n, seed=0, obs_mode="state+rgb")
     except Exception as err:  # no GL backend: report and move on
         return [f"rendering skipped: {err}"]
+    how = f"{env._renderer.backend} renderer"  # RIPT_FAST_RENDER=python: one GL context, Python loop
     env.reset()
     actions = random_actions(n, steps)
     rate = n * steps / timed(lambda: [env.step(a) for a in actions])
     env.close()
-    row = f"| state+rgb 128x128, pick-place, {n} envs | {rate:,.0f} env steps/s (1 GL context, Python loop) |"
+    row = f"| state+rgb 128x128, pick-place, {n} envs | {rate:,.0f} env steps/s ({how}) |"
     print(row, flush=True)
     return ["| rendering | speed |", "|---|---|", row]
 

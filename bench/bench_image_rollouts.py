@@ -1,16 +1,19 @@
-"""Benchmark of image rollouts: rendering every step vs on demand (measures; never asserts).
+"""Benchmark of image rollouts rendering on demand: the Python loop against the engine's renderer (measures;
+never asserts).
 
-    python bench/bench_image_rollouts.py              # MetaWorld pick-place, 16 and 64 envs (and LIBERO if installed)
-    python bench/bench_image_rollouts.py --quick      # 16 envs, shorter episodes
+    python bench/bench_image_rollouts.py          # MetaWorld pick-place 128, LIBERO goal/0 128 + 224; 16 and 64 envs
+    python bench/bench_image_rollouts.py --quick  # 16 envs, shorter episodes, 128 only
 
-The trainer's own loop (`collect_rollouts`) runs episodes of `--steps` env steps with a stand-in policy that
-reads every query's images and returns random chunks of `--horizon` actions (QueST's 8), so the time is the
-engine's and the renderer's alone. Per batch it runs, alternately and `--repeats` times (best kept):
-  * every step: the env renders every env's cameras after every step (gymnasium's contract, how rollouts ran
-    before), the queries read their envs' images from the step's observation;
-  * on demand: steps render nothing, each query renders the images of the envs it queries;
+The trainer's own loop (`collect_rollouts`, rendering on demand: a step renders nothing, a query renders the
+images of the envs it queries) runs episodes of `--steps` env steps with a stand-in policy that reads every
+query's images and returns random chunks of `--horizon` actions (QueST's 8), so the time is the engine's and
+the renderer's alone. Per batch it runs, alternately and `--repeats` times (best kept):
+  * python loop: frames drawn one at a time from Python on one GL context (RIPT_FAST_RENDER=python: the path
+    before the engine's renderer);
+  * engine: frames drawn by `_C.render` in the core's thread pool, one EGL context per thread, GIL released;
   * state only: the same loop without any camera (the engine's speed, the ceiling for image rollouts).
-Prints a markdown table of env steps/s and the on-demand / every-step ratio, with the frames each path drew.
+Each env renders all its frames once before the timed loop (shader compilation is a one-off per GL context).
+Prints a markdown table of env steps/s and the engine / python-loop ratio, with the frames each path drew.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import torch
 
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.rendering import BatchRenderer
 from ript_fast.policies.base import ChunkSample, Observation
 from ript_fast.train.rollout import collect_rollouts
 
@@ -53,58 +55,53 @@ class ImageReadingStub(torch.nn.Module):
         return ChunkSample(actions, torch.zeros(n, 1, dtype=torch.int64), torch.zeros(n, 1), {})
 
 
-class FrameCounter:
-    """Counts the frames BatchRenderer draws (one per env and camera), by wrapping its drawing method."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-        draw = BatchRenderer._render_env
-
-        def counting(renderer: BatchRenderer, i: int, cameras: list[str]) -> None:
-            self.frames += len(cameras)
-            draw(renderer, i, cameras)
-
-        BatchRenderer._render_env = counting  # type: ignore[method-assign]
+MODES = ("python loop", "engine", "state only")
 
 
-def rollout_rate(name: str, n: int, steps: int, horizon: int, mode: str, counter: FrameCounter) -> tuple[float, int]:
+def rollout_rate(name: str, n: int, size: int, steps: int, horizon: int, mode: str) -> tuple[float, int]:
     """Env steps/s of one collection of n episodes of `steps` steps, and the frames it drew."""
     images = mode != "state only"
+    os.environ["RIPT_FAST_RENDER"] = "python" if mode == "python loop" else "engine"
     options = {"autoreset": False, "max_episode_steps": steps, "terminate_on_success": False}
-    env = make_vec_env(name, n, seed=0, obs_mode="state+rgb" if images else "state", **options)
+    env = make_vec_env(
+        name, n, seed=0, obs_mode="state+rgb" if images else "state", render_size=(size, size), **options
+    )
     keys = list(env.image_cameras) if images else []
     policy = ImageReadingStub(keys, horizon, env.single_action_space.shape[0])
     env.reset(seed=0)
+    if images:  # warm: GL contexts compile their shaders on first use (a training run's envs live long)
+        env.render_observations()
+    warmup = env._renderer.frames_drawn if images else 0
     contexts = env.get_state()
-    counter.frames = 0
     start = time.perf_counter()
     _, timing = collect_rollouts(
-        env, policy, contexts, np.arange(n), np.zeros(n, np.int64), seed=0, render_every_step=mode == "every step"
+        env, policy, contexts, np.arange(n), np.zeros(n, np.int64), seed=0, render_every_step=False
     )
     seconds = time.perf_counter() - start
+    frames = env._renderer.frames_drawn - warmup if images else 0
     env.close()
-    return timing.env_steps / seconds, counter.frames
+    return timing.env_steps / seconds, frames
 
 
-def table(batches: list[tuple[str, int]], steps: int, horizon: int, repeats: int) -> list[str]:
-    counter = FrameCounter()
-    modes = ("every step", "on demand", "state only")
+def table(batches: list[tuple[str, int, int]], steps: int, horizon: int, repeats: int) -> list[str]:
     rows = [
-        "| batch | envs | every step (env steps/s) | on demand | on demand / every step | state only | "
-        "frames drawn: every step / on demand |",
-        "|---|---|---|---|---|---|---|",
+        "| batch | image size | envs | python loop (env steps/s) | engine | engine / python loop | state only | "
+        "frames drawn (python loop / engine) | load avg |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, n in batches:
-        best = {m: 0.0 for m in modes}
+    for name, n, size in batches:
+        best = {m: 0.0 for m in MODES}
         frames = {}
+        load = os.getloadavg()[0]
         for _ in range(repeats):
-            for mode in modes:  # alternating, so a load change hits both paths alike
-                rate, frames[mode] = rollout_rate(name, n, steps, horizon, mode, counter)
+            for mode in MODES:  # alternating, so a load change hits both paths alike
+                rate, frames[mode] = rollout_rate(name, n, size, steps, horizon, mode)
                 best[mode] = max(best[mode], rate)
-        every, lazy = best["every step"], best["on demand"]
+        loop, engine = best["python loop"], best["engine"]
         rows.append(
-            f"| {name} | {n} | {every:,.0f} | {lazy:,.0f} | {lazy / every:.1f}x | {best['state only']:,.0f} | "
-            f"{frames['every step']:,} / {frames['on demand']:,} |"
+            f"| {name} | {size} | {n} | {loop:,.1f} | {engine:,.1f} | {engine / loop:.2f}x | "
+            f"{best['state only']:,.0f} | {frames['python loop']:,} / {frames['engine']:,} | "
+            f"{load:.1f} -> {os.getloadavg()[0]:.1f} |"
         )
         print(rows[-1], flush=True)
     return rows
@@ -118,7 +115,7 @@ def libero_installed() -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="16 envs and 32-step episodes")
+    parser.add_argument("--quick", action="store_true", help="16 envs, 32-step episodes, 128x128 only")
     parser.add_argument("--steps", type=int, default=64, help="env steps per episode (default 64: 8 queries)")
     parser.add_argument("--horizon", type=int, default=8, help="actions per query (QueST: 8)")
     parser.add_argument("--repeats", type=int, default=2)
@@ -127,14 +124,14 @@ def main() -> None:
     steps = 32 if args.quick else args.steps
     sizes = [16] if args.quick else [16, 64]
     _C.set_num_threads(args.threads)
-    batches = [("metaworld/pick-place-v3", n) for n in sizes]
+    batches = [("metaworld/pick-place-v3", n, 128) for n in sizes]
     if libero_installed():
-        batches += [("libero/goal/0", n) for n in sizes]
+        batches += [("libero/goal/0", n, size) for size in ([128] if args.quick else [128, 224]) for n in sizes]
     else:
         print("LIBERO is not installed: MetaWorld only (bash scripts/install_libero.sh adds it)")
     print(
         f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}, "
-        f"{steps} steps per episode, a query every {args.horizon}, best of {args.repeats}, 128x128 images"
+        f"{steps} steps per episode, a query every {args.horizon}, best of {args.repeats}, {args.threads} threads"
     )
     rows = table(batches, steps, args.horizon, args.repeats)
     print(f"\nload average after: {os.getloadavg()}\n")

@@ -5,4 +5,5 @@ PYBIND11_MODULE(_C, m) {
   ript::bind_common(m);
   ript::bind_ops(m);
   ript::bind_sim(m);
+  ript::bind_render(m);
 }

@@ -50,10 +50,9 @@ def in_ci() -> bool:
 def gl_error() -> str | None:
     """Why no offscreen GL context can be made here (the exception, named), or None when one can."""
     try:
-        from ript_fast.envs.rendering import _gl_context_class
+        from ript_fast.envs.rendering import check_gl
 
-        context = _gl_context_class()(16, 16)
-        context.free()
+        check_gl()
         return None
     except Exception as err:  # any failure to make a context: missing library, no device, bad MUJOCO_GL
         return f"{type(err).__name__}: {err}"

@@ -117,9 +117,15 @@ def test_only_asked_frames_are_rendered_once_per_step(monkeypatch: pytest.Monkey
     env = make_vec_env(
         "metaworld/reach-v3", 4, seed=0, obs_mode="rgb", autoreset=False, max_episode_steps=2, render_every_step=False
     )
-    drawn: list[int] = []
-    draw = env._renderer._render_env
-    monkeypatch.setattr(env._renderer, "_render_env", lambda i, cameras: (drawn.append(i), draw(i, cameras)))
+    drawn: list[int] = []  # the envs each render call drew, in index order (they are drawn in parallel)
+    renderer, render = env._renderer, env._renderer.render
+
+    def recording(rows=None, cameras=None) -> None:
+        stale = ~renderer.current["corner2"]
+        render(rows, cameras)
+        drawn.extend(np.flatnonzero(stale & renderer.current["corner2"]).tolist())
+
+    monkeypatch.setattr(renderer, "render", recording)
     zeros = np.zeros((4, 4), np.float32)
     try:
         env.reset()
@@ -127,16 +133,16 @@ def test_only_asked_frames_are_rendered_once_per_step(monkeypatch: pytest.Monkey
         assert drawn == [] and set(obs) == {"state"}
         env.render_observations([3, 1])
         env.render_observations([1])
-        assert drawn == [3, 1]
+        assert drawn == [1, 3]
         env.reset(options={"reset_mask": np.array([True, False, True, True])})  # env 1 keeps its step count
         env.render_observations([1, 3])
-        assert drawn == [3, 1, 3]
+        assert drawn == [1, 3, 3]
         _, _, _, truncated, _ = env.step(zeros)
         assert truncated.tolist() == [False, True, False, False]  # env 1 finished: it is not stepped again
         env.render_observations()
         env.step(zeros)
         env.render_observations()
-        assert drawn == [3, 1, 3, 0, 1, 2, 3, 0, 2, 3]
+        assert drawn == [1, 3, 3, 0, 1, 2, 3, 0, 2, 3]
         with env.rendering_mode(every_step=True):
             obs, _ = env.reset()
             assert obs.shape == (4, 128, 128, 3) and drawn[10:] == [0, 1, 2, 3]

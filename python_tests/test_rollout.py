@@ -154,11 +154,17 @@ def test_image_rollouts_on_demand_equal_every_step_rollouts(contexts: np.ndarray
     on demand, only the queried envs' frames are rendered (one per query row)."""
     policy = image_policy()
     steer_to_goal(policy, monkeypatch)
-    drawn: list[int] = []
-    draw = BatchRenderer._render_env
-    monkeypatch.setattr(BatchRenderer, "_render_env", lambda self, i, cams: (drawn.append(i), draw(self, i, cams)))
+    drawn: list[int] = []  # frames drawn by each render call
+    render = BatchRenderer.render
+
+    def counting(self: BatchRenderer, rows=None, cameras=None) -> None:
+        before = self.frames_drawn
+        render(self, rows, cameras)
+        drawn.append(self.frames_drawn - before)
+
+    monkeypatch.setattr(BatchRenderer, "render", counting)
     every = image_rollouts(policy, image_env(N, 60), contexts, render_every_step=True)
-    every_drawn = len(drawn)
+    every_drawn = sum(drawn)
     drawn.clear()
     lazy = image_rollouts(policy, image_env(N, 60), contexts, render_every_step=False)
     assert len(set(every.episode_steps.tolist())) > 1 and every.rewards.sum() > 0  # ragged: subsets were queried
@@ -167,7 +173,7 @@ def test_image_rollouts_on_demand_equal_every_step_rollouts(contexts: np.ndarray
     assert lazy.cond.keys() == every.cond.keys() and "image/rgb" in lazy.cond
     for key in every.cond:
         assert torch.equal(lazy.cond[key], every.cond[key]), key
-    assert len(drawn) == int(lazy.query_mask.sum()) and every_drawn == N * (1 + int(every.episode_steps.max()))
+    assert sum(drawn) == int(lazy.query_mask.sum()) and every_drawn == N * (1 + int(every.episode_steps.max()))
 
 
 @requires_gl

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <csetjmp>
+#include <cstdio>
 
 // MuJoCo's thread-local error/warning hooks (exported by libmujoco, declared in no public header). They are
 // what MuJoCo's own Python bindings use to turn mju_error into an exception on the calling thread only.
@@ -16,8 +17,10 @@ namespace ript::sim {
 namespace {
 
 thread_local std::jmp_buf* tls_landing = nullptr;
+thread_local char tls_message[512] = "";
 
-void jump_back(const char*) {
+void jump_back(const char* message) {
+  std::snprintf(tls_message, sizeof(tls_message), "%s", message != nullptr ? message : "");
   if (tls_landing != nullptr) std::longjmp(*tls_landing, 1);
 }
 
@@ -83,8 +86,8 @@ void add_counts(mjData* d, const DivergenceCounts& a, const DivergenceCounts& b)
   for (int i = 0; i < kNumDivergenceWarnings; ++i) d->warning[kDivergenceWarnings[i]].number += a.number[i] + b.number[i];
 }
 
-// The one trapped region: runs `body(args)`; on an mju_error, resets the data and returns false.
-bool run_trapped(void (*body)(void*), void* args, const mjModel* m, mjData* d) {
+// The one trapped region: runs `body(args)`; true when MuJoCo raised an error (tls_message says which).
+bool raised_in(void (*body)(void*), void* args) {
   std::jmp_buf landing;
   const Hooks saved = install(&landing);
   volatile bool raised = false;
@@ -94,6 +97,12 @@ bool run_trapped(void (*body)(void*), void* args, const mjModel* m, mjData* d) {
     raised = true;
   }
   restore(saved);
+  return raised;
+}
+
+// A trapped call on a simulation: on an mju_error, resets the data and returns false.
+bool run_trapped(void (*body)(void*), void* args, const mjModel* m, mjData* d) {
+  const bool raised = raised_in(body, args);
   if (raised) mj_resetData(m, d);
   return !raised;
 }
@@ -157,5 +166,7 @@ bool call_guarded(void (*fn)(const mjModel*, mjData*), const mjModel* m, mjData*
   Call call{fn, m, d, 1};
   return run_trapped(repeat_call, &call, m, d);
 }
+
+const char* call_trapped(void (*body)(void*), void* args) { return raised_in(body, args) ? tls_message : nullptr; }
 
 }  // namespace ript::sim

@@ -25,4 +25,8 @@ bool step_controlled_guarded(const mjModel* m, mjData* d, int nstep, void (*cont
 // Runs `fn(m, d)` (a kinematics or forward pass) with the same error trap; false when MuJoCo raised an error.
 bool call_guarded(void (*fn)(const mjModel*, mjData*), const mjModel* m, mjData* d);
 
+// Runs `body(args)` (MuJoCo calls on no mjData, e.g. the renderer's) with the same error trap. Returns nullptr,
+// or MuJoCo's error message (valid until the calling thread's next trapped error) when it raised one.
+const char* call_trapped(void (*body)(void*), void* args);
+
 }  // namespace ript::sim

@@ -1,17 +1,30 @@
 """Offscreen RGB rendering of a batch, in a light profile for CPU rendering.
 
-One OpenGL context for the whole batch and one MuJoCo render context per task (envs of a task share it: the
-geometry, meshes and textures are the task's; positions come from each env's mjData). The light profile drops
-what costs most on a CPU rasteriser: no shadows, no multisampling, small shadow maps; 128x128 by default.
-Camera `corner2` gets QueST's position tweak, and images are flipped vertically as QueST feeds its policy.
+Two ways to draw the same frames, chosen when the renderer is made (`render_backend`):
+  * "engine" (the default unless MUJOCO_GL is "osmesa" or "glfw"): `_C.render.BatchRenderer`
+    draws in the core's thread pool with the GIL released, one EGL context per thread that may draw at once,
+    the envs dealt to them by task (each context holds MuJoCo's render context of its envs' tasks only), and
+    reads pixels straight into `images`.
+    A missing or broken GL stack is one GlError (a RuntimeError naming MUJOCO_GL and the system packages) when
+    the env is made.
+  * "python": one OpenGL context from MuJoCo's Python backend of MUJOCO_GL (egl, osmesa, glfw) and a Python loop
+    over envs; the path for MUJOCO_GL=osmesa (Debian/Ubuntu: libosmesa6) or glfw, and the baseline
+    bench/bench_image_rollouts.py measures.
+RIPT_FAST_RENDER=python|engine overrides the choice; RIPT_FAST_RENDER_THREADS caps the engine's GL contexts
+(default: the pool's threads), each of which holds its tasks' textures (~390 MB per LIBERO task). Both run
+MuJoCo's own pipeline (mj_camlight with the render model, mjv_updateScene from a fixed camera, mjr_render,
+mjr_readPixels) on the same render models and give the same pixels (python_tests/test_render_engine.py).
+
+One render model per task (envs of a task share it: the geometry, meshes and textures are the task's; positions
+come from each env's mjData). The light profile drops what costs most on a CPU rasteriser: no shadows, no
+reflections, no multisampling, small shadow maps; 128x128 by default. Camera `corner2` gets QueST's position
+tweak, and rows stay bottom-up as OpenGL returns them (QueST feeds its policy the vertical flip of the upright
+image, and robosuite, hence LIBERO's demos, keep OpenGL's order).
 
 Frames are drawn on request, per env and camera, and at most once per simulation state: `current` records
 which frames still show their env's state, and the env marks the envs it steps or resets as stale
 (`invalidate`). Rendering is most of an image rollout's time on a CPU while a chunked policy reads one step in
 eight, so an env can ask for just the frames a query reads (`BatchVecEnv.render_observations`).
-
-The GL backend follows MUJOCO_GL when set (egl, osmesa, glfw), else EGL (headless; on Debian/Ubuntu it needs
-libegl1 and libgl1-mesa-dri, or libosmesa6 for MUJOCO_GL=osmesa).
 """
 
 from __future__ import annotations
@@ -21,11 +34,13 @@ import copy
 import importlib
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mujoco
 import numpy as np
+
+from ript_fast._core import _C
 
 QUEST_CORNER2_POS = (0.75, 0.075, 0.7)  # QueST's metaworld wrapper moves camera corner2 here
 
@@ -51,8 +66,48 @@ def check_camera(model: mujoco.MjModel, camera: Any) -> str:
     return camera
 
 
+def _mujoco_gl() -> str:
+    return os.environ.get("MUJOCO_GL", "").strip().lower()
+
+
+_PYTHON_GL = ("osmesa", "glfw")  # MuJoCo's Python GL backends other than EGL: drawn by the Python loop
+
+
+def render_backend() -> str:
+    """How frames are drawn (see the module docstring): RIPT_FAST_RENDER when set, else "python" where
+    MUJOCO_GL asks for OSMesa or GLFW and "engine" otherwise (EGL; with MUJOCO_GL=disable, as libero_setup sets
+    it where libEGL is missing, an image env then fails with the engine's GlError saying what to install)."""
+    chosen = os.environ.get("RIPT_FAST_RENDER", "").strip().lower()
+    if chosen and chosen not in ("engine", "python"):
+        raise ValueError(f"RIPT_FAST_RENDER: must be 'engine' or 'python', got {chosen!r}")
+    if chosen == "engine" and _mujoco_gl() in _PYTHON_GL:
+        raise ValueError(f"RIPT_FAST_RENDER=engine draws with EGL, but MUJOCO_GL={_mujoco_gl()!r}: unset one of them")
+    return chosen or ("python" if _mujoco_gl() in _PYTHON_GL else "engine")
+
+
+def render_threads() -> int:
+    """How many threads the engine's renderer may draw with at once (one GL context each): RIPT_FAST_RENDER_THREADS
+    when set, else the core's pool size. A memory knob: every context uploads its tasks' textures."""
+    value = os.environ.get("RIPT_FAST_RENDER_THREADS", "").strip()
+    if not value:
+        return _C.num_threads()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"RIPT_FAST_RENDER_THREADS: must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_gl() -> None:
+    """Makes and frees one GL context of the kind `render_backend()` draws with: raises what making an image env
+    would raise where GL is missing or broken (the engine's GlError names MUJOCO_GL and the packages)."""
+    if render_backend() == "engine":
+        _C.render.check_gl()
+    else:
+        _gl_context_class()(16, 16).free()
+
+
 def _gl_context_class() -> Any:
-    backend = os.environ.get("MUJOCO_GL", "egl").lower().strip() or "egl"
+    """MuJoCo's Python GL context class for MUJOCO_GL (egl by default), for the "python" path."""
+    backend = _mujoco_gl() or "egl"
     module = {"egl": "mujoco.egl", "osmesa": "mujoco.osmesa"}.get(backend, "mujoco.glfw")
     return importlib.import_module(module).GLContext
 
@@ -65,17 +120,125 @@ def light_profile(model: mujoco.MjModel, width: int, height: int) -> None:
     model.vis.global_.offheight = max(model.vis.global_.offheight, height)
 
 
-def _release(contexts: dict[str, Any], gl: Any) -> None:
-    """Frees the render contexts, then the GL context (once: on close(), collection or interpreter exit)."""
-    for _, _, context, _ in contexts.values():
-        context.free()
-    contexts.clear()
-    gl.free()
+def render_model(
+    env_model: mujoco.MjModel, cameras: Sequence[str], width: int, height: int
+) -> tuple[mujoco.MjModel, list[int]]:
+    """A render-only copy of a task's model (light profile, QueST's corner2) and the ids of `cameras` in it.
+    A copy, so that the physics model keeps its own settings and the engine never sees the tweaks."""
+    model = copy.copy(env_model)
+    light_profile(model, width, height)
+    ids = []
+    for camera in cameras:
+        cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, check_camera(model, camera))
+        if camera == "corner2":
+            model.cam_pos[cam_id] = QUEST_CORNER2_POS
+        ids.append(cam_id)
+    return model, ids
+
+
+class _EngineDraw:
+    """Frames drawn by `_C.render.BatchRenderer` in the core's thread pool (one EGL context per thread that may
+    draw at once), straight into the images; GlError at construction if GL is missing or broken."""
+
+    def __init__(
+        self,
+        models: Sequence[tuple[mujoco.MjModel, list[int]]],
+        task_of_env: Sequence[int],
+        datas: Sequence[mujoco.MjData],
+        size: tuple[int, int],
+        bottom_up: bool,
+        images: Sequence[np.ndarray],
+        current: np.ndarray,
+    ) -> None:
+        spec = _C.render.RenderSpec()
+        spec.models = [model._address for model, _ in models]
+        spec.camera_ids = [ids for _, ids in models]
+        spec.task_of_env = list(task_of_env)
+        spec.datas = [data._address for data in datas]
+        spec.height, spec.width = size
+        spec.bottom_up = bottom_up
+        self._renderer = _C.render.BatchRenderer(spec, list(images), current, render_threads())
+
+    def draw(self, rows: np.ndarray, wanted: np.ndarray) -> None:
+        self._renderer.render(rows, wanted)
+
+    def close(self) -> None:
+        self._renderer.close()
+
+
+class _PythonDraw:
+    """Frames drawn one at a time from Python on one GL context of MuJoCo's MUJOCO_GL backend, with a render
+    context and a scene per task (the path before the engine's; the one for MUJOCO_GL=osmesa or glfw)."""
+
+    def __init__(
+        self,
+        models: Sequence[tuple[mujoco.MjModel, list[int]]],
+        task_of_env: Sequence[int],
+        datas: Sequence[mujoco.MjData],
+        size: tuple[int, int],
+        bottom_up: bool,
+        images: Sequence[np.ndarray],
+        current: np.ndarray,
+    ) -> None:
+        height, width = size
+        self._models, self._task_of_env, self._datas = models, list(task_of_env), list(datas)
+        self._images, self._current, self._bottom_up = list(images), current, bottom_up
+        self._gl = _gl_context_class()(width, height)
+        self._gl.make_current()
+        self._rect = mujoco.MjrRect(0, 0, width, height)
+        self._option = mujoco.MjvOption()
+        self._frame = np.empty((height, width, 3), dtype=np.uint8)
+        self._scenes, self._contexts = [], []
+        for model, _ in models:
+            scene = mujoco.MjvScene(model, maxgeom=1000)
+            scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            self._scenes.append(scene)
+            self._contexts.append(mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150))
+        self._cameras = []
+        for _, ids in models:
+            cams = [mujoco.MjvCamera() for _ in ids]
+            for cam, cam_id in zip(cams, ids, strict=True):
+                cam.type, cam.fixedcamid = mujoco.mjtCamera.mjCAMERA_FIXED, cam_id
+            self._cameras.append(cams)
+
+    def draw(self, rows: np.ndarray, wanted: np.ndarray) -> None:
+        self._gl.make_current()
+        for i in rows.tolist():
+            stale = np.flatnonzero(wanted & ~self._current[i])
+            if stale.size:
+                self._draw_env(i, stale.tolist())
+
+    def _draw_env(self, i: int, cameras: list[int]) -> None:
+        task = self._task_of_env[i]
+        model, context, scene = self._models[task][0], self._contexts[task], self._scenes[task]
+        data = self._datas[i]
+        # Camera and light frames are not part of the engine's per-step kinematics; place them from the render
+        # model (whose corner2 may be moved) without touching the physics state.
+        mujoco.mj_camlight(model, data)
+        # Every task context has its own offscreen framebuffer; bind this one before drawing into it.
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, context)
+        for c in cameras:
+            mujoco.mjv_updateScene(
+                model, data, self._option, None, self._cameras[task][c], mujoco.mjtCatBit.mjCAT_ALL, scene
+            )
+            mujoco.mjr_render(self._rect, scene, context)
+            mujoco.mjr_readPixels(self._frame, None, self._rect, context)
+            np.copyto(self._images[c][i], self._frame if self._bottom_up else self._frame[::-1])
+            self._current[i, c] = True
+
+    def close(self) -> None:
+        """Frees the render contexts, then the GL context (once: on close(), collection or interpreter exit)."""
+        for context in self._contexts:
+            context.free()
+        self._contexts.clear()
+        self._gl.free()
 
 
 class BatchRenderer:
     """Renders the envs of a batch from one or more fixed cameras into preallocated (N, H, W, 3) uint8 arrays,
-    `images[camera]`; `current[camera]` (N,) bool marks the frames that show their env's present state."""
+    `images[camera]`; `current[camera]` (N,) bool marks the frames that show their env's present state, and
+    `frames_drawn` counts the frames drawn so far (what rendering on demand saves)."""
 
     def __init__(
         self,
@@ -84,85 +247,50 @@ class BatchRenderer:
         size: tuple[int, int] = (128, 128),
         camera: str | Sequence[str] = "corner2",
         flip_vertical: bool = True,
+        backend: str | None = None,
     ) -> None:
         height, width = check_render_size(size)
         self.cameras = (camera,) if isinstance(camera, str) else tuple(camera)
-        self._envs = list(envs)
-        self._tasks = list(task_names)
-        self._flip = flip_vertical
-        self._gl = _gl_context_class()(width, height)
-        self._gl.make_current()
-        self._rect = mujoco.MjrRect(0, 0, width, height)
-        self._option = mujoco.MjvOption()
-        self._contexts: dict[
-            str, tuple[mujoco.MjModel, mujoco.MjvScene, mujoco.MjrContext, list[mujoco.MjvCamera]]
-        ] = {}
-        for task, env in zip(self._tasks, self._envs, strict=True):
-            if task not in self._contexts:
-                self._contexts[task] = self._task_context(env.model, self.cameras, width, height)
-        self._frame = np.empty((height, width, 3), dtype=np.uint8)
-        self.images = {c: np.zeros((len(self._envs), height, width, 3), dtype=np.uint8) for c in self.cameras}
-        self.current = {c: np.zeros(len(self._envs), dtype=bool) for c in self.cameras}
-        self._finalizer = weakref.finalize(self, _release, self._contexts, self._gl)
+        self.backend = render_backend() if backend is None else backend
+        first_env: dict[str, Any] = {}
+        for task, env in zip(task_names, envs, strict=True):
+            first_env.setdefault(task, env)
+        tasks = list(first_env)
+        # Held here: the C++ renderer reads these models and the envs' datas by address.
+        self._models = [render_model(first_env[t].model, self.cameras, width, height) for t in tasks]
+        self._datas = [env.data for env in envs]
+        self._current = np.zeros((len(envs), len(self.cameras)), dtype=bool)
+        self.images = {c: np.zeros((len(envs), height, width, 3), dtype=np.uint8) for c in self.cameras}
+        self.current = {c: self._current[:, k] for k, c in enumerate(self.cameras)}
+        self.frames_drawn = 0
+        draw_class: Callable[..., _EngineDraw | _PythonDraw] = {"engine": _EngineDraw, "python": _PythonDraw}[
+            self.backend
+        ]
+        self._draw = draw_class(
+            self._models,
+            [tasks.index(t) for t in task_names],
+            self._datas,
+            (height, width),
+            flip_vertical,
+            [self.images[c] for c in self.cameras],
+            self._current,
+        )
+        self._finalizer = weakref.finalize(self, self._draw.close)
         # Also at exit, before the exit hooks of libraries imported earlier (atexit runs last-in first-out):
-        # robosuite's terminates the EGL display, after which no context can be freed.
+        # robosuite's and mujoco.egl's terminate the EGL display, after which no context can be freed.
         atexit.register(self._finalizer)
-
-    @staticmethod
-    def _task_context(
-        env_model: mujoco.MjModel, cameras: Sequence[str], width: int, height: int
-    ) -> tuple[mujoco.MjModel, mujoco.MjvScene, mujoco.MjrContext, list[mujoco.MjvCamera]]:
-        model = copy.copy(env_model)
-        light_profile(model, width, height)
-        cams = []
-        for camera in cameras:
-            cam_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, check_camera(model, camera))
-            if camera == "corner2":
-                model.cam_pos[cam_id] = QUEST_CORNER2_POS
-            cam = mujoco.MjvCamera()
-            cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
-            cam.fixedcamid = cam_id
-            cams.append(cam)
-        scene = mujoco.MjvScene(model, maxgeom=1000)
-        scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
-        scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-        context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, context)
-        return model, scene, context, cams
 
     def invalidate(self, rows: np.ndarray) -> None:
         """The envs at `rows` (indices or an (N,) bool mask) changed state: their frames must be drawn again."""
-        for current in self.current.values():
-            current[rows] = False
+        self._current[rows] = False
 
     def render(self, rows: np.ndarray | None = None, cameras: Sequence[str] | None = None) -> None:
         """Draws into `images` the frames of envs `rows` (default all) from `cameras` (default all) that are not
         current; current ones are kept (a frame depends only on its env's state, so it would come out the same)."""
-        rows = np.arange(len(self._envs)) if rows is None else np.asarray(rows)
-        cameras = self.cameras if cameras is None else tuple(cameras)
-        self._gl.make_current()
-        for i in rows.tolist():
-            stale = [c for c in cameras if not self.current[c][i]]
-            if stale:
-                self._render_env(i, stale)
-
-    def _render_env(self, i: int, cameras: Sequence[str]) -> None:
-        model, scene, context, cams = self._contexts[self._tasks[i]]
-        data = self._envs[i].data
-        # Camera and light frames are not part of the engine's per-step kinematics; place them from the render
-        # model (whose corner2 may be moved) without touching the physics state.
-        mujoco.mj_camlight(model, data)
-        # Every task context has its own offscreen framebuffer; bind this one before drawing into it.
-        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, context)
-        for camera in cameras:
-            cam = cams[self.cameras.index(camera)]
-            mujoco.mjv_updateScene(model, data, self._option, None, cam, mujoco.mjtCatBit.mjCAT_ALL, scene)
-            mujoco.mjr_render(self._rect, scene, context)
-            mujoco.mjr_readPixels(self._frame, None, self._rect, context)
-            # readPixels gives rows bottom-up; the upright image is frame[::-1], and QueST flips that again
-            # (robosuite, hence LIBERO's demos, also keep OpenGL's bottom-up rows).
-            np.copyto(self.images[camera][i], self._frame if self._flip else self._frame[::-1])
-            self.current[camera][i] = True
+        rows = np.arange(len(self._current), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        wanted = np.isin(self.cameras, self.cameras if cameras is None else list(cameras))
+        self.frames_drawn += int(np.count_nonzero(~self._current[np.unique(rows)][:, wanted]))
+        self._draw.draw(rows, wanted)
 
     def close(self) -> None:
         self._finalizer()

@@ -1,0 +1,250 @@
+#include "render/batch_renderer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "common/thread_pool.h"
+#include "sim/guarded.h"
+
+namespace ript::render {
+namespace {
+
+constexpr int kMaxGeom = 1000;  // scene capacity (as the Python renderer had it): MetaWorld and LIBERO draw fewer
+
+// MuJoCo raises setup and drawing failures through mju_error, whose default handler exits the process; these
+// bodies run under sim::call_trapped, which turns that into a message. Only plain data may live inside them.
+struct TaskSetup {
+  const mjModel* model;
+  mjvScene* scene;
+  mjrContext* context;
+};
+
+void make_task_context(void* p) {
+  const TaskSetup* a = static_cast<const TaskSetup*>(p);
+  mjv_makeScene(a->model, a->scene, kMaxGeom);
+  a->scene->flags[mjRND_SHADOW] = 0;  // the light profile: shadows and reflections cost most on a CPU
+  a->scene->flags[mjRND_REFLECTION] = 0;
+  mjr_makeContext(a->model, a->context, mjFONTSCALE_150);
+  mjr_setBuffer(mjFB_OFFSCREEN, a->context);
+}
+
+// One env's frames: camera and light frames placed from the render model, then each wanted camera drawn
+// and read back into its destination (nullptr: not wanted).
+struct EnvFrames {
+  const mjModel* model;
+  mjData* data;
+  mjvScene* scene;
+  const mjrContext* context;
+  const mjvOption* option;
+  const int32_t* camera_ids;
+  uint8_t* const* destinations;
+  int cameras;
+  int height, width;
+  bool bottom_up;
+  uint8_t* scratch;  // one frame, for top-down output
+};
+
+void flip_rows(const uint8_t* from, uint8_t* to, int height, int width) {
+  const size_t row = static_cast<size_t>(width) * 3;
+  for (int y = 0; y < height; ++y) std::memcpy(to + row * (height - 1 - y), from + row * y, row);
+}
+
+void draw_env_frames(void* p) {
+  const EnvFrames* a = static_cast<const EnvFrames*>(p);
+  mj_camlight(a->model, a->data);
+  mjr_setBuffer(mjFB_OFFSCREEN, const_cast<mjrContext*>(a->context));
+  const mjrRect viewport{0, 0, a->width, a->height};
+  for (int c = 0; c < a->cameras; ++c) {
+    if (a->destinations[c] == nullptr) continue;
+    mjvCamera camera;
+    mjv_defaultCamera(&camera);
+    camera.type = mjCAMERA_FIXED;
+    camera.fixedcamid = a->camera_ids[c];
+    mjv_updateScene(a->model, a->data, a->option, nullptr, &camera, mjCAT_ALL, a->scene);
+    mjr_render(viewport, a->scene, a->context);
+    uint8_t* target = a->bottom_up ? a->destinations[c] : a->scratch;
+    mjr_readPixels(target, nullptr, viewport, a->context);
+    if (!a->bottom_up) flip_rows(a->scratch, a->destinations[c], a->height, a->width);
+  }
+}
+
+}  // namespace
+
+// A GL context with MuJoCo's render context and a scene for each task among its envs (the other tasks' entries
+// stay empty); used by one thread at a time.
+class BatchRenderer::Slot {
+ public:
+  Slot(const RenderSpec& spec, const std::vector<bool>& needed)
+      : contexts_(spec.models.size()),
+        scenes_(spec.models.size()),
+        scratch_(static_cast<size_t>(spec.height) * spec.width * 3) {
+    for (auto& c : contexts_) mjr_defaultContext(&c);
+    for (auto& s : scenes_) mjv_defaultScene(&s);
+    CurrentBinding keep;
+    if (!gl_.make_current()) {
+      throw GlError("OpenGL (EGL): a new context cannot be made current (" + gl_.last_error() + ")");
+    }
+    for (size_t t = 0; t < spec.models.size(); ++t) {
+      if (!needed[t]) continue;
+      tasks_.push_back(static_cast<int32_t>(t));
+      TaskSetup setup{reinterpret_cast<const mjModel*>(spec.models[t]), &scenes_[t], &contexts_[t]};
+      if (const char* error = sim::call_trapped(make_task_context, &setup)) {
+        throw GlError(std::string("MuJoCo could not set up rendering: ") + error);
+      }
+    }
+  }
+
+  ~Slot() {
+    for (auto& s : scenes_) mjv_freeScene(&s);
+    CurrentBinding keep;
+    // If another library's exit hook already terminated the display, the GL objects went with it.
+    if (gl_.make_current()) {
+      for (auto& c : contexts_) mjr_freeContext(&c);
+    }
+  }
+
+  const EglContext& gl() const { return gl_; }
+  const std::vector<int32_t>& tasks() const { return tasks_; }
+  const mjrContext& context(int32_t task) const { return contexts_[static_cast<size_t>(task)]; }
+  mjvScene& scene(int32_t task) { return scenes_[static_cast<size_t>(task)]; }
+  uint8_t* scratch() { return scratch_.data(); }
+
+ private:
+  EglContext gl_;
+  std::vector<mjrContext> contexts_;
+  std::vector<mjvScene> scenes_;
+  std::vector<uint8_t> scratch_;
+  std::vector<int32_t> tasks_;  // the tasks it can draw
+};
+
+// One render call's stale envs of a task, claimed one at a time by the slots that hold the task.
+struct BatchRenderer::TaskQueue {
+  std::vector<int64_t> envs;
+  std::atomic<size_t> next{0};
+};
+
+namespace {
+
+// Env i's slot: envs sorted by task (then index) and cut into `slots` contiguous runs of near-equal length, so
+// a slot meets few tasks and every slot gets a share of any task's envs.
+std::vector<int32_t> deal_envs(const std::vector<int32_t>& task_of_env, int32_t slots) {
+  const size_t n = task_of_env.size();
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return task_of_env[a] < task_of_env[b]; });
+  std::vector<int32_t> slot_of_env(n);
+  for (size_t rank = 0; rank < n; ++rank) slot_of_env[order[rank]] = static_cast<int32_t>(rank * slots / n);
+  return slot_of_env;
+}
+
+}  // namespace
+
+BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
+    : spec_(std::move(spec)), out_(std::move(out)) {
+  if (spec_.datas.empty() || spec_.datas.size() != spec_.task_of_env.size()) {
+    throw std::invalid_argument("datas and task_of_env: one entry per env, at least one env");
+  }
+  for (const auto& ids : spec_.camera_ids) {
+    if (ids.size() != out_.images.size()) throw std::invalid_argument("camera_ids: one id per camera and task");
+  }
+  for (int32_t task : spec_.task_of_env) {
+    if (task < 0 || static_cast<size_t>(task) >= spec_.models.size()) {
+      throw std::invalid_argument("task_of_env: out of range");
+    }
+  }
+  const int32_t count = static_cast<int32_t>(std::min<int64_t>(std::max(slots, 1), size()));
+  const std::vector<int32_t> slot_of_env = deal_envs(spec_.task_of_env, count);
+  for (int32_t k = 0; k < count; ++k) {
+    std::vector<bool> needed(spec_.models.size(), false);
+    for (size_t i = 0; i < slot_of_env.size(); ++i) {
+      if (slot_of_env[i] == k) needed[static_cast<size_t>(spec_.task_of_env[i])] = true;
+    }
+    slots_.push_back(std::make_unique<Slot>(spec_, needed));
+  }
+}
+
+BatchRenderer::~BatchRenderer() = default;
+
+std::vector<BatchRenderer::TaskQueue> BatchRenderer::stale_envs_by_task(const int64_t* rows, int64_t n,
+                                                                        const bool* wanted) const {
+  std::vector<bool> listed(static_cast<size_t>(size()), false);
+  std::vector<TaskQueue> queues(spec_.models.size());
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t env = rows[r];
+    if (env < 0 || env >= size()) {
+      throw std::out_of_range("rows: env " + std::to_string(env) + " is not in [0, " + std::to_string(size()) + ")");
+    }
+    bool stale = false;
+    for (int64_t c = 0; c < cameras(); ++c) stale = stale || (wanted[c] && !out_.current[env * cameras() + c]);
+    if (stale && !listed[static_cast<size_t>(env)]) {
+      listed[static_cast<size_t>(env)] = true;
+      queues[static_cast<size_t>(spec_.task_of_env[static_cast<size_t>(env)])].envs.push_back(env);
+    }
+  }
+  return queues;
+}
+
+void BatchRenderer::draw_env(Slot& slot, int64_t env, const bool* wanted) {
+  const int32_t task = spec_.task_of_env[static_cast<size_t>(env)];
+  const size_t frame = static_cast<size_t>(spec_.height) * spec_.width * 3;
+  bool* current = out_.current + env * cameras();
+  std::vector<uint8_t*> destinations(static_cast<size_t>(cameras()), nullptr);
+  for (int64_t c = 0; c < cameras(); ++c) {
+    if (wanted[c] && !current[c]) {
+      destinations[static_cast<size_t>(c)] = out_.images[static_cast<size_t>(c)] + env * frame;
+    }
+  }
+  static const mjvOption option = [] {
+    mjvOption o;
+    mjv_defaultOption(&o);
+    return o;
+  }();
+  EnvFrames frames{reinterpret_cast<const mjModel*>(spec_.models[static_cast<size_t>(task)]),
+                   reinterpret_cast<mjData*>(spec_.datas[static_cast<size_t>(env)]),
+                   &slot.scene(task),
+                   &slot.context(task),
+                   &option,
+                   spec_.camera_ids[static_cast<size_t>(task)].data(),
+                   destinations.data(),
+                   static_cast<int>(cameras()),
+                   spec_.height,
+                   spec_.width,
+                   spec_.bottom_up,
+                   slot.scratch()};
+  if (const char* error = sim::call_trapped(draw_env_frames, &frames)) {
+    throw std::runtime_error("rendering env " + std::to_string(env) + ": MuJoCo error: " + error);
+  }
+  for (int64_t c = 0; c < cameras(); ++c) current[c] = current[c] || wanted[c];
+}
+
+void BatchRenderer::draw_slot(Slot& slot, std::vector<TaskQueue>& queues, const bool* wanted) {
+  std::optional<CurrentBinding> keep;  // the thread's own binding (the caller's context, on the Python thread)
+  for (int32_t task : slot.tasks()) {
+    TaskQueue& queue = queues[static_cast<size_t>(task)];
+    for (size_t j = queue.next.fetch_add(1); j < queue.envs.size(); j = queue.next.fetch_add(1)) {
+      if (!keep) {
+        keep.emplace();
+        if (!slot.gl().make_current()) {
+          throw std::runtime_error("OpenGL (EGL): cannot make a render context current (" + EglContext::last_error() +
+                                   ")");
+        }
+      }
+      draw_env(slot, queue.envs[j], wanted);
+    }
+  }
+}
+
+void BatchRenderer::render(const int64_t* rows, int64_t n, const bool* wanted) {
+  std::lock_guard<std::mutex> one_call_at_a_time(calls_);
+  std::vector<TaskQueue> queues = stale_envs_by_task(rows, n, wanted);
+  parallel_for(static_cast<int64_t>(slots_.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) draw_slot(*slots_[static_cast<size_t>(k)], queues, wanted);
+  });
+}
+
+}  // namespace ript::render

@@ -1,0 +1,63 @@
+// Headless OpenGL contexts through EGL, loaded at run time.
+//
+// Why dlopen rather than linking libEGL: the module must import (and state envs must run) on machines without
+// any GL stack; only an image env needs one, and there a missing or broken stack must be one clear exception
+// when the env is made (naming MUJOCO_GL and the system package), never an import failure or a crash later
+// in a worker thread. So every EGL call goes through pointers resolved here, and every failure of the setup
+// (no library, no device, no config, no context) is a GlError thrown on the thread that asked for a context.
+//
+// The display is EGL's device platform on the first usable device (or MUJOCO_EGL_DEVICE_ID), as MuJoCo's
+// Python `mujoco.egl` picks it: in one process both end up on the same EGLDisplay. Contexts are surfaceless
+// (MuJoCo renders into its own offscreen framebuffer). A context may be made current on any thread, one
+// thread at a time; EGL's current-context state (and the client API) is per thread.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace ript::render {
+
+// The setup of a GL context failed; the message says what failed and what to install or set.
+class GlError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The thread's current EGL binding (display, draw/read surfaces, context, client API), taken on construction
+// and put back on destruction: a render call made on the Python thread must leave whatever context the caller
+// had current (e.g. a mujoco.Renderer's) as it was.
+class CurrentBinding {
+ public:
+  CurrentBinding();
+  ~CurrentBinding();
+  CurrentBinding(const CurrentBinding&) = delete;
+  CurrentBinding& operator=(const CurrentBinding&) = delete;
+
+ private:
+  void* display_;
+  void* draw_;
+  void* read_;
+  void* context_;
+  uint32_t api_;
+};
+
+// One OpenGL (compatibility profile) context on the shared device display.
+class EglContext {
+ public:
+  EglContext();  // throws GlError
+  ~EglContext();
+  EglContext(const EglContext&) = delete;
+  EglContext& operator=(const EglContext&) = delete;
+
+  // Makes this context current on the calling thread (which must not hold it elsewhere); false if EGL refused
+  // (e.g. the display was terminated by another library's exit hook).
+  bool make_current() const;
+  // EGL's last error on this thread, as text (e.g. "EGL_BAD_ACCESS (0x3002)").
+  static std::string last_error();
+
+ private:
+  void* context_ = nullptr;
+};
+
+}  // namespace ript::render

@@ -1,0 +1,192 @@
+"""The engine's renderer (`_C.render`, drawing in the core's thread pool): frames pixel-equal to MuJoCo's own
+Python renderer (`mujoco.Renderer`) on the same render model, for MetaWorld and LIBERO, several envs, tasks,
+sizes and thread counts; and a missing GL stack as one clear exception when an image env is made.
+
+Skipped where no OpenGL context can be made, except under CI (CI=true), where that skip fails (conftest.py);
+the GL error test runs everywhere (it breaks GL on purpose, in a subprocess).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import mujoco
+import numpy as np
+import pytest
+
+from python_tests.conftest import GL_SKIP_REASON, gl_error
+from python_tests.libero_helpers import requires_libero
+from ript_fast._core import _C
+from ript_fast.envs import make_vec_env
+from ript_fast.envs.rendering import BatchRenderer, render_backend, render_model, render_threads
+
+requires_gl = pytest.mark.skipif(
+    gl_error() is not None, reason=f"{GL_SKIP_REASON} (set MUJOCO_GL=egl with libegl1): {gl_error()}"
+)
+requires_engine = pytest.mark.skipif(
+    render_backend() != "engine", reason="MUJOCO_GL or RIPT_FAST_RENDER select the Python renderer here"
+)
+
+
+@pytest.fixture
+def threads() -> Iterator[None]:
+    """Restores the pool's size after a test that changes it."""
+    before = _C.num_threads()
+    yield
+    _C.set_num_threads(before)
+
+
+def reference_frames(env: Any, ids: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """What mujoco.Renderer draws for envs `ids` on the render model the env's renderer uses (the light profile:
+    no shadows or reflections), rows bottom-up as the env returns them."""
+    height, width = size
+    frames: dict[str, list[np.ndarray]] = {key: [] for key in env.image_cameras}
+    for i in ids.tolist():
+        env_model, data = (
+            (env.envs[i].model, env.envs[i].data) if hasattr(env, "envs") else (env.models[i], env.datas[i])
+        )
+        model, cam_ids = render_model(env_model, list(env.image_cameras.values()), width, height)
+        with mujoco.Renderer(model, height, width) as renderer:
+            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            mujoco.mj_camlight(model, data)  # camera frames from the render model, as the env's renderer places them
+            for key, cam_id in zip(env.image_cameras, cam_ids, strict=True):
+                renderer.update_scene(data, camera=cam_id)
+                frames[key].append(np.flipud(renderer.render()))
+    return {key: np.stack(f) for key, f in frames.items()}
+
+
+def assert_equal_to_reference(env: Any, size: tuple[int, int], steps: int) -> None:
+    """Random steps, then every env's frames (rendered on demand by the engine) against the reference's."""
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    for _ in range(steps):
+        env.step(rng.uniform(-1, 1, (env.num_envs, env.single_action_space.shape[0])))
+    ids = np.arange(env.num_envs)
+    ours = {key: frames.copy() for key, frames in env.render_observations(ids).items()}
+    theirs = reference_frames(env, ids, size)
+    for key in env.image_cameras:
+        assert ours[key].shape == (env.num_envs, *size, 3) and ours[key].std() > 10  # scenes, not blank frames
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
+@requires_gl
+@requires_engine
+@pytest.mark.parametrize(("size", "num_threads"), [((128, 128), 2), ((64, 95), 1), ((128, 128), 3)])
+@pytest.mark.usefixtures("threads")
+def test_metaworld_frames_equal_mujoco_renderer(size: tuple[int, int], num_threads: int) -> None:
+    """Two tasks, five envs (so a render thread's slot holds envs of both tasks), QueST's corner2; any thread
+    count (3: more render threads than this machine's cores), an odd width (rows not 4-byte aligned)."""
+    _C.set_num_threads(num_threads)
+    tasks = ["metaworld/pick-place-v3", "metaworld/drawer-open-v3"]
+    env = make_vec_env(tasks, 5, seed=0, obs_mode="rgb", render_every_step=False, render_size=size)
+    try:
+        assert_equal_to_reference(env, size, steps=3)
+    finally:
+        env.close()
+
+
+@requires_gl
+@requires_engine
+def test_top_down_rows_when_asked() -> None:
+    """flip_vertical=False gives upright images (top row first): the reference's rows in the other order."""
+    env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False)
+    renderer = BatchRenderer(env.envs, env.task_names, (48, 64), "corner2", flip_vertical=False)
+    try:
+        env.reset(seed=0)
+        renderer.render()
+        upright = reference_frames(env, np.arange(2), (48, 64))["rgb"][:, ::-1]
+        np.testing.assert_array_equal(renderer.images["corner2"], upright)
+    finally:
+        renderer.close()
+        env.close()
+
+
+@requires_gl
+@requires_engine
+@pytest.mark.parametrize("size", [pytest.param(size, marks=requires_libero) for size in [(128, 128), (224, 224)]])
+def test_libero_frames_equal_mujoco_renderer(size: tuple[int, int]) -> None:
+    """LIBERO's agentview and wrist cameras, two tasks of a suite, three envs, at QueST's and OFT's sizes."""
+    env = make_vec_env(
+        ["libero/goal/0", "libero/goal/1"], 3, seed=0, obs_mode="rgb", render_every_step=False, render_size=size
+    )
+    try:
+        assert_equal_to_reference(env, size, steps=2)
+    finally:
+        env.close()
+
+
+@requires_gl
+@requires_engine
+@pytest.mark.usefixtures("threads")
+def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
+    """With one thread the engine draws on the calling (Python) thread: the context the caller had current
+    there (here a mujoco.Renderer's) is current again afterwards, so Python-side GL code is undisturbed."""
+    from mujoco.egl import egl_ext
+
+    _C.set_num_threads(1)
+    env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False)
+    try:
+        env.reset(seed=0)
+        with mujoco.Renderer(env.envs[0].model, 32, 32) as renderer:
+            renderer.update_scene(env.envs[0].data)
+            renderer.render()  # makes its context current on this thread
+            theirs = egl_ext.eglGetCurrentContext().address
+            assert theirs
+            env.render_observations()
+            assert egl_ext.eglGetCurrentContext().address == theirs
+    finally:
+        env.close()
+
+
+def test_render_threads_knob(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RIPT_FAST_RENDER_THREADS caps the engine's GL contexts (memory: each holds its tasks' textures); unset,
+    the pool's size; anything but a positive integer is a ValueError naming the variable."""
+    monkeypatch.delenv("RIPT_FAST_RENDER_THREADS", raising=False)
+    assert render_threads() == _C.num_threads()
+    monkeypatch.setenv("RIPT_FAST_RENDER_THREADS", "3")
+    assert render_threads() == 3
+    for bad in ("0", "-1", "two"):
+        monkeypatch.setenv("RIPT_FAST_RENDER_THREADS", bad)
+        with pytest.raises(ValueError, match="RIPT_FAST_RENDER_THREADS"):
+            render_threads()
+
+
+# Makes a state env (no GL needed), then an image env, which must raise; prints the exception's type and text.
+_MAKE_ENVS = """
+from ript_fast.envs import make_vec_env
+make_vec_env("metaworld/reach-v3", 1, obs_mode="state").close()
+try:
+    make_vec_env("metaworld/reach-v3", 1, obs_mode="rgb")
+except Exception as err:
+    print(type(err).__name__, err)
+else:
+    print("no error")
+"""
+
+
+@pytest.mark.parametrize(
+    ("broken", "expected"),
+    [
+        # libEGL without a vendor library (libegl-mesa0 or a driver's EGL missing): EGL reports no device
+        ({"__EGL_VENDOR_LIBRARY_FILENAMES": "/nonexistent/vendor.json"}, ["GlError", "no device", "libegl-mesa0"]),
+        ({"MUJOCO_EGL_DEVICE_ID": "99"}, ["GlError", "MUJOCO_EGL_DEVICE_ID must be an integer"]),
+    ],
+)
+def test_broken_gl_is_one_clear_error_at_env_creation(broken: dict[str, str], expected: list[str]) -> None:
+    """A broken GL stack: state envs still work, an image env raises at creation one exception naming
+    MUJOCO_GL (and what to install), in a subprocess that neither crashes nor hangs."""
+    inherited = ("RIPT_FAST_RENDER", "MUJOCO_EGL_DEVICE_ID", "PYOPENGL_PLATFORM")  # mujoco.egl sets the last
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
+    env |= {"MUJOCO_GL": "egl"} | broken
+    done = subprocess.run(
+        [sys.executable, "-c", _MAKE_ENVS], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    message = done.stdout.strip().splitlines()[-1]
+    for part in [*expected, "MUJOCO_GL"]:
+        assert part in message, message
