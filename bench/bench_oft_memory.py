@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ript_fast.train.rollout import RolloutBatch
+
 MODES = {
     "whole": {"prefix_grad": True},
     "cached": {"prefix_grad": False},
@@ -130,61 +132,75 @@ def _bytes(tensors: list[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def measure(folder: Path, mode: str, queries: int, per_pass: int) -> dict:
-    """One PPO step's peaks over the weights and optimizer state, in this (fresh) process: `queries` rollouts of one
-    query each, re-scored in passes of `per_pass` queries (0: one pass)."""
-    from ript_fast.policies.base import Observation, PolicySpec
+CAMERAS = ["agentview_rgb", "eye_in_hand_rgb"]
+
+
+def build_policy(folder: Path, mode: str, per_pass: int) -> torch.nn.Module:
+    """The `openvla_oft` policy on `folder` in bf16, with `mode`'s switches, in eval mode as the trainer scores."""
+    from ript_fast.policies.base import PolicySpec
     from ript_fast.policies.config import PolicyConfig
-    from ript_fast.policies.factory import build_policy
+    from ript_fast.policies.factory import build_policy as build
     from ript_fast.policies.obs_encoder import ObsConfig
     from ript_fast.policies.openvla_oft.policy_config import OpenVLAOFTPolicyConfig
-    from ript_fast.train.ppo import PPOSettings, ppo_loss
-    from ript_fast.train.rollout import RolloutBatch
 
-    cameras = ["agentview_rgb", "eye_in_hand_rgb"]
     settings = OpenVLAOFTPolicyConfig(checkpoint=str(folder), dtype="bfloat16", max_prompt_tokens=PROMPT_TOKENS,
                                       score_queries_per_pass=per_pass, **MODES[mode])  # fmt: skip
-    cfg = PolicyConfig(family="openvla_oft", obs=ObsConfig(state_keys=["state"], image_keys=cameras),
+    cfg = PolicyConfig(family="openvla_oft", obs=ObsConfig(state_keys=["state"], image_keys=CAMERAS),
                        openvla_oft=settings)  # fmt: skip
     torch.manual_seed(0)
-    policy = build_policy(cfg, PolicySpec(7, 16, ["goal"], ["open the drawer"])).eval()
-    groups = policy.freeze_for_rl()
-    optimizer = torch.optim.AdamW(groups, foreach=True)  # what it defaults to on a GPU
+    return build(cfg, PolicySpec(7, 16, ["goal"], ["open the drawer"])).eval()
+
+
+def rollout_batch(policy: torch.nn.Module, queries: int) -> RolloutBatch:
+    """`queries` rollouts of one query each: the policy's own samples on random images."""
+    from ript_fast.policies.base import Observation
+
     rng = np.random.default_rng(0)
-    images = {k: torch.from_numpy(rng.integers(0, 256, (queries, 128, 128, 3), dtype=np.uint8)) for k in cameras}
+    images = {k: torch.from_numpy(rng.integers(0, 256, (queries, 128, 128, 3), dtype=np.uint8)) for k in CAMERAS}
     state = torch.zeros(queries, 16)
     state[:, 13] = 1.0  # a unit quaternion
     texts = ["open the top drawer of the cabinet"] * queries
-    obs = Observation(state, texts, torch.zeros(queries, dtype=torch.long), images)
-    sample = policy.act(obs, sample=True)
-    batch = RolloutBatch(rewards=torch.ones(queries), context_ids=torch.zeros(queries, dtype=torch.long),
-                         episode_steps=torch.ones(queries, dtype=torch.long),
-                         query_mask=torch.ones(queries, 1, dtype=torch.bool),
-                         decisions=sample.decision[:, None], logprob_old=sample.logprob[:, None],
-                         cond={k: v[:, None] for k, v in sample.cond.items()})  # fmt: skip
-    ppo = PPOSettings(epochs=1, minibatch_rollouts=queries, clip_eps=0.1, clip_eps_high=0.1, ratio_level="token",
+    sample = policy.act(Observation(state, texts, torch.zeros(queries, dtype=torch.long), images), sample=True)
+    return RolloutBatch(rewards=torch.ones(queries), context_ids=torch.zeros(queries, dtype=torch.long),
+                        episode_steps=torch.ones(queries, dtype=torch.long),
+                        query_mask=torch.ones(queries, 1, dtype=torch.bool),
+                        decisions=sample.decision[:, None], logprob_old=sample.logprob[:, None],
+                        cond={k: v[:, None] for k, v in sample.cond.items()})  # fmt: skip
+
+
+def measured_step(policy: torch.nn.Module, groups: list[dict], optimizer: torch.optim.Optimizer,
+                  batch: RolloutBatch) -> tuple[int, int, float]:  # fmt: skip
+    """One PPO step: (forward + backward peak, optimizer peak) over the resident set before it, and its seconds."""
+    from ript_fast.train.ppo import PPOSettings, ppo_loss
+
+    ppo = PPOSettings(epochs=1, minibatch_rollouts=len(batch), clip_eps=0.1, clip_eps_high=0.1, ratio_level="token",
                       max_grad_norm=1.0)  # fmt: skip
+    before = _reset_peak()
+    start = time.perf_counter()
+    loss, _ = ppo_loss(policy, batch, torch.ones(len(batch)), ppo)
+    loss.backward()
+    for group in groups:
+        torch.nn.utils.clip_grad_norm_(group["params"], 1.0)
+    seconds = time.perf_counter() - start
+    backward = _status_kib("VmHWM") * 1024 - before
+    _reset_peak()
+    start = time.perf_counter()
+    optimizer.step()
+    seconds += time.perf_counter() - start
+    optimizer_peak = _status_kib("VmHWM") * 1024 - before
+    optimizer.zero_grad(set_to_none=True)
+    return backward, optimizer_peak, seconds
 
-    def step() -> tuple[int, int, float]:
-        """(backward peak, optimizer peak) over the resident set before the step, and the step's seconds."""
-        before = _reset_peak()
-        start = time.perf_counter()
-        loss, _ = ppo_loss(policy, batch, torch.ones(queries), ppo)
-        loss.backward()
-        for group in groups:
-            torch.nn.utils.clip_grad_norm_(group["params"], 1.0)
-        seconds = time.perf_counter() - start
-        backward = _status_kib("VmHWM") * 1024 - before
-        _reset_peak()
-        start = time.perf_counter()
-        optimizer.step()
-        seconds += time.perf_counter() - start
-        optimizer_peak = _status_kib("VmHWM") * 1024 - before
-        optimizer.zero_grad(set_to_none=True)
-        return backward, optimizer_peak, seconds
 
-    step()  # allocates Adam's state
-    backward, optimizer_peak, seconds = step()
+def measure(folder: Path, mode: str, queries: int, per_pass: int) -> dict:
+    """One PPO step's peaks over the weights and optimizer state, in this (fresh) process: `queries` rollouts of one
+    query each, re-scored in passes of `per_pass` queries (0: one pass). A first step allocates Adam's state."""
+    policy = build_policy(folder, mode, per_pass)
+    groups = policy.freeze_for_rl()
+    optimizer = torch.optim.AdamW(groups, foreach=True)  # what it defaults to on a GPU
+    batch = rollout_batch(policy, queries)
+    measured_step(policy, groups, optimizer, batch)
+    backward, optimizer_peak, seconds = measured_step(policy, groups, optimizer, batch)
     trainable = [p for g in groups for p in g["params"]]
     lora = [p for n, p in policy.named_parameters() if "lora_" in n]
     lm = policy.model.vlm.language_model.model
