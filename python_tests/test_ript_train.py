@@ -29,8 +29,25 @@ TINY = [
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ript") / "run"
-    assert main(["train", *TINY, "--out", str(out)]) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        printed: list[str] = []
+        patch.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
+        assert main(["train", *TINY, "--out", str(out)]) == 0
+    (out.parent / "stdout.txt").write_text("\n".join(printed))
     return out
+
+
+def test_the_first_line_says_what_runs_and_the_last_what_it_achieved(smoke_run: Path) -> None:
+    lines = (smoke_run.parent / "stdout.txt").read_text().splitlines()
+    assert lines[0] == (
+        "ript-fast train: metaworld/reach-v3, SFT on scripted demos first (quest); 2 iterations of 4 rollouts "
+        f"(K=4, dynamic sampling) on cpu; run folder {smoke_run}"
+    )
+    records = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
+    before, after = (round(records[i]["eval_success"] * 2) for i in (0, -1))
+    summary = next(line for line in lines if line.startswith("held-out success: "))
+    assert f"({before}/2, 95% CI " in summary and " -> " in summary and f"({after}/2, 95% CI " in summary
+    assert lines[-1].startswith(f"policy: {smoke_run / 'policy.safetensors'} (folder with model card: ")
 
 
 def test_two_iterations_write_every_artifact(smoke_run: Path) -> None:

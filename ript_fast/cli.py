@@ -98,9 +98,11 @@ def _collect_demos(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from ript_fast.config import find_config, load_config
     from ript_fast.train.hub import HubError, check_hub
+    from ript_fast.train.preflight import env_tasks
     from ript_fast.train.ript import FINAL_FOLDER, run_train
     from ript_fast.train.run_config import TrainConfig
     from ript_fast.train.run_folder import check_resumable
+    from ript_fast.train.run_summary import end_summary, held_out_episodes, start_line
 
     mode = _mode(args)
     if args.resume and (args.init or args.config or args.out):
@@ -117,10 +119,14 @@ def _train(args: argparse.Namespace) -> int:
         cfg = load_config(TrainConfig, config, overrides)
         args.run_dir = Path(args.out or args.resume or cfg.out_dir)
         args.resume_command = f"ript-fast train --resume {args.run_dir}"
+        main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone speaks
+        if main_rank:
+            print(start_line(cfg, args.run_dir, resuming=bool(args.resume)), flush=True)
         path = run_train(cfg, args.run_dir, mode=mode)
     except (*_user_errors(), HubError) as err:
         raise UsageError(str(err)) from None
-    print(f"policy: {path}")
+    if main_rank:
+        print(end_summary(args.run_dir, path, str(cfg.env), held_out_episodes(cfg, len(env_tasks(cfg)))))
     if args.push_to_hub and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone uploads
         _push_folder(args.run_dir / FINAL_FOLDER, args.push_to_hub, args.hub_token)
     return 0
