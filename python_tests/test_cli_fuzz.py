@@ -159,3 +159,14 @@ def test_any_sft_override_starts_a_run_or_is_one_line(
     err = capsys.readouterr().err.strip()
     assert code == 2, (overrides, err)
     assert len(err.splitlines()) == 1 and err.startswith("ript-fast sft: error: "), (overrides, err)
+
+
+def test_help_lists_the_presets_of_each_command_and_the_main_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "default " in out and "ript_openvla_oft_libero" in out and "ript.group_size=16 (K)" in out
+    assert "sft_quest_smoke" not in out  # an SFT preset is listed under sft, not train
+    with pytest.raises(SystemExit):
+        cli.main(["sft", "--help"])
+    assert "oft_scale_head_libero" in capsys.readouterr().out

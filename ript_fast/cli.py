@@ -9,6 +9,7 @@ import argparse
 import errno
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -180,11 +181,37 @@ def _add_hub_token(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hub-token", help="hub access token (default: HF_TOKEN or the one `hf auth login` stored)")
 
 
+TRAIN_KEYS = """main keys (key=value; every key: docs/ARCHITECTURE.md and ript_fast/train/run_config.py):
+  env=metaworld/<task> | metaworld/ML45 | libero/<suite>[/<task>]   init=<checkpoint, or an OpenVLA-OFT folder>
+  ript.iterations=15  ript.group_size=16 (K)  ript.batch_rollouts=64 (B)  ript.dynamic_sampling=true
+  ript.ppo_epochs=4  ript.clip_eps=0.2  ript.lr=<or the policy's own>  contexts.eval_size=50  device=cpu|cuda"""
+
+
+def presets_epilog(kind: str) -> str:
+    """The packaged presets of one command (`train`: configs with an `ript` section; `sft`: with `stages`), each
+    with the first line of its own comment, for `--help`."""
+    from ript_fast.config import load_yaml, preset_dirs
+
+    section = "ript" if kind == "train" else "stages"
+    rows = []
+    for folder in preset_dirs()[:1]:
+        for path in sorted(folder.glob("*.yaml")):
+            if section in load_yaml(path):
+                about = path.read_text().splitlines()[0].lstrip("# ").rstrip(":")
+                rows.append(f"  {path.stem:<26} {textwrap.shorten(about, 90, placeholder=' ...')}")
+    return "presets (--config NAME):\n" + "\n".join(rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ript-fast", description="Reinforcement interactive post-training for VLAs")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="RIPT-VLA post-training (Algorithm 1) of a policy")
+    train = sub.add_parser(
+        "train",
+        help="RIPT-VLA post-training (Algorithm 1) of a policy",
+        epilog=f"{presets_epilog('train')}\n\n{TRAIN_KEYS}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     train.add_argument("--config", help="YAML run config or preset name (default: the packaged default.yaml)")
     train.add_argument("--init", help="stage-2 checkpoint to start from (default: collect demos and run SFT)")
     train.add_argument("--out", help="run folder (default: the config's out_dir)")
@@ -195,7 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(train)
     train.set_defaults(func=_train)
 
-    sft = sub.add_parser("sft", help="supervised training (stage 1/2) of a policy on a demo file")
+    sft = sub.add_parser(
+        "sft",
+        help="supervised training (stage 1/2) of a policy on a demo file",
+        epilog=presets_epilog("sft"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sft.add_argument("--config", required=True, help="YAML config, e.g. configs/sft_quest_metaworld_cpu.yaml")
     sft.add_argument("--out", help="run folder (default: the config's out_dir)")
     sft.add_argument(
