@@ -63,6 +63,7 @@ def test_two_iterations_write_every_artifact(smoke_run: Path) -> None:
         for key in ["train_success", "eval_success", "rejected_groups", "env_steps", "seconds", "clip_fraction"]:
             assert key in r, key
         assert r["rollouts"] == 4 and r["env_steps"] > 0
+        assert r["eval_episodes"] == 2 and r["train_rollouts"] >= r["rollouts"]  # the counts behind the plot's bands
         assert 0.0 <= r["train_success"] <= 1.0 and 0.0 <= r["eval_success"] <= 1.0
     saved = TrainerCheckpoints(smoke_run / "checkpoints", keep=3).saved()
     assert [s.iteration for s in saved] == [1, 2]
@@ -142,3 +143,14 @@ def test_checkpoints_of_another_family_or_format_are_refused(
     assert main(["train", "--resume", str(old)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "made by an older ript-fast version" in err, err
+
+
+def test_wilson_intervals_are_the_textbook_ones() -> None:
+    """Wilson 95% intervals (Agresti & Coull 1998, Table 1 style values), inside [0, 1] at 0 and all successes."""
+    from ript_fast.train.binomial import wilson_interval
+
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson_interval(50, 50) == pytest.approx((0.9287, 1.0), abs=1e-4)
+    with pytest.raises(ValueError, match="episodes"):
+        wilson_interval(0, 0)

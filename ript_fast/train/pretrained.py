@@ -14,7 +14,6 @@ line naming the file and the key (`CheckpointError`).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import ript_fast
 from ript_fast.config import ConfigError, from_dict
 from ript_fast.policies.base import Policy, PolicySpec
 from ript_fast.train.atomic import atomic_write_text
+from ript_fast.train.binomial import wilson_interval
 from ript_fast.train.checkpoint import FORMAT, CheckpointError, checkpoint_meta, load_policy, save_policy
 from ript_fast.train.model_card import model_card
 
@@ -35,7 +35,6 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 FOLDER_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
-Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile: two-sided 95% intervals
 
 
 @dataclass(frozen=True)
@@ -56,12 +55,8 @@ class EvalScore:
         return self.successes / self.episodes
 
     def interval(self) -> tuple[float, float]:
-        """The Wilson score 95% interval: unlike rate +- 1.96 sd it stays inside [0, 1] and is not empty at 0 or
-        1 successes, which a few dozen robot episodes often give."""
-        n, p, z2 = self.episodes, self.rate, Z_95**2
-        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-        half = Z_95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-        return max(0.0, centre - half), min(1.0, centre + half)
+        """The Wilson score 95% interval (`binomial.wilson_interval`)."""
+        return wilson_interval(self.successes, self.episodes)
 
 
 def save_pretrained(

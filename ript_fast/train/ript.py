@@ -51,7 +51,7 @@ from ript_fast.train.pretrained import run_eval_scores, save_pretrained
 from ript_fast.train.rollout import NonFiniteActionError, RolloutBatch, RolloutTiming, collect_rollouts
 from ript_fast.train.run_config import TrainConfig
 from ript_fast.train.run_folder import Mode, RunFolder, RunFolderError, check_same_run, claim_run_folder
-from ript_fast.train.run_logger import RunLogger
+from ript_fast.train.run_logger import PlotSpec, RunLogger
 from ript_fast.train.stage2 import demo_context_dataset, prepare_stage2_policy, recorded_config
 from ript_fast.train.trainer_checkpoints import TrainerCheckpoints
 
@@ -70,10 +70,16 @@ RESUME_FREE_KEYS = (
 )
 BEST_POLICY = "best.safetensors"
 PLOTS = {
-    "success.png": (["train_success", "eval_success"], "Success rate", "success rate"),
-    "reject_rate.png": (["reject_rate"], "Rejected groups (dynamic sampling)", "fraction of groups"),
-    "clip_fraction.png": (["clip_fraction"], "PPO clip fraction", "fraction"),
-    "approx_kl.png": (["approx_kl"], "Approximate KL(old || new)", "KL"),
+    "success.png": PlotSpec(
+        ("train_success", "eval_success"),
+        "Success rate (bands: 95% Wilson intervals)",
+        "success rate",
+        labels={"train_success": "rollouts (sampled)", "eval_success": "held-out contexts"},
+        counts={"train_success": "train_rollouts", "eval_success": "eval_episodes"},
+    ),
+    "reject_rate.png": PlotSpec(("reject_rate",), "Rejected groups (dynamic sampling)", "fraction of groups"),
+    "clip_fraction.png": PlotSpec(("clip_fraction",), "PPO clip fraction", "fraction"),
+    "approx_kl.png": PlotSpec(("approx_kl",), "Approximate KL(old || new)", "KL"),
 }
 
 
@@ -329,7 +335,12 @@ class RiptTrainer:
                 counts[f"{task}/ok"] = counts.get(f"{task}/ok", 0.0) + reward
         counts = self.dist.sum({**{f"{t}/{k}": 0.0 for t in self.tasks for k in ("n", "ok")}, **counts})
         success = sum(counts[f"{t}/ok"] for t in self.tasks) / sum(counts[f"{t}/n"] for t in self.tasks)
-        result: dict[str, Any] = {"eval_success": success, "eval_seconds": time.perf_counter() - t0}
+        episodes = int(sum(counts[f"{t}/n"] for t in self.tasks))
+        result: dict[str, Any] = {
+            "eval_success": success,
+            "eval_episodes": episodes,
+            "eval_seconds": time.perf_counter() - t0,
+        }
         if len(self.tasks) > 1:
             for t in self.tasks:
                 result[f"eval_success/{t}"] = counts[f"{t}/ok"] / max(counts[f"{t}/n"], 1)
@@ -348,8 +359,8 @@ class RiptTrainer:
         if self.logger is None:
             return
         self.logger.log(record)
-        for filename, (keys, title, ylabel) in PLOTS.items():
-            self.logger.plot(filename, keys, title, ylabel)
+        for filename, spec in PLOTS.items():
+            self.logger.plot(filename, spec)
 
     # ---- bookkeeping ------------------------------------------------------------------------------------
     def _record(
@@ -383,6 +394,7 @@ class RiptTrainer:
         return {
             "iteration": self.iteration,
             "train_success": totals["successes"] / max(totals["rollouts_run"], 1),
+            "train_rollouts": int(totals["rollouts_run"]),
             "rejected_groups": int(totals["groups_rejected"]),
             "kept_groups": int(totals["groups_kept"]),
             "reject_rate": totals["groups_rejected"] / max(totals["groups_tried"], 1),

@@ -12,10 +12,12 @@ import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ript_fast.train.atomic import atomic_write_text
+from ript_fast.train.binomial import wilson_interval
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -47,9 +49,9 @@ class RunLogger:
                 self._tb.add_scalar(key, value, step)
         self._tb.flush()
 
-    def plot(self, filename: str, keys: Sequence[str], title: str, ylabel: str) -> Path:
-        """Draws the given metric keys against the step key into `run_dir/<filename>` (PNG)."""
-        return plot_metrics(self.history, self.run_dir / filename, keys, title, ylabel, self.step_key)
+    def plot(self, filename: str, spec: PlotSpec) -> Path:
+        """Draws the spec's metric keys against the step key into `run_dir/<filename>` (PNG)."""
+        return plot_metrics(self.history, self.run_dir / filename, spec, self.step_key)
 
     def truncate(self, last_step: int) -> None:
         """Drops records after `last_step` (a resumed run logs them again) from the file and the history."""
@@ -89,23 +91,45 @@ def read_metrics(run_dir: str | Path, step_key: str | None = None) -> list[dict[
     return records
 
 
-def plot_metrics(
-    history: Sequence[Mapping[str, Any]], out: Path, keys: Sequence[str], title: str, ylabel: str, step_key: str
-) -> Path:
+@dataclass(frozen=True)
+class PlotSpec:
+    """One curve plot: metric keys, their legend labels, and for success rates the key of each one's episode count
+    (then the axis is [0, 1] and each curve carries its 95% Wilson band)."""
+
+    keys: tuple[str, ...]
+    title: str
+    ylabel: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    counts: Mapping[str, str] = field(default_factory=dict)
+
+
+def plot_metrics(history: Sequence[Mapping[str, Any]], out: Path, spec: PlotSpec, step_key: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for key in keys:
-        points = [(r[step_key], r[key]) for r in history if _is_number(r.get(key))]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o", label=key)
-    ax.set_title(title)
+    for key in spec.keys:
+        rows = [r for r in history if _is_number(r.get(key))]
+        if not rows:
+            continue
+        xs, ys = [r[step_key] for r in rows], [r[key] for r in rows]
+        line = ax.plot(xs, ys, marker="o", label=spec.labels.get(key, key))[0]
+        count = spec.counts.get(key)
+        banded = [
+            (r[step_key], *wilson_interval(r[key] * r[count], int(r[count]))) for r in rows if count and r.get(count)
+        ]
+        if banded:
+            bx, low, high = zip(*banded, strict=True)
+            ax.fill_between(bx, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    if spec.counts:
+        ax.set_ylim(0.0, 1.0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations and steps are whole numbers
+    ax.set_title(spec.title)
     ax.set_xlabel(step_key)
-    ax.set_ylabel(ylabel)
+    ax.set_ylabel(spec.ylabel)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()

@@ -33,7 +33,7 @@ from ript_fast.train.checkpoint import load_policy, save_policy
 from ript_fast.train.devices import check_device
 from ript_fast.train.interrupts import safe_section
 from ript_fast.train.run_folder import Mode, check_same_run, claim_run_folder
-from ript_fast.train.run_logger import METRICS_FILE, RunLogger, read_metrics
+from ript_fast.train.run_logger import METRICS_FILE, PlotSpec, RunLogger, read_metrics
 from ript_fast.train.state_file import SFT_STATE_FORMAT, load_state, older_version_error, save_state
 
 FINAL_CHECKPOINT = "policy.safetensors"
@@ -249,7 +249,7 @@ def _run_stage(
                 _checkpoint(cfg, policy, data, progress, optimizer, scheduler, generator, out)
     _checkpoint(cfg, policy, data, progress, optimizer, scheduler, generator, out)
     save_policy(policy, out / "checkpoints" / f"{stage.name}.safetensors", _notes(cfg, data, progress, stage.name))
-    logger.plot("loss.png", [f"{s}/loss" for s in policy.sft_stages], "SFT loss", "loss")
+    logger.plot("loss.png", PlotSpec(tuple(f"{s}/loss" for s in policy.sft_stages), "SFT loss", "loss"))
 
 
 def _checkpoint(
