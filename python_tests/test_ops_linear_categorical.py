@@ -335,3 +335,25 @@ def test_peak_memory_is_flat_in_rows() -> None:
     assert large - small < chunk_bytes, (small, large)
     eager = _peak_rise(4096, chunk, vocab, "eager")
     assert eager > 2 * 4096 * vocab * 4, eager  # the method sees (B T, V) buffers when they exist
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_ppo_loss_without_gradients_and_with_a_frozen_head(device: str, level: str) -> None:
+    """Under no_grad no gradient is computed (the same loss); with the head frozen only hidden gets one."""
+    hidden, weight, _, tokens, mask = make_head(3, 4, 5, 30, device, torch.float32, "bool")
+    logp_old = torch.full((3,) if level == "sequence" else (3, 4), -3.0, device=device)
+    adv = torch.tensor([1.0, -1.0, 0.5], device=device)
+    x = hidden.clone().requires_grad_()
+    loss = ops.linear_categorical_ppo_loss(x, weight, tokens, logp_old, adv, mask, chunk_size=2)
+    with torch.no_grad():
+        evaluated = ops.linear_categorical_ppo_loss(x, weight, tokens, logp_old, adv, mask, chunk_size=2)
+    assert not evaluated.requires_grad
+    torch.testing.assert_close(evaluated, loss.detach())
+    (2 * loss).backward()
+    assert weight.grad is None and x.grad is not None
+    xr = hidden.clone().requires_grad_()
+    expected = ops.categorical_ppo_loss(linear_logits_ref(xr, weight).float(), tokens, logp_old, adv, mask)
+    (2 * expected).backward()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(x.grad, xr.grad)
