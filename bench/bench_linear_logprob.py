@@ -7,7 +7,8 @@ One step is the forward + backward of the clipped PPO loss of sampled tokens fro
   - eager:        logits = hidden @ weight.T; log_softmax; gather; the PPO terms in torch ops;
   - materialised: logits = hidden @ weight.T; ops.categorical_ppo_loss(logits, ...);
   - fused:        ops.linear_categorical_ppo_loss(hidden, weight, ...) (one chunk of logits at a time).
-Time: the median of --reps steps after one warm-up step at the smallest size. Peak memory: the rise of the
+Time: the median of --reps steps after one warm-up step at the smallest size, the implementations taking turns
+step by step (a load change on the shared machine then hits all of them). Peak memory: the rise of the
 process's peak resident set over the step (VmHWM reset through /proc/self/clear_refs; the script re-executes
 itself with MALLOC_MMAP_THRESHOLD_=65536 so every large buffer is its own mapping, as bench_ops.py does), or on
 CUDA torch.cuda.max_memory_allocated above the baseline. The numbers are measurements only: nothing here
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from collections.abc import Callable
 
@@ -72,8 +74,10 @@ def make_inputs(rows: int, level: str, device: str, train_head: bool) -> tuple[l
     return [hidden, weight], (tokens, logp_old, adv, mask)
 
 
-def measure(fn: Loss, leaves: list[torch.Tensor], rest: tuple, device: str, reps: int) -> tuple[float, int]:
-    """(median seconds, peak bytes) of forward + backward into fresh gradients."""
+def make_step(
+    fn: Loss, leaves: list[torch.Tensor], rest: tuple
+) -> tuple[Callable[[], torch.Tensor], Callable[[], None]]:
+    """One forward + backward into fresh gradients, and the function dropping the previous ones."""
     hidden = leaves[0].detach().requires_grad_()
     weight = leaves[1]
 
@@ -86,8 +90,20 @@ def measure(fn: Loss, leaves: list[torch.Tensor], rest: tuple, device: str, reps
         loss.backward()
         return loss
 
-    seconds = median_seconds(step, clear, device, reps)
-    return seconds, peak_bytes(step, clear, device)
+    return step, clear
+
+
+def measure_all(leaves: list[torch.Tensor], rest: tuple, device: str, reps: int) -> dict[str, tuple[float, int]]:
+    """(median seconds, peak bytes) per implementation. The timed steps go round the implementations in turn, so
+    that a change in the shared machine's load (other jobs) falls on all of them alike rather than on one."""
+    steps = {name: make_step(fn, leaves, rest) for name, fn in IMPLS.items()}
+    times: dict[str, list[float]] = {name: [] for name in IMPLS}
+    for _ in range(reps):
+        for name, (step, clear) in steps.items():
+            times[name].append(median_seconds(step, clear, device, 1))
+    return {
+        name: (statistics.median(times[name]), peak_bytes(step, clear, device)) for name, (step, clear) in steps.items()
+    }
 
 
 def table(results: dict[int, dict[str, tuple[float, int]]]) -> str:
@@ -121,12 +137,11 @@ def main() -> None:
     sizes = [int(r) for r in args.rows.split(",")]
     load_before = os.getloadavg()
     warm_leaves, warm_rest = make_inputs(STEPS, args.level, args.device, args.train_head)
-    for fn in IMPLS.values():  # warm-up: lazy initialisation out of the first measured step
-        measure(fn, warm_leaves, warm_rest, args.device, 1)
+    measure_all(warm_leaves, warm_rest, args.device, 1)  # warm-up: lazy initialisation out of measured steps
     results: dict[int, dict[str, tuple[float, int]]] = {}
     for rows in sizes:
         leaves, rest = make_inputs(rows, args.level, args.device, args.train_head)
-        results[rows] = {name: measure(fn, leaves, rest, args.device, args.reps) for name, fn in IMPLS.items()}
+        results[rows] = measure_all(leaves, rest, args.device, args.reps)
         del leaves, rest
         print(table({rows: results[rows]}).splitlines()[-1], file=sys.stderr, flush=True)
     load_after = os.getloadavg()
