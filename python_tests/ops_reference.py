@@ -125,3 +125,10 @@ def categorical_ppo_loss_ref(
     w = weights_of(mask, tuple(tokens.shape), logits.device)
     per_token = categorical_logprob_ref(logits, tokens, (w != 0), temperature, reduction="none")
     return ppo_clip_loss_ref(per_token, logp_old, advantages, clip_eps, clip_eps_high, mask)
+
+
+def linear_logits_ref(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The LM head in float64: hidden (B, T, H) @ weight (V, H).T + bias (V,) -> (B, T, V) logits. The fused linear
+    ops are specified as the categorical references applied to these logits."""
+    logits = hidden.double() @ weight.double().t()
+    return logits if bias is None else logits + bias.double()

@@ -83,3 +83,36 @@ def test_make_fx_records_the_custom_ops() -> None:
     assert any("ript_fast.categorical_logprob" in t for t in targets), targets
     assert any("ript_fast.ppo_clip_loss" in t for t in targets), targets
     torch.testing.assert_close(graph(*args), loss(*args))
+
+
+def linear_head_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    logp_old: torch.Tensor,
+    adv: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused LM-head ops (issue #15): per-token PPO from hidden states, plus the sequence log-probs' mean."""
+    loss, _, approx_kl, _ = ops.linear_categorical_ppo_loss(
+        hidden * 1.0, weight, tokens, logp_old, adv, mask, 0.2, 0.9, bias=bias, return_stats=True, chunk_size=5
+    )
+    seq = ops.linear_categorical_logprob(hidden, weight, tokens, mask, 0.9, bias, chunk_size=7)
+    return loss + 0.01 * seq.mean(), approx_kl
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_linear_head_compiles_fullgraph(backend: str) -> None:
+    b, t, h, v = 4, 6, 8, 37
+    hidden, weight, bias = torch.randn(b, t, h), torch.randn(v, h) / 3, torch.randn(v)
+    tokens = torch.randint(0, v, (b, t))
+    mask = torch.rand(b, t) > 0.2
+    logp_old = torch.log_softmax(hidden @ weight.t() + bias, -1).gather(-1, tokens[..., None])[..., 0] - 0.1
+    adv = torch.randn(b)
+    torch._dynamo.reset()
+    compiled = torch.compile(linear_head_loss, fullgraph=True, backend=backend)
+    eager = run(linear_head_loss, [hidden, weight, bias], tokens, mask, logp_old, adv)
+    got = run(compiled, [hidden, weight, bias], tokens, mask, logp_old, adv)
+    for a, c in zip(got, eager, strict=True):
+        torch.testing.assert_close(a, c)

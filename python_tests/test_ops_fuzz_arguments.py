@@ -14,6 +14,7 @@ from ript_fast import ops
 ERRORS = (ValueError, TypeError, IndexError)
 ARGUMENTS = ("logits", "tokens", "mask", "temperature", "logp_new", "logp_old", "advantages", "rewards", "clip_eps")
 ARGUMENTS += ("mean", "log_std", "loc", "log_scale", "actions", "reduction", "clip_eps_high")
+ARGUMENTS += ("hidden", "weight", "bias")
 
 dims = st.integers(0, 5)
 shapes = st.lists(dims, min_size=0, max_size=4).map(tuple)
@@ -53,6 +54,20 @@ def test_categorical_logprob_any_arguments(logits, tokens, mask, t) -> None:
 @given(logits=tensors(), tokens=tensors(), old=tensors(), adv=tensors(), eps=st.floats(-0.5, 1.5))
 def test_categorical_ppo_loss_any_arguments(logits, tokens, old, adv, eps) -> None:
     check(lambda: ops.categorical_ppo_loss(logits, tokens, old, adv, clip_eps=eps), ())
+
+
+@settings(max_examples=150, deadline=None)
+@given(hidden=tensors(), weight=tensors(), tokens=tensors(), mask=st.one_of(st.none(), tensors()), bias=tensors())
+def test_linear_categorical_logprob_any_arguments(hidden, weight, tokens, mask, bias) -> None:
+    b = hidden.shape[0] if hidden.dim() == 3 else -1
+    check(lambda: ops.linear_categorical_logprob(hidden, weight, tokens, mask), (b,) if b >= 0 else None)
+    check(lambda: ops.linear_categorical_logprob(hidden, weight, tokens, mask, bias=bias), (b,) if b >= 0 else None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(hidden=tensors(), weight=tensors(), tokens=tensors(), old=tensors(), adv=tensors(), eps=st.floats(-0.5, 1.5))
+def test_linear_categorical_ppo_loss_any_arguments(hidden, weight, tokens, old, adv, eps) -> None:
+    check(lambda: ops.linear_categorical_ppo_loss(hidden, weight, tokens, old, adv, clip_eps=eps), ())
 
 
 @settings(max_examples=150, deadline=None)

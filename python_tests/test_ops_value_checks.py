@@ -26,6 +26,7 @@ def mask_ops(device: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     tokens = torch.randint(0, V, (B, T), device=device)
     mean, actions = torch.randn(B, T, D, device=device), torch.randn(B, T, D, device=device)
     log_std = torch.zeros(D, device=device)
+    hidden, weight = torch.randn(B, T, D, device=device), torch.randn(V, D, device=device)
     new, old, adv = torch.randn(B, T, device=device), torch.randn(B, T, device=device), torch.randn(B, device=device)
     return {
         "categorical_logprob": lambda m: ops.categorical_logprob(logits, tokens, m),
@@ -33,6 +34,8 @@ def mask_ops(device: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
         "gaussian_logprob": lambda m: ops.gaussian_logprob(mean, log_std, actions, m),
         "laplace_logprob": lambda m: ops.laplace_logprob(mean, log_std, actions, m),
         "ppo_clip_loss": lambda m: ops.ppo_clip_loss(new, old, adv, mask=m),
+        "linear_categorical_logprob": lambda m: ops.linear_categorical_logprob(hidden, weight, tokens, m),
+        "linear_categorical_ppo_loss": lambda m: ops.linear_categorical_ppo_loss(hidden, weight, tokens, old, adv, m),
     }
 
 
@@ -93,6 +96,9 @@ def ppo(op: str, level: str, device: str) -> Callable[[torch.Tensor, torch.Tenso
     logits, tokens, mask = logits.to(device), tokens.to(device), MASK.to(device)
     if op == "categorical_ppo_loss":
         return lambda old, adv: ops.categorical_ppo_loss(logits, tokens, old, adv, mask)
+    if op == "linear_categorical_ppo_loss":
+        hidden, weight = torch.randn(B, T, D, generator=g).to(device), torch.randn(V, D, generator=g).to(device)
+        return lambda old, adv: ops.linear_categorical_ppo_loss(hidden, weight, tokens, old, adv, mask)
     new = ops.categorical_logprob(logits, tokens, mask, reduction="sum" if level == "sequence" else "none")
     weights = mask.any(dim=1).float() if level == "sequence" else mask
     return lambda old, adv: ops.ppo_clip_loss(new, old, adv, mask=weights)
@@ -104,7 +110,8 @@ def targets(level: str, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     return old.to(device), torch.randn(B, generator=g).to(device)
 
 
-PPO_CASES = [(op, level) for op in ("ppo_clip_loss", "categorical_ppo_loss") for level in ("sequence", "token")]
+PPO_OPS = ("ppo_clip_loss", "categorical_ppo_loss", "linear_categorical_ppo_loss")
+PPO_CASES = [(op, level) for op in PPO_OPS for level in ("sequence", "token")]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -168,7 +175,7 @@ def expected_error(mask: list, adv: list[float], old: list) -> str | None:
     data=st.data(),
     b=st.integers(1, 3),
     t=st.integers(1, 3),
-    op=st.sampled_from(["ppo_clip_loss", "categorical_ppo_loss"]),
+    op=st.sampled_from(PPO_OPS),
     level=st.sampled_from(["sequence", "token"]),
 )
 def test_ppo_ops_raise_exactly_for_bad_values_they_read(
@@ -188,6 +195,9 @@ def test_ppo_ops_raise_exactly_for_bad_values_they_read(
     if op == "categorical_ppo_loss":
         logits, tokens = torch.zeros(b, t, 2), torch.zeros(b, t, dtype=torch.long)
         loss = lambda: ops.categorical_ppo_loss(logits, tokens, logp_old, advantages, weights)  # noqa: E731
+    elif op == "linear_categorical_ppo_loss":
+        hidden, head, tokens = torch.zeros(b, t, 3), torch.zeros(2, 3), torch.zeros(b, t, dtype=torch.long)
+        loss = lambda: ops.linear_categorical_ppo_loss(hidden, head, tokens, logp_old, advantages, weights)  # noqa: E731
     else:
         loss = lambda: ops.ppo_clip_loss(torch.zeros(logp_old.shape), logp_old, advantages, mask=weights)  # noqa: E731
     expected = expected_error(mask, adv, old)

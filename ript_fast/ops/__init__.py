@@ -8,6 +8,7 @@ the argument.
 from ript_fast.ops.categorical_logprob import categorical_logprob
 from ript_fast.ops.categorical_ppo_loss import categorical_ppo_loss
 from ript_fast.ops.continuous_logprob import gaussian_logprob, laplace_logprob
+from ript_fast.ops.linear_categorical import linear_categorical_logprob, linear_categorical_ppo_loss
 from ript_fast.ops.ppo_clip_loss import PPOLoss, ppo_clip_loss
 from ript_fast.ops.rloo_advantage import informative_groups, rloo_advantage
 
@@ -18,6 +19,8 @@ __all__ = [
     "gaussian_logprob",
     "informative_groups",
     "laplace_logprob",
+    "linear_categorical_logprob",
+    "linear_categorical_ppo_loss",
     "ppo_clip_loss",
     "rloo_advantage",
 ]
