@@ -29,7 +29,7 @@ from ript_fast.policies.openvla_oft import (
 )
 from ript_fast.policies.openvla_oft.config import read_model_config
 from ript_fast.policies.openvla_oft.loader import check_openvla_oft_folder
-from ript_fast.policies.openvla_oft.random_folder import STATS_KEY, TINY, write_random_folder
+from ript_fast.policies.openvla_oft.random_folder import STATS_KEY, TINY
 from ript_fast.policies.openvla_oft.random_folder import config_json as size_config_json
 from ript_fast.policies.openvla_oft.sequence import EMPTY_TOKEN_ID
 from ript_fast.train.checkpoint import CheckpointError
@@ -42,16 +42,10 @@ def config_json() -> dict:
     return size_config_json(TINY)
 
 
-def write_folder(folder: Path, seed: int = 0) -> None:
-    """A random tiny model saved in the official layout (what `ript_fast.policies.openvla_oft.random_folder` writes)."""
-    write_random_folder(folder, "tiny", seed)
-
-
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("oft") / "openvla-7b-oft-finetuned-libero-goal"
-    write_folder(path)
-    return path
+def folder(oft_folder: Path) -> Path:
+    """The session's tiny random folder (conftest); tests that damage one work on a copy."""
+    return oft_folder
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from python_tests.test_openvla_oft import write_folder
 from python_tests.test_openvla_oft_policy import make_policy, observation
 from ript_fast.policies.openvla_oft.images import pixel_values
 from ript_fast.policies.openvla_oft.model import OpenVLAOFT
@@ -30,10 +29,9 @@ GRAD_TOL = {"atol": 1e-6, "rtol": 1e-5}  # float32 sums of the same terms in ano
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("oft_memory") / "openvla-7b-oft-finetuned-libero-goal"
-    write_folder(path)
-    return path
+def folder(oft_folder: Path) -> Path:
+    """The session's tiny random folder (conftest); tests that damage one work on a copy."""
+    return oft_folder
 
 
 def trained_policy(folder: Path, **settings) -> torch.nn.Module:

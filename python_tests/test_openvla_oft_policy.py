@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from python_tests.test_openvla_oft import write_folder
 from ript_fast.policies.base import Observation, PolicySpec, SupervisedBatch
 from ript_fast.policies.config import PolicyConfig
 from ript_fast.policies.factory import build_policy
@@ -28,10 +27,9 @@ TEXTS = ["put the bowl on the plate", "open the drawer", "open it"]
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("oft_policy") / "openvla-7b-oft-finetuned-libero-goal"
-    write_folder(path)
-    return path
+def folder(oft_folder: Path) -> Path:
+    """The session's tiny random folder (conftest); tests that damage one work on a copy."""
+    return oft_folder
 
 
 def make_policy(folder: Path, **settings) -> torch.nn.Module:

@@ -20,7 +20,6 @@ from safetensors.torch import load_file
 
 from python_tests.libero_helpers import requires_gl, requires_libero
 from ript_fast.cli import main
-from ript_fast.policies.openvla_oft.random_folder import write_random_folder
 
 pytestmark = [*requires_libero, requires_gl]
 
@@ -42,8 +41,9 @@ SMALL_RIPT = [
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_random_folder(tmp_path_factory.mktemp("oft_run") / "openvla-7b-oft-finetuned-libero-goal")
+def folder(oft_folder: Path) -> Path:
+    """The session's tiny random folder (conftest); tests that damage one work on a copy."""
+    return oft_folder
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from python_tests.test_openvla_oft import inputs, write_folder
+from python_tests.test_openvla_oft import inputs
 from ript_fast.policies.openvla_oft import FolderError, load_openvla_oft
 from ript_fast.policies.openvla_oft.distribution import chunk_logprob, scale_nll
 from ript_fast.policies.openvla_oft.scale_head import (
@@ -27,10 +27,9 @@ LLM_DIM, ACTION_DIM = 16, 7  # the tiny folder's Llama width and LIBERO's action
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("oft_scale") / "openvla-7b-oft-finetuned-libero-goal"
-    write_folder(path)
-    return path
+def folder(oft_folder: Path) -> Path:
+    """The session's tiny random folder (conftest); tests that damage one work on a copy."""
+    return oft_folder
 
 
 def trained_head(seed: int = 1) -> LaplaceScaleHead:
