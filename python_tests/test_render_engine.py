@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import mujoco
@@ -22,14 +23,21 @@ from python_tests.conftest import GL_SKIP_REASON, gl_error
 from python_tests.libero_helpers import requires_libero
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.rendering import BatchRenderer, render_backend, render_model, render_threads
+from ript_fast.envs.rendering import BatchRenderer, render_model, render_threads
 
 requires_gl = pytest.mark.skipif(
     gl_error() is not None, reason=f"{GL_SKIP_REASON} (set MUJOCO_GL=egl with libegl1): {gl_error()}"
 )
 requires_engine = pytest.mark.skipif(
-    render_backend() != "engine", reason="MUJOCO_GL or RIPT_FAST_RENDER select the Python renderer here"
+    os.environ.get("MUJOCO_GL", "egl").lower() in ("osmesa", "glfw"), reason="the engine draws with EGL only"
 )
+
+
+@pytest.fixture(autouse=True)
+def engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine is opt-in (rendering.render_backend): these tests ask for it."""
+    if os.environ.get("MUJOCO_GL", "egl").lower() not in ("osmesa", "glfw"):
+        monkeypatch.setenv("RIPT_FAST_RENDER", "engine")
 
 
 @pytest.fixture
@@ -177,14 +185,17 @@ else:
         ({"MUJOCO_EGL_DEVICE_ID": "99"}, ["GlError", "MUJOCO_EGL_DEVICE_ID must be an integer"]),
     ],
 )
-def test_broken_gl_is_one_clear_error_at_env_creation(broken: dict[str, str], expected: list[str]) -> None:
+def test_broken_gl_is_one_clear_error_at_env_creation(
+    broken: dict[str, str], expected: list[str], tmp_path: Path
+) -> None:
     """A broken GL stack: state envs still work, an image env raises at creation one exception naming
     MUJOCO_GL (and what to install), in a subprocess that neither crashes nor hangs."""
     inherited = ("RIPT_FAST_RENDER", "MUJOCO_EGL_DEVICE_ID", "PYOPENGL_PLATFORM")  # mujoco.egl sets the last
     env = {k: v for k, v in os.environ.items() if k not in inherited}
-    env |= {"MUJOCO_GL": "egl"} | broken
+    env |= {"MUJOCO_GL": "egl", "RIPT_FAST_RENDER": "engine"} | broken
+    # cwd outside the source tree: `python -c` puts it first on sys.path, and the source's ript_fast has no _C
     done = subprocess.run(
-        [sys.executable, "-c", _MAKE_ENVS], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", _MAKE_ENVS], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-2000:]
     message = done.stdout.strip().splitlines()[-1]
