@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -317,6 +318,7 @@ def _peak_rise(rows: int, chunk: int, vocab: int, impl: str) -> int:
         capture_output=True,
         text=True,
         env=env,
+        cwd=tempfile.gettempdir(),  # `python -c` puts the cwd first on sys.path: not the source tree (no _C there)
         check=True,
         timeout=300,
     )
