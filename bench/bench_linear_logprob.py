@@ -33,10 +33,10 @@ from bench_ops import (
     median_seconds,
     peak_bytes,
     reexec_with_mmap_threshold,
+    write_report,
 )
 
 from ript_fast import ops
-from ript_fast._core import _C
 
 HIDDEN, VOCAB, STEPS = 4096, 32000, 64
 Loss = Callable[..., torch.Tensor]
@@ -144,19 +144,11 @@ def main() -> None:
         results[rows] = measure_all(leaves, rest, args.device, args.reps)
         del leaves, rest
         print(table({rows: results[rows]}).splitlines()[-1], file=sys.stderr, flush=True)
-    load_after = os.getloadavg()
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
-    header = (
-        f"device: {device}; torch {torch.__version__}; torch threads {torch.get_num_threads()}, ript_fast threads "
-        f"{_C.num_threads()}; H {HIDDEN}, V {VOCAB}, T {STEPS}, float32, {args.level}-level ratios, head "
-        f"{'trained' if args.train_head else 'frozen'}; median of {args.reps} step(s); load average before "
-        f"{load_before[0]:.2f}, after {load_after[0]:.2f}"
+    settings = (
+        f"H {HIDDEN}, V {VOCAB}, T {STEPS}, float32, {args.level}-level ratios, head "
+        f"{'trained' if args.train_head else 'frozen'}; median of {args.reps} step(s)"
     )
-    out = f"{header}\n\n{table(results)}\n"
-    print(out)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(out)
+    write_report(args.device, settings, load_before, table(results), args.markdown)
 
 
 if __name__ == "__main__":

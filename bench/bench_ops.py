@@ -254,6 +254,23 @@ def table(rows: list[tuple[str, dict[str, tuple[float, int]]]]) -> str:
     return "\n".join(lines)
 
 
+def write_report(device: str, settings: str, load_before: tuple[float, ...], body: str, markdown: str) -> None:
+    """Prints the machine, the run's settings, the load around it and the table (what RESULTS.md quotes), and
+    writes the same text to `markdown` when given."""
+    load_after = os.getloadavg()
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {os.cpu_count()} cores"
+    header = (
+        f"device: {name}; torch {torch.__version__}; torch threads {torch.get_num_threads()}, "
+        f"ript_fast threads {_C.num_threads()}; {settings}; "
+        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}"
+    )
+    out = f"{header}\n\n{body}\n"
+    print(out)
+    if markdown:
+        with open(markdown, "w") as f:
+            f.write(out)
+
+
 def reexec_with_mmap_threshold() -> None:
     """Large buffers must be separate mappings for RSS to track live memory (see the module docstring)."""
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:
@@ -280,18 +297,8 @@ def main() -> None:
         if args.only in case.name:
             rows.append((case.name, run_case(case, args.device, args.reps)))
             print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)  # progress, row by row
-    load_after = os.getloadavg()
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {os.cpu_count()} cores"
-    header = (
-        f"device: {device}; torch {torch.__version__}; torch threads {torch.get_num_threads()}, "
-        f"ript_fast threads {_C.num_threads()}; median of >= {args.reps} repetitions (about 0.5 s each); "
-        f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}"
-    )
-    out = f"{header}\n\n{table(rows)}\n"
-    print(out)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(out)
+    settings = f"median of >= {args.reps} repetitions (about 0.5 s each)"
+    write_report(args.device, settings, load_before, table(rows), args.markdown)
 
 
 if __name__ == "__main__":
