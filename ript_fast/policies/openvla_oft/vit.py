@@ -17,7 +17,7 @@ keys that contain "gamma").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -44,40 +44,31 @@ class ViTArchitecture:
 
 # The timm ids the official configs name (configuration_prismatic.VISION_BACKBONE_TO_TIMM_ID), by base name: the
 # part after "." is a pretrained tag and does not change the architecture.
+_DINOV2_L = ViTArchitecture(
+    patch_size=14,
+    embed_dim=1024,
+    depth=24,
+    num_heads=16,
+    mlp_hidden_dim=4096,
+    reg_tokens=4,
+    no_embed_class=True,
+    layer_scale=True,
+)
+_SIGLIP_SO400M = ViTArchitecture(
+    patch_size=14,
+    embed_dim=1152,
+    depth=27,
+    num_heads=16,
+    mlp_hidden_dim=int(1152 * 3.7362),
+    class_token=False,
+    attention_pool=True,
+)
 _ARCHITECTURES: dict[str, ViTArchitecture] = {
-    "vit_large_patch14_reg4_dinov2": ViTArchitecture(
-        patch_size=14,
-        embed_dim=1024,
-        depth=24,
-        num_heads=16,
-        mlp_hidden_dim=4096,
-        reg_tokens=4,
-        no_embed_class=True,
-        layer_scale=True,
-    ),
-    "vit_so400m_patch14_siglip_224": ViTArchitecture(
-        patch_size=14,
-        embed_dim=1152,
-        depth=27,
-        num_heads=16,
-        mlp_hidden_dim=int(1152 * 3.7362),
-        class_token=False,
-        attention_pool=True,
-    ),
+    "vit_large_patch14_reg4_dinov2": _DINOV2_L,
+    "vit_so400m_patch14_siglip_224": _SIGLIP_SO400M,
     # Smoke-test sizes of the two (`random_folder.py`): the same blocks, a few thousand parameters each.
-    "ript_fast_tiny_dinov2_reg4": ViTArchitecture(
-        patch_size=14,
-        embed_dim=16,
-        depth=3,
-        num_heads=2,
-        mlp_hidden_dim=32,
-        reg_tokens=4,
-        no_embed_class=True,
-        layer_scale=True,
-    ),
-    "ript_fast_tiny_siglip": ViTArchitecture(
-        patch_size=14, embed_dim=12, depth=2, num_heads=2, mlp_hidden_dim=44, class_token=False, attention_pool=True
-    ),
+    "ript_fast_tiny_dinov2_reg4": replace(_DINOV2_L, embed_dim=16, depth=3, num_heads=2, mlp_hidden_dim=32),
+    "ript_fast_tiny_siglip": replace(_SIGLIP_SO400M, embed_dim=12, depth=2, num_heads=2, mlp_hidden_dim=44),
 }
 
 
