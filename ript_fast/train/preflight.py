@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ript_fast.config import ConfigError, from_dict, merge, to_dict
 from ript_fast.envs.registry import resolve_tasks
@@ -32,9 +33,10 @@ def check_train_config(cfg: TrainConfig) -> list[str]:
     check_device(cfg.device, "device")
     check_tasks_divide(cfg.ript.contexts_per_round, len(tasks))
     check_env_memory(cfg, len(tasks))
-    if cfg.init is not None:
-        check_init_checkpoint(cfg, tasks)
-    check_stage2_policy_files(cfg)
+    meta = read_checkpoint_meta(cfg.init) if cfg.init is not None else None  # read once (an OFT folder: its heads)
+    if meta is not None:
+        check_init_checkpoint(cfg, meta, tasks)
+    check_stage2_policy_files(cfg, meta)
     for i, path in enumerate(cfg.demos.files):
         if not Path(path).exists():  # an HDF5 file, or a LeRobot dataset folder
             raise ConfigError(f"demos.files[{i}]: no such demo file or dataset folder {path}")
@@ -83,10 +85,11 @@ def total_memory() -> int | None:
     return None
 
 
-def check_stage2_policy_files(cfg: TrainConfig) -> None:
+def check_stage2_policy_files(cfg: TrainConfig, init_meta: dict[str, Any] | None) -> None:
     """The files the stage-2 policy reads besides its checkpoint (an OpenVLA-OFT folder, its scale-head file),
-    as the run will build it: the `init` checkpoint's policy config, or the SFT section's, with `policy` on top."""
-    recorded = read_checkpoint_meta(cfg.init)["policy"] if cfg.init is not None else to_dict(cfg.sft.policy)
+    as the run will build it: the `init` checkpoint's policy config (`init_meta`), or the SFT section's, with
+    `policy` on top."""
+    recorded = init_meta["policy"] if init_meta is not None else to_dict(cfg.sft.policy)
     policy = from_dict(PolicyConfig, merge(recorded, cfg.policy), "policy")
     if cfg.init is not None and is_model_folder(cfg.init) and not policy.openvla_oft.scale_head_file:
         raise ConfigError(
@@ -97,10 +100,10 @@ def check_stage2_policy_files(cfg: TrainConfig) -> None:
     check_policy_files(policy)
 
 
-def check_init_checkpoint(cfg: TrainConfig, tasks: list[str]) -> None:
-    """The `init` policy must be of the configured family, act in this env's action space, and know its tasks."""
+def check_init_checkpoint(cfg: TrainConfig, meta: dict[str, Any], tasks: list[str]) -> None:
+    """The `init` policy (its header: `meta`) must be of the configured family, act in this env's action space, and
+    know its tasks."""
     path = cfg.init
-    meta = read_checkpoint_meta(path)
     family = cfg.policy.get("family", meta["family"])
     if family != meta["family"]:
         raise ConfigError(f"init {path}: holds a {meta['family']!r} policy, but the config asks for family {family!r}")
