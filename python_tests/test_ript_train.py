@@ -40,8 +40,8 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_first_line_says_what_runs_and_the_last_what_it_achieved(smoke_run: Path) -> None:
     lines = (smoke_run.parent / "stdout.txt").read_text().splitlines()
     assert lines[0] == (
-        "ript-fast train: metaworld/reach-v3, SFT on scripted demos first (quest); 2 iterations of 4 rollouts "
-        f"(K=4, dynamic sampling) on cpu; run folder {smoke_run}"
+        "ript-fast train: metaworld/reach-v3, SFT of a quest policy on scripted demos first; 2 iterations of 4 "
+        f"rollouts (K=4, dynamic sampling) on cpu; run folder {smoke_run}"
     )
     records = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
     before, after = (round(records[i]["eval_success"] * 2) for i in (0, -1))

@@ -18,15 +18,16 @@ from ript_fast.train.run_logger import read_metrics
 
 
 def start_line(cfg: TrainConfig, out: Path, resuming: bool) -> str:
-    """`ript-fast train: <env>, <start> (<family>), M iterations of B rollouts (K per context) on <device> -> <out>`."""
+    """`ript-fast train: <env>, <start>; M iterations of B rollouts (K per context) on <device>; <out>`. The start
+    names the init checkpoint, or the family the SFT stage will train (an init's family is in its header)."""
     env = cfg.env if isinstance(cfg.env, str) else f"{len(cfg.env)} tasks ({', '.join(cfg.env[:3])}, ...)"
-    family = cfg.policy.get("family", cfg.sft.policy.family)
-    start = f"from {cfg.init}" if cfg.init else f"SFT on {'given' if cfg.demos.files else 'scripted'} demos first"
+    demos = "given" if cfg.demos.files else "scripted"
+    start = f"from {cfg.init}" if cfg.init else f"SFT of a {cfg.sft.policy.family} policy on {demos} demos first"
     r = cfg.ript
     sampling = "dynamic sampling" if r.dynamic_sampling else "no dynamic sampling"
     verb = "resuming" if resuming else "run folder"
     return (
-        f"ript-fast train: {env}, {start} ({family}); {r.iterations} iterations of {r.batch_rollouts} rollouts "
+        f"ript-fast train: {env}, {start}; {r.iterations} iterations of {r.batch_rollouts} rollouts "
         f"(K={r.group_size}, {sampling}) on {cfg.device}; {verb} {out}"
     )
 
