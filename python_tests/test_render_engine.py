@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,40 @@ def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
             env.render_observations()
             assert egl_ext.eglGetCurrentContext().address == theirs
     finally:
+        env.close()
+
+
+@requires_gl
+@requires_engine
+@pytest.mark.usefixtures("threads")
+def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() -> None:
+    """The context current on the calling thread destroyed by another thread (as a collector running a Python
+    GL context's finalizer does; EGL defers it until released) cannot be made current again after a draw on
+    this thread: the engine then leaves none current. It used to leave its own, and a MuJoCo render context
+    freed here next (robosuite frees its MjrContext without making its GL context current) deleted the engine's
+    framebuffer and textures, which share the names: frames came out wrong (frozen), and in CI's full test run
+    an engine draw crashed (SIGSEGV)."""
+    from mujoco.egl import GLContext, egl_ext
+
+    _C.set_num_threads(1)  # the engine draws on this thread
+    size = (64, 64)
+    env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False, render_size=size)
+    python_gl = GLContext(*size)
+    try:
+        python_gl.make_current()
+        python_side = mujoco.MjrContext(env.envs[0].model, mujoco.mjtFontScale.mjFONTSCALE_150)
+        doomed = GLContext(*size)
+        doomed.make_current()
+        collector = threading.Thread(target=doomed.free)
+        collector.start()
+        collector.join()
+        env.reset(seed=0)
+        env.render_observations()
+        assert not egl_ext.eglGetCurrentContext()
+        python_side.free()  # deletes its GL names in whatever context is current on this thread
+        assert_equal_to_reference(env, size, steps=3)
+    finally:
+        python_gl.free()
         env.close()
 
 
