@@ -24,7 +24,7 @@ from python_tests.conftest import GL_SKIP_REASON, gl_error
 from python_tests.libero_helpers import requires_libero
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.rendering import BatchRenderer, render_model, render_threads
+from ript_fast.envs.rendering import BatchRenderer, render_backend, render_model, render_threads
 
 requires_gl = pytest.mark.skipif(
     gl_error() is not None, reason=f"{GL_SKIP_REASON} (set MUJOCO_GL=egl with libegl1): {gl_error()}"
@@ -36,7 +36,7 @@ requires_engine = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engine is opt-in (rendering.render_backend): these tests ask for it."""
+    """These tests ask for the engine, whatever RIPT_FAST_RENDER the suite runs with (e.g. =python)."""
     if os.environ.get("MUJOCO_GL", "egl").lower() not in ("osmesa", "glfw"):
         monkeypatch.setenv("RIPT_FAST_RENDER", "engine")
 
@@ -160,8 +160,8 @@ def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() 
     GL context's finalizer does; EGL defers it until released) cannot be made current again after a draw on
     this thread: the engine then leaves none current. It used to leave its own, and a MuJoCo render context
     freed here next (robosuite frees its MjrContext without making its GL context current) deleted the engine's
-    framebuffer and textures, which share the names: frames came out wrong (frozen), and in CI's full test run
-    an engine draw crashed (SIGSEGV)."""
+    framebuffer and textures, which share the names: frames came out wrong (frozen), the likely cause of the
+    engine draw that crashed (SIGSEGV) in CI's full test run."""
     from mujoco.egl import GLContext, egl_ext
 
     _C.set_num_threads(1)  # the engine draws on this thread
@@ -184,6 +184,25 @@ def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() 
     finally:
         python_gl.free()
         env.close()
+
+
+def test_engine_is_the_default_where_egl_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without RIPT_FAST_RENDER: the engine for MUJOCO_GL unset or egl (or anything but MuJoCo's other Python
+    backends), the Python loop for osmesa and glfw; RIPT_FAST_RENDER overrides, within what MUJOCO_GL allows."""
+    monkeypatch.delenv("RIPT_FAST_RENDER", raising=False)
+    for gl, expected in [(None, "engine"), ("egl", "engine"), ("osmesa", "python"), ("glfw", "python")]:
+        if gl is None:
+            monkeypatch.delenv("MUJOCO_GL", raising=False)
+        else:
+            monkeypatch.setenv("MUJOCO_GL", gl)
+        assert render_backend() == expected, gl
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    monkeypatch.setenv("RIPT_FAST_RENDER", "python")
+    assert render_backend() == "python"
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    monkeypatch.setenv("RIPT_FAST_RENDER", "engine")
+    with pytest.raises(ValueError, match="MUJOCO_GL='osmesa'"):
+        render_backend()
 
 
 def test_render_threads_knob(monkeypatch: pytest.MonkeyPatch) -> None:
