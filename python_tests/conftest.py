@@ -91,6 +91,15 @@ def oft_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def openvla_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight OpenVLA checkpoint folder in the official layout (a LIBERO fine-tune's: with
+    dataset_statistics.json under libero_goal)."""
+    from ript_fast.policies.openvla.random_folder import write_random_openvla_folder
+
+    return write_random_openvla_folder(tmp_path_factory.mktemp("openvla") / "openvla-7b-finetuned-libero-goal")
+
+
+@pytest.fixture(scope="session")
 def reach_contexts() -> np.ndarray:
     """Two real reach-v3 contexts (env.get_state() rows), as collect_demos stores them in `states`."""
     from ript_fast.envs import make_vec_env

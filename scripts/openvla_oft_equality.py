@@ -188,23 +188,18 @@ def perturb(module: object, rng_seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=gen) * (0.05 if p.ndim < 2 else 0.02))
 
 
-def reference(official: Path, out: Path) -> None:
-    import importlib.util
+def tiny_official_config(mods: dict, out: Path, **settings: object) -> object:
+    """The official `OpenVLAConfig` of the tiny model (`settings` added), with the tiny ViTs registered with timm, the
+    official auto classes registered (as `get_vla` does) and `out` created."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor
 
-    import torch
-    from PIL import Image
-    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, LlamaTokenizerFast
-
-    torch.manual_seed(0)
-    mods = import_official(official)
     register_tiny_timm()
     out.mkdir(parents=True, exist_ok=True)
-    cfg_mod, modeling, processing = mods["config"], mods["modeling"], mods["processing"]
+    cfg_mod, processing = mods["config"], mods["processing"]
     AutoConfig.register("openvla", cfg_mod.OpenVLAConfig)
     AutoImageProcessor.register(cfg_mod.OpenVLAConfig, processing.PrismaticImageProcessor)
     AutoProcessor.register(cfg_mod.OpenVLAConfig, processing.PrismaticProcessor)
-
-    config = cfg_mod.OpenVLAConfig(
+    return cfg_mod.OpenVLAConfig(
         vision_backbone_id="dinosiglip-vit-so-224px",
         llm_backbone_id="llama2-7b-pure",
         arch_specifier="no-align+fused-gelu-mlp",
@@ -212,18 +207,13 @@ def reference(official: Path, out: Path) -> None:
         text_config=TINY_LLAMA,
         timm_model_ids=list(TINY_IDS),
         torch_dtype="float32",
+        **settings,
     )
-    vla = modeling.OpenVLAForActionPrediction(config)
-    perturb(vla, 1)
-    vla.save_pretrained(out, max_shard_size="2MB", safe_serialization=True)
 
-    llm_dim = TINY_LLAMA["hidden_size"]
-    head = mods["heads"].L1RegressionActionHead(input_dim=llm_dim, hidden_dim=llm_dim, action_dim=ACTION_DIM)
-    proprio_projector = mods["projectors"].ProprioProjector(llm_dim=llm_dim, proprio_dim=PROPRIO_DIM)
-    perturb(head, 2)
-    perturb(proprio_projector, 3)
-    for name, module in (("action_head", head), ("proprio_projector", proprio_projector)):
-        torch.save({f"module.{k}": v for k, v in module.state_dict().items()}, out / f"{name}--100_checkpoint.pt")
+
+def save_processor(out: Path, processing: types.ModuleType) -> None:
+    """The official processor (word-level tokenizer, both backbones' image transforms) saved into `out`."""
+    from transformers import LlamaTokenizerFast
 
     write_tokenizer(out)
     tokenizer = LlamaTokenizerFast(
@@ -245,6 +235,32 @@ def reference(official: Path, out: Path) -> None:
         mean=[0.484375, 0.455078125, 0.40625], std=[0.228515625, 0.2236328125, 0.224609375]
     )
     (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
+
+
+def reference(official: Path, out: Path) -> None:
+    import importlib.util
+
+    import torch
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    torch.manual_seed(0)
+    mods = import_official(official)
+    modeling, processing = mods["modeling"], mods["processing"]
+    config = tiny_official_config(mods, out)
+    vla = modeling.OpenVLAForActionPrediction(config)
+    perturb(vla, 1)
+    vla.save_pretrained(out, max_shard_size="2MB", safe_serialization=True)
+
+    llm_dim = TINY_LLAMA["hidden_size"]
+    head = mods["heads"].L1RegressionActionHead(input_dim=llm_dim, hidden_dim=llm_dim, action_dim=ACTION_DIM)
+    proprio_projector = mods["projectors"].ProprioProjector(llm_dim=llm_dim, proprio_dim=PROPRIO_DIM)
+    perturb(head, 2)
+    perturb(proprio_projector, 3)
+    for name, module in (("action_head", head), ("proprio_projector", proprio_projector)):
+        torch.save({f"module.{k}": v for k, v in module.state_dict().items()}, out / f"{name}--100_checkpoint.pt")
+
+    save_processor(out, processing)
     (out / "dataset_statistics.json").write_text(json.dumps(statistics(), indent=2))
 
     # ---- the official evaluation path, from the folder
@@ -355,19 +371,9 @@ def compare_libero_images(out: Path) -> dict[str, tuple[int, int, int]]:
 # ---------------------------------------------------------------------------------------------- step 2: ript-fast
 
 
-def compare(out: Path) -> int:
-    import torch
-
-    from ript_fast.policies.openvla_oft import (
-        ViTArchitecture,
-        load_openvla_oft,
-        normalize_proprio,
-        pixel_values,
-        prompt_text,
-        register_vit_architecture,
-        tokenize_prompts,
-        unnormalize_actions,
-    )
+def register_tiny_vits() -> None:
+    """The tiny ViTs of `TINY_DINO` / `TINY_SIGLIP`, made buildable by ript-fast under the same timm ids."""
+    from ript_fast.policies.openvla_oft import ViTArchitecture, register_vit_architecture
 
     register_vit_architecture(
         TINY_IDS[0],
@@ -394,6 +400,21 @@ def compare(out: Path) -> int:
             attention_pool=True,
         ),
     )
+
+
+def compare(out: Path) -> int:
+    import torch
+
+    from ript_fast.policies.openvla_oft import (
+        load_openvla_oft,
+        normalize_proprio,
+        pixel_values,
+        prompt_text,
+        tokenize_prompts,
+        unnormalize_actions,
+    )
+
+    register_tiny_vits()
     ckpt = load_openvla_oft(out, unnorm_key=UNNORM_KEY, num_images=2, chunk_len=CHUNK)
     ref = np.load(out / "reference.npz")
     obs = observations()
