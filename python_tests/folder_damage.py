@@ -71,3 +71,22 @@ def assert_refused(reader: Callable[..., object], folder: Path, case: Refusal) -
     message = str(err.value)
     assert "\n" not in message
     assert file_named in message and key_named in message, message
+
+
+def damaged_copy(folder: Path, tmp_path: Path, damage: Callable[[Path], None]) -> Path:
+    """A copy of `folder` under `tmp_path`, damaged."""
+    import shutil
+
+    copy = Path(shutil.copytree(folder, tmp_path / folder.name))
+    damage(copy)
+    return copy
+
+
+def assert_cli_refuses(argv: list[str], out: Path, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ript-fast <argv> --out <out>` exits 2 with one line of stderr holding `expected`, and makes no run folder."""
+    from ript_fast.cli import main
+
+    code = main([*argv, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and expected in err and len(err.splitlines()) == 1, err
+    assert not out.exists()

@@ -280,3 +280,18 @@ def test_shard_headers_are_checked_before_any_weight_is_read(copy: Path, monkeyp
     with pytest.raises(FolderError, match=SHARD):
         load_openvla(copy)
     assert reads == []
+
+
+def test_the_folders_python_files_are_never_imported(copy: Path, tmp_path: Path) -> None:
+    """config.json's auto_map names the folder's modeling code; loading, the run check and reading the folder as an
+    eval checkpoint import none of it."""
+    from ript_fast.train.checkpoint import read_checkpoint_meta
+
+    marker = tmp_path / "IMPORTED"
+    for name in ("modeling_prismatic.py", "configuration_prismatic.py", "processing_prismatic.py"):
+        (copy / name).write_text(f"open({str(marker)!r}, 'w')\n")
+    assert "auto_map" in json.loads((copy / "config.json").read_text())
+    load_openvla(copy)
+    check_openvla_folder(copy)
+    assert read_checkpoint_meta(copy)["family"] == "openvla"
+    assert not marker.exists()

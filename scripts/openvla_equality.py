@@ -24,7 +24,6 @@ every intermediate and output. It exits 1 when a token differs or an action-bin 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import types
@@ -33,8 +32,10 @@ from pathlib import Path
 import numpy as np
 from openvla_oft_equality import (
     CASES,
+    Differences,
     perturb,
     register_tiny_vits,
+    run_steps,
     save_processor,
     tiny_official_config,
 )
@@ -185,11 +186,8 @@ def compare(out: Path) -> int:
     bins = ckpt.model.cfg.bins
     ref = np.load(out / "reference.npz")
     obs = observations()
-    diffs: dict[str, float] = {}
-
-    def note(name: str, ours: np.ndarray, theirs: np.ndarray) -> None:
-        assert ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
-        diffs[name] = max(diffs.get(name, 0.0), float(np.abs(ours.astype(np.float64) - theirs).max()))
+    diffs = Differences()
+    note = diffs.note
 
     def greedy(logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=-1)
@@ -221,9 +219,7 @@ def compare(out: Path) -> int:
         note("action-bin logits, padded batch of 3", logits[i].numpy(), ref[f"logits_{i}"][:, bins.first_token : VOCAB])
     spread = np.stack([ref[f"logits_{i}"][:, bins.first_token : VOCAB] for i in range(len(obs))])
     print(f"official action-bin logits: std {spread.std():.3f}, range [{spread.min():.3f}, {spread.max():.3f}]")
-    width = max(len(k) for k in diffs)
-    for name, value in diffs.items():
-        print(f"{name:<{width}}  max |ours - official| = {value:.3e}")
+    diffs.print()
     exact = all(v == 0 for k, v in diffs.items() if "exact" in k)
     worst = max(v for k, v in diffs.items() if "logits" in k or "actions" in k)
     ok = exact and worst <= TOL and in_bins == 1.0
@@ -233,18 +229,7 @@ def compare(out: Path) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="step", required=True)
-    ref = sub.add_parser("reference", help="run the official code (in its own venv); write the folder + outputs")
-    ref.add_argument("--official", type=Path, required=True, help="a checkout of github.com/openvla/openvla")
-    ref.add_argument("--out", type=Path, required=True)
-    cmp_ = sub.add_parser("compare", help="load the folder with ript-fast and compare")
-    cmp_.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    if args.step == "reference":
-        reference(args.official.resolve(), args.out)
-        return 0
-    return compare(args.out)
+    return run_steps(__doc__, "openvla/openvla", reference, compare)
 
 
 if __name__ == "__main__":

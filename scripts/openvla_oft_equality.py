@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -371,6 +372,19 @@ def compare_libero_images(out: Path) -> dict[str, tuple[int, int, int]]:
 # ---------------------------------------------------------------------------------------------- step 2: ript-fast
 
 
+class Differences(dict[str, float]):
+    """The largest |ours - official| seen per compared quantity."""
+
+    def note(self, name: str, ours: np.ndarray, theirs: np.ndarray) -> None:
+        assert ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
+        self[name] = max(self.get(name, 0.0), float(np.abs(ours.astype(np.float64) - theirs).max()))
+
+    def print(self) -> None:
+        width = max(len(k) for k in self)
+        for name, value in self.items():
+            print(f"{name:<{width}}  max |ours - official| = {value:.3e}")
+
+
 def register_tiny_vits() -> None:
     """The tiny ViTs of `TINY_DINO` / `TINY_SIGLIP`, made buildable by ript-fast under the same timm ids."""
     from ript_fast.policies.openvla_oft import ViTArchitecture, register_vit_architecture
@@ -418,11 +432,8 @@ def compare(out: Path) -> int:
     ckpt = load_openvla_oft(out, unnorm_key=UNNORM_KEY, num_images=2, chunk_len=CHUNK)
     ref = np.load(out / "reference.npz")
     obs = observations()
-    diffs: dict[str, float] = {}
-
-    def note(name: str, ours: np.ndarray, theirs: np.ndarray) -> None:
-        assert ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
-        diffs[name] = max(diffs.get(name, 0.0), float(np.abs(ours.astype(np.float64) - theirs).max()))
+    diffs = Differences()
+    note = diffs.note
 
     batch_pixels, batch_proprio = [], []
     for i, o in enumerate(obs):
@@ -455,9 +466,7 @@ def compare(out: Path) -> int:
         )
     spread = np.stack([ref[f"normalized_{i}"] for i in range(len(obs))])
     print(f"official normalized actions: std {spread.std():.3f}, range [{spread.min():.3f}, {spread.max():.3f}]")
-    width = max(len(k) for k in diffs)
-    for name, value in diffs.items():
-        print(f"{name:<{width}}  max |ours - official| = {value:.3e}")
+    diffs.print()
     if (out / "libero_images.npz").is_file():
         for step, (largest, count, total) in compare_libero_images(out).items():
             print(f"LIBERO image step: {step:<52} max |diff| = {largest}, {count} of {total} uint8 values differ")
@@ -467,11 +476,14 @@ def compare(out: Path) -> int:
     return 0 if ok else 1
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_steps(
+    doc: str, official_repo: str, reference: Callable[[Path, Path], None], compare: Callable[[Path], int]
+) -> int:
+    """An equality script's two steps: `reference --official CHECKOUT --out DIR`, then `compare --out DIR`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     sub = parser.add_subparsers(dest="step", required=True)
     ref = sub.add_parser("reference", help="run the official code (in its own venv); write the folder + outputs")
-    ref.add_argument("--official", type=Path, required=True, help="a checkout of github.com/moojink/openvla-oft")
+    ref.add_argument("--official", type=Path, required=True, help=f"a checkout of github.com/{official_repo}")
     ref.add_argument("--out", type=Path, required=True)
     cmp_ = sub.add_parser("compare", help="load the folder with ript-fast and compare")
     cmp_.add_argument("--out", type=Path, required=True)
@@ -480,6 +492,10 @@ def main() -> int:
         reference(args.official.resolve(), args.out)
         return 0
     return compare(args.out)
+
+
+def main() -> int:
+    return run_steps(__doc__, "moojink/openvla-oft", reference, compare)
 
 
 if __name__ == "__main__":
