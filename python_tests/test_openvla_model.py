@@ -60,6 +60,19 @@ def test_tokens_are_the_last_256_ids_of_the_32000_token_vocabulary(ckpt) -> None
     assert torch.equal(ckpt.model.bin_weight(), lm_head[31744:32000])
 
 
+def test_the_full_size_folder_config_gives_openvla_7b() -> None:
+    """The 7B configuration (on the meta device: no memory) has openvla-7b's LM rows and its action tokens."""
+    from ript_fast.policies.openvla.model import OpenVLA
+    from ript_fast.policies.openvla.random_folder import model_config
+    from ript_fast.policies.openvla_oft.random_folder import FULL
+
+    cfg = model_config(FULL)
+    with torch.device("meta"):
+        model = OpenVLA(cfg)
+    assert tuple(model.vlm.language_model.lm_head.weight.shape) == (32064, 4096)
+    assert tuple(model.bin_weight().shape) == (256, 4096) and cfg.bins.first_token == 31744
+
+
 def test_bin_centers_round_trip_through_the_tokens() -> None:
     bins = ActionBins()
     centers = bins.centers

@@ -130,22 +130,26 @@ def test_rl_trains_lora_on_every_linear_layer_of_the_lm_only(openvla_folder: Pat
     assert trainable == set(lora) and not any("lm_head" in n or "vision" in n for n in trainable)
 
 
-def test_a_ppo_step_through_the_fused_loss_equals_the_trainers_loss_and_moves_lora_only(openvla_folder: Path) -> None:
-    """`ppo_loss` (linear_categorical_ppo_loss: hidden states x the 256 head rows, per-token ratios) equals the
-    trainer's `categorical_ppo_loss` on `score`'s logits, loss and LoRA gradients; ratio 1 before the update; an AdamW
-    step on `freeze_for_rl`'s groups changes LoRA alone and the re-scored log-probs."""
+@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
+def test_a_ppo_step_through_the_fused_loss_equals_the_trainers_loss_and_moves_lora_only(
+    openvla_folder: Path, ratio_level: str
+) -> None:
+    """`ppo_loss` (linear_categorical_ppo_loss: hidden states x the 256 head rows; per-token ratios, or one per query
+    for (n,) old log-probs) equals the trainer's `categorical_ppo_loss` on `score`'s logits, loss and LoRA gradients;
+    ratio 1 before the update; an AdamW step on `freeze_for_rl`'s groups changes LoRA alone and the log-probs."""
     policy = make_policy(openvla_folder)
     groups = policy.freeze_for_rl()
     torch.manual_seed(2)
     out = policy.act(observation(4), sample=True)
+    logp_old = out.logprob if ratio_level == "token" else out.logprob.sum(dim=1)
     advantages = torch.tensor([0.5, -0.5, 0.5, -0.5])
-    fused = policy.ppo_loss(out.cond, out.decision, out.logprob, advantages, clip_eps=0.1)
+    fused = policy.ppo_loss(out.cond, out.decision, logp_old, advantages, clip_eps=0.1)
     torch.testing.assert_close(fused.mean_ratio, torch.tensor(1.0), atol=1e-5, rtol=0)
     fused.loss.backward()
     fused_grads = {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
     policy.zero_grad()
     logits = policy.score(out.cond, out.decision).logits
-    eager = ops.categorical_ppo_loss(logits, out.decision, out.logprob, advantages, clip_eps=0.1)
+    eager = ops.categorical_ppo_loss(logits, out.decision, logp_old, advantages, clip_eps=0.1)
     eager.backward()
     torch.testing.assert_close(fused.loss, eager, atol=1e-6, rtol=1e-5)
     assert fused_grads and any(g.abs().sum() > 0 for g in fused_grads.values())

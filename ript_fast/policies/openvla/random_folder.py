@@ -54,13 +54,17 @@ def openvla_config_json(size: FolderSize) -> dict:
     return {**config_json(size), "n_action_bins": 256, "norm_stats": {BASE_DATASET: action_statistics()}}
 
 
-def random_model(size: FolderSize, seed: int, dtype: torch.dtype) -> OpenVLA:
-    """The model with its default initialization plus N(0, 0.05) noise (so no weight is a constant), in `dtype`."""
+def model_config(size: FolderSize) -> OpenVLAConfig:
+    """What the loader reads from the config.json of `size`."""
     raw = openvla_config_json(size)
     backbone = read_backbone_config(raw, Path("config.json"))
-    cfg = OpenVLAConfig(**vars(backbone), bins=read_action_bins(raw, backbone, Path("config.json")))
+    return OpenVLAConfig(**vars(backbone), bins=read_action_bins(raw, backbone, Path("config.json")))
+
+
+def random_model(size: FolderSize, seed: int, dtype: torch.dtype) -> OpenVLA:
+    """The model with its default initialization plus N(0, 0.05) noise (so no weight is a constant), in `dtype`."""
     torch.manual_seed(seed)
-    model = OpenVLA(cfg)
+    model = OpenVLA(model_config(size))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
