@@ -5,6 +5,7 @@ executed actions, checkpoints without the base weights, the folder as an eval ch
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,15 @@ def test_the_official_folder_is_an_eval_checkpoint(openvla_folder: Path) -> None
     loaded = load_policy(openvla_folder)
     assert loaded.family == "openvla" and not any("lora_B" in k and v.abs().sum() > 0 for k, v in
                                                   loaded.state_dict().items())  # fmt: skip
+
+
+def test_an_oft_folder_without_its_action_head_is_not_taken_for_openvla(oft_folder: Path, tmp_path: Path) -> None:
+    """The two kinds of folder are told apart by OFT's component files: an OFT folder that lost its action head is
+    refused as an OFT folder, not evaluated as vanilla OpenVLA."""
+    copy = Path(shutil.copytree(oft_folder, tmp_path / oft_folder.name))
+    next(copy.glob("action_head--*")).unlink()
+    with pytest.raises(FolderError, match=r"action_head--\*_checkpoint\.pt is missing"):
+        read_checkpoint_meta(copy)
 
 
 def test_run_checks_refuse_a_second_camera_and_a_bad_folder(openvla_folder: Path, tmp_path: Path) -> None:
