@@ -141,6 +141,7 @@ def rollout_batch(policy: torch.nn.Module) -> RolloutBatch:
     torch.manual_seed(2)
     queries = [policy.act(observation(3, seed=s), sample=True) for s in range(2)]
     return RolloutBatch(
+        success=torch.tensor([True, False, True]),
         rewards=torch.tensor([1.0, 0.0, 1.0]),
         context_ids=torch.zeros(3, dtype=torch.long),
         episode_steps=torch.full((3,), 16),

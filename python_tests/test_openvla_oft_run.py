@@ -91,7 +91,7 @@ def test_the_scale_head_stage_trains_only_the_scale_head(scale_stage: Path) -> N
 def test_train_then_eval_run_on_libero_with_256_px_cameras(
     scale_stage: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ript_fast.train.ript as ript
+    import ript_fast.train.ript_run as ript_run
 
     envs: list[dict] = []
 
@@ -99,8 +99,8 @@ def test_train_then_eval_run_on_libero_with_256_px_cameras(
         envs.append(options)
         return make_vec_env(*args, **options)
 
-    make_vec_env = ript.make_vec_env
-    monkeypatch.setattr(ript, "make_vec_env", recording_make_vec_env)
+    make_vec_env = ript_run.make_vec_env
+    monkeypatch.setattr(ript_run, "make_vec_env", recording_make_vec_env)
     out = tmp_path / "ript"
     init = scale_stage / "policy.safetensors"
     argv = ["train", "--config", "ript_openvla_oft_libero.yaml", f"init={init}", f"env={TASK}", *CPU, *SMALL_RIPT]
