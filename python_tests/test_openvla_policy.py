@@ -14,7 +14,7 @@ import torch
 
 from ript_fast import ops
 from ript_fast.config import ConfigError
-from ript_fast.policies.base import Observation, PolicySpec
+from ript_fast.policies.base import Observation, PolicySpec, Scores
 from ript_fast.policies.config import PolicyConfig
 from ript_fast.policies.factory import build_policy, check_policy_files
 from ript_fast.policies.obs_encoder import ObsConfig
@@ -80,16 +80,16 @@ def test_greedy_acting_is_the_models_decoding_of_the_official_inputs(policy, ope
 def test_sampled_tokens_and_their_logprobs_rescore_through_the_fused_op(
     openvla_folder: Path, temperature: float, dtype: str
 ) -> None:
-    """The stored log-probs are log softmax(bin logits / T) of the drawn tokens; `score` gives those logits and
-    `sequence_logprob` (linear_categorical_logprob on the hidden states and the 256 head rows) the same values, also
-    in bfloat16 (the decoding's KV-cached passes and the teacher-forced one round alike here: within 1e-5)."""
+    """The stored log-probs are log softmax(bin logits / T) of the drawn tokens; `score`'s linear head gives those
+    logits and `sequence_logprob` (linear_categorical_logprob on the hidden states and the 256 head rows) the same
+    values, also in bfloat16 (the decoding's KV-cached passes and the teacher-forced one round alike: within 1e-5)."""
     policy = make_policy(openvla_folder, temperature=temperature, dtype=dtype)
     torch.manual_seed(3)
     out = policy.act(observation(), sample=True)
     assert out.decision.min() >= 0 and out.decision.max() < 256
     scores = policy.score(out.cond, out.decision)
-    assert scores.logits is not None and scores.logits.shape == (3, 7, 256)
-    from_logits = torch.log_softmax(scores.logits, -1).gather(-1, out.decision[..., None])[..., 0]
+    assert scores.logits is None and scores.token_logits().shape == (3, 7, 256)
+    from_logits = torch.log_softmax(scores.token_logits(), -1).gather(-1, out.decision[..., None])[..., 0]
     torch.testing.assert_close(from_logits, out.logprob, atol=1e-5, rtol=0)
     torch.testing.assert_close(policy.sequence_logprob(out.cond, out.decision), out.logprob, atol=1e-5, rtol=0)
     other = policy.act(observation(2, seed=5), sample=True)  # conds of two queries concatenate
@@ -109,7 +109,7 @@ def test_sampling_draws_from_the_tempered_bin_distribution(policy) -> None:
         {CAMERA: one.images[CAMERA].expand(400, -1, -1, -1)},
     )
     greedy = policy.act(one, sample=False)
-    logp = torch.log_softmax(policy.score(greedy.cond, greedy.decision).logits[0, 0].detach(), -1)
+    logp = torch.log_softmax(policy.score(greedy.cond, greedy.decision).token_logits()[0, 0].detach(), -1)
     torch.manual_seed(7)
     drawn = logp[policy.act(many, sample=True).decision[:, 0]]
     entropy = -(logp.exp() * logp).sum()
@@ -132,28 +132,47 @@ def test_rl_trains_lora_on_every_linear_layer_of_the_lm_only(openvla_folder: Pat
     assert trainable == set(lora) and not any("lm_head" in n or "vision" in n for n in trainable)
 
 
-@pytest.mark.parametrize("ratio_level", ["token", "sequence"])
-def test_a_ppo_step_through_the_fused_loss_equals_the_trainers_loss_and_moves_lora_only(
-    openvla_folder: Path, ratio_level: str
+@pytest.mark.parametrize(
+    ("ratio_level", "average"), [("token", "tokens"), ("token", "rollouts"), ("sequence", "tokens")]
+)
+def test_the_trainers_ppo_step_runs_the_fused_linear_loss_and_moves_lora_only(
+    openvla_folder: Path, ratio_level: str, average: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`ppo_loss` (linear_categorical_ppo_loss: hidden states x the 256 head rows; per-token ratios, or one per query
-    for (n,) old log-probs) equals the trainer's `categorical_ppo_loss` on `score`'s logits, loss and LoRA gradients;
-    ratio 1 before the update; an AdamW step on `freeze_for_rl`'s groups changes LoRA alone and the log-probs."""
+    """The trainer's `ppo_loss` on a RolloutBatch of this policy's samples (ragged: 3 rollouts of 2, 2 and 1 queries)
+    goes through `linear_categorical_ppo_loss` (hidden states x the 256 head rows, never the logits) and equals
+    `categorical_ppo_loss` on the materialized logits, loss and LoRA gradients; ratio 1 before the update; an AdamW
+    step on `freeze_for_rl`'s groups changes LoRA alone and the log-probs."""
+    from ript_fast.train import ppo
+    from ript_fast.train.rollout import _pack
+
     policy = make_policy(openvla_folder)
     groups = policy.freeze_for_rl()
     torch.manual_seed(2)
-    out = policy.act(observation(4), sample=True)
-    logp_old = out.logprob if ratio_level == "token" else out.logprob.sum(dim=1)
-    advantages = torch.tensor([0.5, -0.5, 0.5, -0.5])
-    fused = policy.ppo_loss(out.cond, out.decision, logp_old, advantages, clip_eps=0.1)
-    torch.testing.assert_close(fused.mean_ratio, torch.tensor(1.0), atol=1e-5, rtol=0)
-    fused.loss.backward()
+    queries = [(np.arange(3), policy.act(observation(3), sample=True))]
+    queries.append((np.arange(2), policy.act(observation(2, seed=4), sample=True)))
+    queries.append((np.arange(1), policy.act(observation(1, seed=6), sample=True)))
+    batch = _pack(queries, 3, np.array([True, False, True]), np.array([3, 2, 1]), np.arange(3))
+    advantages = torch.tensor([0.5, -1.0, 0.5])
+    settings = ppo.PPOSettings(1, 3, 0.1, None, ratio_level, 1.0, average)
+    calls: list[str] = []
+    fused_op = ops.linear_categorical_ppo_loss
+    monkeypatch.setattr(ppo.ops, "categorical_ppo_loss", lambda *a, **k: calls.append("logits"))
+    monkeypatch.setattr(
+        ppo.ops, "linear_categorical_ppo_loss", lambda *a, **k: calls.append("fused") or fused_op(*a, **k)
+    )
+    loss, stats = ppo.ppo_loss(policy, batch, advantages, settings)
+    assert calls == ["fused"]
+    torch.testing.assert_close(stats["ratio"], torch.tensor(1.0), atol=1e-5, rtol=0)
+    loss.backward()
     fused_grads = {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
     policy.zero_grad()
-    logits = policy.score(out.cond, out.decision).logits
-    eager = ops.categorical_ppo_loss(logits, out.decision, logp_old, advantages, clip_eps=0.1)
+    monkeypatch.undo()
+    with monkeypatch.context() as patch:  # the same loss from the materialized logits
+        linear = policy.score
+        patch.setattr(policy, "score", lambda cond, decision: Scores(logits=linear(cond, decision).token_logits()))
+        eager, _ = ppo.ppo_loss(policy, batch, advantages, settings)
     eager.backward()
-    torch.testing.assert_close(fused.loss, eager, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(loss, eager, atol=1e-6, rtol=1e-5)
     assert fused_grads and any(g.abs().sum() > 0 for g in fused_grads.values())
     for name, grad in fused_grads.items():
         torch.testing.assert_close(grad, dict(policy.named_parameters())[name].grad, atol=1e-6, rtol=1e-4)
@@ -161,8 +180,8 @@ def test_a_ppo_step_through_the_fused_loss_equals_the_trainers_loss_and_moves_lo
     torch.optim.AdamW(groups).step()
     changed = {n for n, p in policy.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all("lora_" in n for n in changed)
-    after = policy.sequence_logprob(out.cond, out.decision)
-    assert not torch.allclose(after, out.logprob, atol=1e-6)
+    _, after = ppo.ppo_loss(policy, batch, advantages, settings)
+    assert abs(float(after["ratio"]) - 1.0) > 1e-6
 
 
 def test_a_checkpoint_holds_lora_and_reloads_equal(policy, openvla_folder: Path, tmp_path: Path) -> None:

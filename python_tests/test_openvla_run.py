@@ -25,7 +25,13 @@ pytestmark = [*requires_libero, requires_gl]
 
 TASK = "libero/spatial/0"  # the shortest LIBERO episodes (220 steps): a random model runs every one to the end
 PRESET = "ript_openvla_libero.yaml"
-CPU = ["device=cpu", "sft.policy.openvla.dtype=float32", "progress=false", f"env={TASK}"]
+CPU = [
+    "device=cpu",
+    "sft.policy.openvla.dtype=float32",
+    "policy.openvla.dtype=float32",
+    "progress=false",
+    f"env={TASK}",
+]
 SMALL_RIPT = [
     "contexts.size=2",
     "contexts.eval_size=1",
@@ -95,6 +101,18 @@ def test_the_downloaded_folder_evaluates_as_it_is(openvla_folder: Path, capsys) 
     """`eval --ckpt <folder>`: the official model's success before any RIPT, with LIBERO's official inputs."""
     assert main(["eval", "--ckpt", str(openvla_folder), "--env", TASK, "--episodes", "1"]) == 0
     assert "success" in capsys.readouterr().out
+
+
+def test_train_starts_from_the_downloaded_folder_as_init(openvla_folder: Path, tmp_path: Path) -> None:
+    """`train init=<official folder>`: the fine-tune is the stage-2 policy as downloaded (no SFT section, no demo
+    file), with the preset's RIPT settings on top; the run trains LoRA only and runs no SFT."""
+    out = tmp_path / "ript"
+    assert main(["train", "--config", PRESET, f"init={openvla_folder}", *CPU, *SMALL_RIPT, "--out", str(out)]) == 0
+    assert not (out / "sft").exists() and (out / "policy" / "README.md").is_file()
+    recorded = json.loads((out / "policy" / "config.json").read_text())["policy"]
+    assert recorded["family"] == "openvla" and recorded["openvla"]["temperature"] == 1.0
+    weights = load_file(str(out / "policy.safetensors"))
+    assert weights and all("lora_" in k for k in weights)
 
 
 REFUSED = {

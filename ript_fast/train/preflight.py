@@ -91,7 +91,8 @@ def check_stage2_policy_files(cfg: TrainConfig, init_meta: dict[str, Any] | None
     `policy` on top."""
     recorded = init_meta["policy"] if init_meta is not None else to_dict(cfg.sft.policy)
     policy = from_dict(PolicyConfig, merge(recorded, cfg.policy), "policy")
-    if cfg.init is not None and is_model_folder(cfg.init) and not policy.openvla_oft.scale_head_file:
+    oft_folder = cfg.init is not None and is_model_folder(cfg.init) and policy.family == "openvla_oft"
+    if oft_folder and not policy.openvla_oft.scale_head_file:
         raise ConfigError(
             f"init {cfg.init}: an OpenVLA-OFT folder has no scale head to sample with; give RIPT's file "
             "(policy.openvla_oft.scale_head_file=...) or train one first (ript-fast sft --config "

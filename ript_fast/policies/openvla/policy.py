@@ -10,9 +10,10 @@ then the official LIBERO `process_action` (gripper to -1/+1), clipped to [-1, 1]
 
 Scoring (RIPT's PPO): `action_hidden_states` re-runs the stored prompt, image and the first six tokens (teacher
 forcing) and reads the 7 hidden states the tokens were drawn from. Their logits are only ever the LM head's 256 action
-rows: `score` returns those (n, 7, 256) divided by the temperature, `sequence_logprob` and `ppo_loss` take the hidden
-states and the rows to the fused ops `linear_categorical_logprob` / `linear_categorical_ppo_loss`, so no (n, 7, 32064)
-logits exist. By default the image + prompt prefix runs once without gradients (`prefix_grad`, as OpenVLA-OFT).
+rows: `score` returns the hidden states, those rows and the temperature, which the log-probs and the trainer's PPO
+loss take to the fused ops `linear_categorical_logprob` / `linear_categorical_ppo_loss`, so no (n, 7, 32064) logits
+exist, nor even (n, 7, 256) ones. By default the image + prompt prefix runs once without gradients (`prefix_grad`,
+as OpenVLA-OFT).
 
 `cond` (fixed per-row shapes): `input_ids` / `attention_mask` padded after BOS to `max_prompt_tokens`, and
 `image/<key>` the one camera as the 224 px uint8 image after the official LIBERO steps (rotation, JPEG round trip,
@@ -27,7 +28,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ript_fast.ops import PPOLoss, linear_categorical_logprob, linear_categorical_ppo_loss
 from ript_fast.policies.base import (
     ACTION_HIGH,
     ACTION_LOW,
@@ -123,41 +123,12 @@ class OpenVLAPolicy(Policy):
         )
 
     def score(self, cond: dict[str, torch.Tensor], decision: torch.Tensor) -> Scores:
-        """The (n, action_dim, n_bins) action-bin logits over the temperature: the distribution `act` draws from."""
-        return Scores(logits=self.model.bin_logits(self._hidden(cond, decision)) / self.cfg.temperature)
-
-    def sequence_logprob(self, cond: dict[str, torch.Tensor], decision: torch.Tensor) -> torch.Tensor:
-        """(n, action_dim) per-token log-probs through `linear_categorical_logprob` (no logits tensor)."""
-        hidden = self._hidden(cond, decision)
-        weight = self.model.bin_weight()
-        return linear_categorical_logprob(hidden, weight, decision, temperature=self.cfg.temperature, reduction="none")
-
-    def ppo_loss(
-        self,
-        cond: dict[str, torch.Tensor],
-        decision: torch.Tensor,
-        logp_old: torch.Tensor,
-        advantages: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        clip_eps: float = 0.2,
-        clip_eps_high: float | None = None,
-    ) -> PPOLoss:
-        """The clipped PPO loss of the stored tokens (per-token ratios for (n, action_dim) `logp_old`, one per query
-        for (n,)), straight from the hidden states and the action rows (`linear_categorical_ppo_loss`)."""
-        result = linear_categorical_ppo_loss(
-            self._hidden(cond, decision),
-            self.model.bin_weight(),
-            decision,
-            logp_old,
-            advantages,
-            mask,
-            clip_eps,
-            self.cfg.temperature,
-            clip_eps_high=clip_eps_high,
-            return_stats=True,
+        """The hidden states the stored bins were drawn from and the 256 action rows of the LM head, over the
+        temperature: the distribution `act` draws from, which the trainer's log-probs and PPO loss take to the fused
+        linear ops (`Scores.token_logits()` makes the (n, action_dim, 256) logits for a caller that wants them)."""
+        return Scores(
+            hidden=self._hidden(cond, decision), head_weight=self.model.bin_weight(), temperature=self.cfg.temperature
         )
-        assert isinstance(result, PPOLoss)
-        return result
 
     def rl_param_groups(self) -> list[dict[str, Any]]:
         return decay_groups(lora_parameters(self.model), self, self.cfg.lora_lr, self.cfg.rl_weight_decay, "lora")
