@@ -48,6 +48,7 @@ RESUME_FREE_KEYS = (
     "keep_checkpoints",
     "ript.iterations",
     "eval.every",
+    "logging",
 )
 PLOTS = {
     "success.png": PlotSpec(
@@ -154,7 +155,7 @@ class RunRecorder(TrainerCallback):
 
     def __init__(self, cfg: TrainConfig, out: Path, checkpoints: TrainerCheckpoints, dist: Dist) -> None:
         self.cfg, self.out, self.checkpoints, self.dist = cfg, out, checkpoints, dist
-        self.logger = RunLogger(out) if dist.is_main else None
+        self.logger = RunLogger(out, logging=cfg.logging, config=to_dict(cfg)) if dist.is_main else None
         self.best_eval = -1.0
 
     def on_train_begin(self, trainer: RiptTrainer) -> None:
