@@ -75,7 +75,9 @@ class ContextDataset:
         return cls(states, tasks, texts, envs)
 
     @classmethod
-    def from_env(cls, env_name: str | Sequence[str], num_contexts: int, seed: int, **env_options: object) -> ContextDataset:
+    def from_env(
+        cls, env_name: str | Sequence[str], num_contexts: int, seed: int, **env_options: object
+    ) -> ContextDataset:
         """Fresh contexts: envs reset with seeds seed, seed+1, ... and their `get_state()`; env i runs task
         i % num_tasks. Made `FROM_ENV_BATCH` envs at a time (a whole multiple of the task count, so each
         keeps its task and seed), so a large context set never holds thousands of envs in memory at once."""
