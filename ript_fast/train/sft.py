@@ -61,6 +61,9 @@ class SftConfig:
     num_demos: int | None = ranged(None, ge=1)  # use the first N episodes of each file (of each task of a folder)
     # LeRobot folders: our key (an obs key, actions, states) -> its feature, where the default lookup misses it
     lerobot_keys: dict[str, str] = field(default_factory=dict)
+    # LeRobot folders: the benchmark their tasks come from (libero/goal, libero/10, metaworld/MT50): task texts are
+    # named as its envs name them (`goal/open_the_...`); None keeps the text. A `train` run's SFT uses its env's.
+    lerobot_benchmark: str | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     stages: list[StageConfig] = field(default_factory=list)  # empty: every stage of the family, 1000 steps each
     out_dir: str = "runs/sft"
@@ -160,7 +163,9 @@ def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
         raise ConfigError("demos: the sft config lists no demo files")
     obs = cfg.policy.obs
     keys = list(dict.fromkeys([*obs.state_keys, *obs.image_keys]))
-    sets = [s for path in cfg.demos for s in read_demos(path, keys, cfg.num_demos, cfg.lerobot_keys)]
+    sets = [
+        s for path in cfg.demos for s in read_demos(path, keys, cfg.num_demos, cfg.lerobot_keys, cfg.lerobot_benchmark)
+    ]
     return ChunkDataset(sets, cfg.policy.chunk_size, obs.state_keys, obs.image_keys)
 
 
