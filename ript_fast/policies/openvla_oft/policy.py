@@ -19,7 +19,8 @@ normalized. LoRA changes the whole LM pass, so re-scoring recomputes it from the
 Memory of re-scoring (`score` with gradients): by default the prefix (BOS, images, proprio, prompt) runs without
 gradients and only the action pass carries them (`prefix_grad`; the released code's approximation, with the values of
 the plain pass: `model.cached_prefix_pass`); `gradient_checkpointing` recomputes each LM layer in the backward;
-`score_queries_per_pass` bounds how many queries' activations are alive at once (`_heads_in_passes`).
+`score_queries_per_pass` bounds how many queries' activations are alive at once (`_heads_in_passes`), or
+`score_pass_memory_gb` picks that number from a memory budget (`pass_memory.py`).
 Acting and the `scale` stage run without gradients through the LM, in one plain pass.
 
 Trainable sets: LoRA (rank 32, alpha min(rank, 16), all linear layers of the LM, peft, gaussian init) at `lora_lr`;
@@ -58,6 +59,7 @@ from ript_fast.policies.openvla_oft.libero_inputs import env_actions, libero_pro
 from ript_fast.policies.openvla_oft.loader import load_openvla_oft
 from ript_fast.policies.openvla_oft.lora import inject_lora, lora_parameters
 from ript_fast.policies.openvla_oft.normalization import EPS, normalize_proprio, unnormalize_actions
+from ript_fast.policies.openvla_oft.pass_memory import queries_per_pass
 from ript_fast.policies.openvla_oft.policy_config import OpenVLAOFTPolicyConfig
 from ript_fast.policies.openvla_oft.query_inputs import cond_pixels, prompt_image_cond
 from ript_fast.policies.openvla_oft.scale_head import clip_log_scale
@@ -97,6 +99,7 @@ class OpenVLAOFTPolicy(Policy):
         self.cfg = cfg
         self.action_kind = cfg.distribution
         self.action_dim = spec.action_dim
+        self._sized_pass: int | None = None  # queries per re-scoring pass, once a memory budget has sized it
         self.action_horizon = cfg.action_horizon
         self.chunk_size = cfg.chunk_len
         self.task_names = list(spec.task_names)
@@ -209,7 +212,7 @@ class OpenVLAOFTPolicy(Policy):
         its activations are dropped after its forward and recomputed when the backward reaches it, so one pass's
         activations are alive at a time however many queries the trainer's minibatch scores (the released code
         runs one query per forward and accumulates gradients). Same values and gradients; one more forward."""
-        per_pass = self.cfg.score_queries_per_pass
+        per_pass = self._queries_per_pass(cond)
         total = cond["input_ids"].shape[0]
         if per_pass == 0 or per_pass >= total:
             return self._heads(cond)
@@ -221,6 +224,17 @@ class OpenVLAOFTPolicy(Policy):
             else:
                 parts.append(self._heads(part))
         return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
+
+    def _queries_per_pass(self, cond: dict[str, torch.Tensor]) -> int:
+        """`score_queries_per_pass`, or with `score_pass_memory_gb` the most queries whose pass fits the budget,
+        measured once on the first minibatch scored with gradients (`pass_memory.queries_per_pass`)."""
+        budget = self.cfg.score_pass_memory_gb
+        if budget is None or not torch.is_grad_enabled():
+            return self.cfg.score_queries_per_pass
+        if self._sized_pass is None:
+            frozen = [*self.parameters(), *self.buffers()]
+            self._sized_pass = queries_per_pass(self._heads, cond, budget * 2**30, frozen)
+        return self._sized_pass
 
     def rl_param_groups(self) -> list[dict[str, Any]]:
         heads = list(self.model.action_head.parameters())

@@ -49,3 +49,13 @@ class OpenVLAOFTPolicyConfig(PrismaticPolicyConfig):
     # Queries per re-scoring pass: 0 = the trainer's whole minibatch in one pass; n = passes of n queries, each
     # recomputed in the backward, so one pass's activations are alive at a time (the released code: 1 per forward)
     score_queries_per_pass: int = ranged(0, ge=0)
+    # Or sized from a memory budget (GiB) for one pass's activations and their gradients: the most queries whose
+    # measured saved activations fit (`pass_memory.py`); chosen on the first minibatch scored. Needs
+    # score_queries_per_pass 0.
+    score_pass_memory_gb: float | None = ranged(None, gt=0)
+
+    def __post_init__(self) -> None:
+        if self.score_queries_per_pass and self.score_pass_memory_gb is not None:
+            raise ValueError(
+                "openvla_oft.score_pass_memory_gb: sizes the passes itself; set score_queries_per_pass to 0 with it"
+            )
