@@ -161,7 +161,8 @@ def rollout_batch(policy: torch.nn.Module, queries: int) -> RolloutBatch:
     state[:, 13] = 1.0  # a unit quaternion
     texts = ["open the top drawer of the cabinet"] * queries
     sample = policy.act(Observation(state, texts, torch.zeros(queries, dtype=torch.long), images), sample=True)
-    return RolloutBatch(rewards=torch.ones(queries), context_ids=torch.zeros(queries, dtype=torch.long),
+    return RolloutBatch(success=torch.ones(queries, dtype=torch.bool), rewards=torch.ones(queries),
+                        context_ids=torch.zeros(queries, dtype=torch.long),
                         episode_steps=torch.ones(queries, dtype=torch.long),
                         query_mask=torch.ones(queries, 1, dtype=torch.bool),
                         decisions=sample.decision[:, None], logprob_old=sample.logprob[:, None],

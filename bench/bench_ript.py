@@ -12,6 +12,9 @@ held-out success curves per experiment.
   python bench/bench_ript.py multitask --tasks door-open-v3 reach-v3 push-v3 --target-demos 1 --out runs/multitask \
       --few-shot coffee-push-v3 door-open-v3 drawer-open-v3 pick-place-v3 push-v3 reach-v3 sweep-v3 window-open-v3
                                        (the paper's MetaWorld protocol, below)
+  python bench/bench_ript.py prior     --out runs/prior --target-demos 2 --few-shot door-open-v3 faucet-open-v3 \
+      handle-press-v3 button-press-topdown-v3 plate-slide-v3 door-unlock-v3 window-close-v3 dial-turn-v3
+                                       (the default run's packaged prior: configs/priors/quest_mt50_cpu.safetensors)
   python bench/bench_ript.py report    --out runs/headline       (table + plot of finished runs only)
   python bench/bench_ript.py report    --out runs/all --runs runs/a/x__dynamic runs/b/y__dynamic   (chosen runs)
 
@@ -103,7 +106,10 @@ def collect(task: str, num_demos: int, out: Path) -> Path:
     return out
 
 
-def multitask(args: argparse.Namespace) -> list[Path]:
+def pretrain(args: argparse.Namespace) -> Path:
+    """The MT50 prior: demos of every task (--target-demos of the few-shot ones, --pretrain-demos of the others),
+    then one QueST policy SFT-trained on all of them (configs/sft_quest_mt50_cpu.yaml). The `prior` experiment
+    stops here: its policy is what ships as configs/priors/quest_mt50_cpu.safetensors for the default run."""
     from ript_fast.envs.registry import resolve_tasks
 
     targets = args.few_shot or [task_overrides(args, spec)[0] for spec in args.tasks]
@@ -111,9 +117,12 @@ def multitask(args: argparse.Namespace) -> list[Path]:
     others = sorted(set(resolve_tasks("metaworld/MT50")) - set(targets))
     files = [collect(task, args.pretrain_demos, demos / f"{task}.hdf5") for task in others]
     files += [collect(task, args.target_demos, demos / f"{task}.hdf5") for task in sorted(targets)]
-    pretrained = run_sft(
-        args.out / "pretrain", "configs/sft_quest_mt50_cpu.yaml", [f"demos=[{','.join(map(str, files))}]"]
-    )
+    return run_sft(args.out / "pretrain", "configs/sft_quest_mt50_cpu.yaml", [f"demos=[{','.join(map(str, files))}]"])
+
+
+def multitask(args: argparse.Namespace) -> list[Path]:
+    demos = args.out / "demos"
+    pretrained = pretrain(args)
     runs = []
     for spec in args.tasks:
         task, base = task_overrides(args, spec)
@@ -202,9 +211,11 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", choices=["headline", "multitask", "contexts", "noise", "report"])
+    parser.add_argument("experiment", choices=["headline", "multitask", "prior", "contexts", "noise", "report"])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--config", default="default", help="run config (default: the packaged default.yaml)")
+    parser.add_argument(
+        "--config", default="ript_metaworld_scratch_cpu", help="run config (the from-scratch preset: demos + SFT)"
+    )
     parser.add_argument(
         "--tasks", nargs="+", default=["reach-v3", "coffee-push-v3", "drawer-open-v3@demos.num_demos=1"]
     )
@@ -229,6 +240,9 @@ def main() -> None:
         runs = headline(args)
     elif args.experiment == "multitask":
         runs = multitask(args)
+    elif args.experiment == "prior":
+        print(f"prior: {pretrain(args)}")
+        return
     elif args.experiment == "contexts":
         runs = sweep(args, "contexts.size", args.sizes, "contexts")
     elif args.experiment == "noise":

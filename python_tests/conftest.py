@@ -91,6 +91,15 @@ def oft_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def openvla_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight OpenVLA checkpoint folder in the official layout (a LIBERO fine-tune's: with
+    dataset_statistics.json under libero_goal)."""
+    from ript_fast.policies.openvla.random_folder import write_random_openvla_folder
+
+    return write_random_openvla_folder(tmp_path_factory.mktemp("openvla") / "openvla-7b-finetuned-libero-goal")
+
+
+@pytest.fixture(scope="session")
 def reach_contexts() -> np.ndarray:
     """Two real reach-v3 contexts (env.get_state() rows), as collect_demos stores them in `states`."""
     from ript_fast.envs import make_vec_env
@@ -101,3 +110,22 @@ def reach_contexts() -> np.ndarray:
         return env.get_state()
     finally:
         env.close()
+
+
+@pytest.fixture(scope="module")
+def smooth_demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reach-v3 demo file of three smooth, state-dependent trajectories: learnable by SFT in a few dozen steps."""
+    from ript_fast.data import Episode, write_demo_file
+
+    rng = np.random.default_rng(0)
+    episodes = []
+    for i in range(3):
+        t = np.linspace(0, 1, 30)[:, None]
+        actions = np.concatenate([np.sin(3 * t + i), np.cos(2 * t), t, -t], axis=1).astype(np.float32)
+        state = np.concatenate([np.repeat([[i, 1 - i]], 30, axis=0), t, rng.normal(size=(30, 36)) * 0.01], axis=1)
+        episodes.append(
+            Episode(actions, {"state": state.astype(np.float32)}, rng.normal(size=(30, 6)), np.zeros(30), np.zeros(30))
+        )
+    return write_demo_file(
+        tmp_path_factory.mktemp("demos") / "d.hdf5", episodes, "metaworld/reach-v3", "reach-v3", "reach"
+    )

@@ -31,7 +31,7 @@ POINTS = {
     "sft_step": (torch.nn.utils, "clip_grad_norm_"),  # one SFT optimizer step (RIPT's come after it)
     "sft_save": (sft, "save_policy"),  # an SFT checkpoint about to be written
     "sft_state": (sft, "_write_state"),  # an SFT checkpoint's weights written, its state not yet
-    "rollout": (ript, "collect_rollouts"),
+    "rollout": (ript, "rollout_contexts"),
     "update": (ript, "ppo_update"),
     "checkpoint": (trainer_checkpoints, "fsync_path"),
 }

@@ -68,10 +68,7 @@ class _Started(Exception):
     """Raised instead of training: the run got past every check and built its trainer."""
 
 
-def _trainer_built(self: ript.RiptTrainer, checkpoints: object) -> Path:
-    self.env.close()
-    if self.eval_env is not None:
-        self.eval_env.close()
+def _trainer_built(self: ript.RiptTrainer) -> list:
     raise _Started
 
 

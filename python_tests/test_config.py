@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ript_fast.config import ConfigError, from_dict, load_config, parse_overrides, to_dict
+from ript_fast.config import ConfigError, find_config, from_dict, load_config, parse_overrides, to_dict
 from ript_fast.train.run_config import TrainConfig
 
 
@@ -189,3 +189,15 @@ def test_first_difference_names_the_key_path() -> None:
     assert first_difference(old, {**old, "b": {"c": [1, {"d": 3}]}}) == ("b.c[1].d", 2, 3)
     assert first_difference(old, {**old, "f": 0}) == ("f", None, 0)
     assert first_difference(old, {**old, "b": {"c": [1]}}) == ("b.c", [1, {"d": 2}], [1])
+
+
+def test_packaged_values_name_files_shipped_with_the_presets(tmp_path: Path) -> None:
+    """`packaged:<file>` (in a file or an override, at any depth) becomes the path of that file beside the presets;
+    a file that is not there is one line naming the key."""
+    config = tmp_path / "run.yaml"
+    config.write_text("init: packaged:default.yaml\nsft:\n  demos: [packaged:ript_smoke.yaml]\n")
+    cfg = load_config(TrainConfig, config, ["sft.init_checkpoint=packaged:default.yaml"])
+    assert cfg.init == str(find_config("default")) and Path(cfg.init).is_file()
+    assert cfg.sft.demos == [str(find_config("ript_smoke"))] and cfg.sft.init_checkpoint == cfg.init
+    with pytest.raises(ConfigError, match=r"sft\.init_checkpoint: no file priors/none\.safetensors among the packaged"):
+        load_config(TrainConfig, config, ["sft.init_checkpoint=packaged:priors/none.safetensors"])

@@ -395,3 +395,38 @@ def test_missing_extra_and_foreign_path_patterns_are_one_line(tmp_path: Path, mo
     info_path.write_text(json.dumps(meta))
     with pytest.raises(DemoFileError, match=r"info\.json: data_path .* does not fit v3\.0"):
         read_demos(root, [])
+
+
+def test_tasks_are_named_as_the_benchmark_names_them(tmp_path: Path) -> None:
+    """Given the benchmark, each task text (any case, spacing or final period) becomes the env's task name and
+    single-task env name; a text the benchmark lacks is one line naming it and the closest instructions."""
+    texts = ["Reach the goal position.", "push the  puck to the goal", "Reach the goal position."]
+    root = write_v30(tmp_path / "ds", make_demos([5, 5, 5], texts), videos=[])
+    sets = read_demos(root, ["state"], benchmark="metaworld/MT50")
+    assert [(s.task_name, s.env_name, len(s.episodes)) for s in sets] == [
+        ("reach-v3", "metaworld/reach-v3", 2),
+        ("push-v3", "metaworld/push-v3", 1),
+    ]
+    assert [s.task_name for s in read_demos(root, ["state"])] == [
+        "Reach_the_goal_position.",
+        "push_the__puck_to_the_goal",
+    ]
+    other = write_v30(tmp_path / "other", make_demos([5], ["push the puck to the gaol"]), videos=[])
+    closest = r"\(closest: 'push the puck to the goal'"
+    with pytest.raises(
+        DemoFileError, match=rf"task 'push the puck to the gaol' is no task of metaworld/MT50 {closest}"
+    ):
+        read_demos(other, ["state"], benchmark="metaworld/MT50")
+
+
+def test_libero_tasks_get_their_suite_names(tmp_path: Path) -> None:
+    """LIBERO's LeRobot datasets name tasks by their instruction: read for libero/goal they are the suite's tasks,
+    as its envs (and so a RIPT run on libero/goal) name them."""
+    pytest.importorskip("libero")
+    from ript_fast.envs.registry import task_instructions
+
+    instructions = task_instructions("libero/goal")
+    wanted = ["goal/open_the_middle_drawer_of_the_cabinet", "goal/put_the_bowl_on_the_stove"]
+    root = write_v30(tmp_path / "ds", make_demos([5, 5], [instructions[t] for t in wanted]), videos=[])
+    sets = read_demos(root, ["state"], benchmark="libero/goal")
+    assert [(s.task_name, s.env_name) for s in sets] == [(t, f"libero/{t}") for t in wanted]

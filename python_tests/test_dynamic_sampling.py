@@ -19,6 +19,7 @@ def fake_batch(context_ids: np.ndarray, rewards_of: dict[int, list[float]]) -> R
     rewards = torch.tensor([r for c in context_ids for r in rewards_of[int(c)]], dtype=torch.float32)
     n = len(ids)
     return RolloutBatch(
+        success=rewards > 0,
         rewards=rewards,
         context_ids=torch.as_tensor(ids),
         episode_steps=torch.full((n,), 10),

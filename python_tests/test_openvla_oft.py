@@ -7,7 +7,6 @@ is compared in scripts/openvla_oft_equality.py, not here.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from python_tests.folder_damage import Refusal, assert_refused, damage_json, damage_shard, drop_tensor
 from ript_fast.policies.openvla_oft import (
-    FolderError,
     OpenVLAOFT,
     OpenVLAOFTConfig,
     load_openvla_oft,
@@ -191,44 +190,6 @@ def test_pixels_use_each_backbones_normalization(folder: Path) -> None:
 # ------------------------------------------------------------------------------------------------ refusals
 
 
-def damage_json(name: str, edit: Callable[[dict], None]) -> Callable[[Path], None]:
-    def apply(folder: Path) -> None:
-        data = json.loads((folder / name).read_text())
-        edit(data)
-        (folder / name).write_text(json.dumps(data))
-
-    return apply
-
-
-def damage_shard(edit: Callable[[dict], None], index_too: bool = True) -> Callable[[Path], None]:
-    def apply(folder: Path) -> None:
-        path = folder / "model-00002-of-00002.safetensors"
-        state = load_file(str(path))
-        edit(state)
-        save_file(state, str(path))
-        if index_too:
-            index = json.loads((folder / "model.safetensors.index.json").read_text())
-            index["weight_map"] = {k: v for k, v in index["weight_map"].items() if v != path.name}
-            index["weight_map"].update(dict.fromkeys(state, path.name))
-            (folder / "model.safetensors.index.json").write_text(json.dumps(index))
-
-    return apply
-
-
-def drop_tensor(key: str) -> Callable[[Path], None]:
-    """Removes `key` from its shard and from the index (a folder that lacks a parameter altogether)."""
-
-    def apply(folder: Path) -> None:
-        index = json.loads((folder / "model.safetensors.index.json").read_text())
-        path = folder / index["weight_map"].pop(key)
-        state = load_file(str(path))
-        del state[key]
-        save_file(state, str(path))
-        (folder / "model.safetensors.index.json").write_text(json.dumps(index))
-
-    return apply
-
-
 def damage_head(edit: Callable[[dict], None]) -> Callable[[Path], None]:
     def apply(folder: Path) -> None:
         path = folder / "action_head--50000_checkpoint.pt"
@@ -239,7 +200,7 @@ def damage_head(edit: Callable[[dict], None]) -> Callable[[Path], None]:
     return apply
 
 
-REFUSALS: dict[str, tuple[Callable[[Path], None], str, str, dict]] = {
+REFUSALS: dict[str, Refusal] = {
     # name: (damage, file named, key named, loader kwargs)
     "no action head": (
         lambda f: (f / "action_head--50000_checkpoint.pt").unlink(),
@@ -328,14 +289,7 @@ REFUSALS: dict[str, tuple[Callable[[Path], None], str, str, dict]] = {
 @pytest.mark.parametrize("case", sorted(REFUSALS))
 def test_a_folder_that_does_not_match_is_refused_naming_file_and_key(case: str, reader, copy: Path) -> None:
     """Loading refuses it, and so does the check a run makes before it starts (which reads no weights)."""
-    damage, file_named, key_named, kwargs = REFUSALS[case]
-    damage(copy)
-    with pytest.raises(CheckpointError) as err:
-        reader(copy, **kwargs)
-    assert isinstance(err.value, FolderError)
-    message = str(err.value)
-    assert "\n" not in message
-    assert file_named in message and key_named in message, message
+    assert_refused(reader, copy, REFUSALS[case])
 
 
 # ------------------------------------------------------------------------------------------------ no code execution

@@ -10,6 +10,7 @@ instead of the whole sequence round differently, up to 1.3e-6 relative: bench/RE
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 from python_tests.test_openvla_oft_policy import make_policy, observation
 from ript_fast.policies.openvla_oft.images import pixel_values
 from ript_fast.policies.openvla_oft.model import OpenVLAOFT
+from ript_fast.policies.openvla_oft.pass_memory import queries_per_pass, saved_bytes
 from ript_fast.train.ppo import PPOSettings, ppo_loss
 from ript_fast.train.rollout import RolloutBatch
 
@@ -141,6 +143,7 @@ def rollout_batch(policy: torch.nn.Module) -> RolloutBatch:
     torch.manual_seed(2)
     queries = [policy.act(observation(3, seed=s), sample=True) for s in range(2)]
     return RolloutBatch(
+        success=torch.tensor([True, False, True]),
         rewards=torch.tensor([1.0, 0.0, 1.0]),
         context_ids=torch.zeros(3, dtype=torch.long),
         episode_steps=torch.full((3,), 16),
@@ -184,3 +187,29 @@ def test_a_ppo_step_works_with_each_setting_and_the_switches_do_what_they_say(fo
     assert_grads_close(ppo_step_grads(folder, prefix_grad=True, gradient_checkpointing=True), whole)
     lora = [n for n in whole if "lora_B" in n]
     assert max((whole[n] - cached[n]).abs().max().item() for n in lora) > 1e-6
+
+
+def test_a_memory_budget_sizes_the_passes_from_measured_activations(folder: Path) -> None:
+    """`score_pass_memory_gb`: the saved activations of a pass grow linearly in its queries (the memory model of
+    pass_memory.py, checked on passes of 1-4 queries); the budget picks the largest pass with 2 x saved <= budget, so
+    a budget just above a 3-query pass's gives 3, just below gives 2; tiny budgets still make progress (1 query);
+    the PPO step with the sized passes has the one-pass gradients; a budget with a fixed pass size is refused."""
+    policy = trained_policy(folder)
+    cond = policy._cond(observation(4))
+    frozen = [*policy.parameters(), *policy.buffers()]
+    saved = [saved_bytes(policy._heads, {k: v[:q] for k, v in cond.items()}, frozen) for q in (1, 2, 3, 4)]
+    steps = {b - a for a, b in itertools.pairwise(saved)}
+    assert saved[0] > 0 and max(steps) - min(steps) <= 0.01 * min(steps), saved  # linear in the queries
+    one = {k: v[:1] for k, v in cond.items()}
+    assert saved_bytes(policy._heads, one) > saved[0]  # autograd saves frozen weights too: excluded, as resident
+    for budget, expected in ((2 * saved[2] * 1.001, 3), (2 * saved[2] * 0.999, 2), (1.0, 1)):
+        assert queries_per_pass(policy._heads, cond, budget, frozen) == expected
+    gib = 2 * saved[1] * 1.001 / 2**30  # room for passes of 2: 5 valid queries score in passes of 2, 2, 1
+    sized = make_policy(folder, score_pass_memory_gb=gib)
+    assert_grads_close(ppo_step_grads(folder, score_pass_memory_gb=gib), ppo_step_grads(folder))
+    sized.freeze_for_rl()
+    with torch.enable_grad():
+        sized.score(cond, torch.zeros(4, 8, 7))
+    assert sized._sized_pass == 2
+    with pytest.raises(ValueError, match="score_pass_memory_gb: sizes the passes itself"):
+        make_policy(folder, score_pass_memory_gb=1.0, score_queries_per_pass=2)

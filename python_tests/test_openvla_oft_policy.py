@@ -208,6 +208,7 @@ def test_one_ppo_step_of_the_trainer_moves_lora_and_action_head_only(folder: Pat
     torch.manual_seed(2)
     queries = [policy.act(observation(4, seed=s), sample=True) for s in range(2)]  # 4 rollouts x 2 queries
     batch = RolloutBatch(
+        success=torch.tensor([True, False, True, False]),
         rewards=torch.tensor([1.0, 0.0, 1.0, 0.0]),
         context_ids=torch.zeros(4, dtype=torch.long),
         episode_steps=torch.full((4,), 16),

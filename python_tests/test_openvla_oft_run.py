@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from python_tests.folder_damage import assert_cli_refuses, damaged_copy
 from python_tests.libero_helpers import requires_gl, requires_libero
 from ript_fast.cli import main
 
@@ -90,7 +91,7 @@ def test_the_scale_head_stage_trains_only_the_scale_head(scale_stage: Path) -> N
 def test_train_then_eval_run_on_libero_with_256_px_cameras(
     scale_stage: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ript_fast.train.ript as ript
+    import ript_fast.train.ript_run as ript_run
 
     envs: list[dict] = []
 
@@ -98,8 +99,8 @@ def test_train_then_eval_run_on_libero_with_256_px_cameras(
         envs.append(options)
         return make_vec_env(*args, **options)
 
-    make_vec_env = ript.make_vec_env
-    monkeypatch.setattr(ript, "make_vec_env", recording_make_vec_env)
+    make_vec_env = ript_run.make_vec_env
+    monkeypatch.setattr(ript_run, "make_vec_env", recording_make_vec_env)
     out = tmp_path / "ript"
     init = scale_stage / "policy.safetensors"
     argv = ["train", "--config", "ript_openvla_oft_libero.yaml", f"init={init}", f"env={TASK}", *CPU, *SMALL_RIPT]
@@ -143,14 +144,9 @@ def test_a_bad_folder_is_one_line_before_any_run_starts(
     case: str, folder: Path, demos: Path, tmp_path: Path, capsys
 ) -> None:
     overrides, damage, expected = REFUSED[case]
-    copy = Path(shutil.copytree(folder, tmp_path / folder.name))
-    damage(copy)
-    out = tmp_path / "scale"
+    copy = damaged_copy(folder, tmp_path, damage)
     argv = ["sft", "--config", "oft_scale_head_libero.yaml", f"policy.openvla_oft.checkpoint={copy}"]
-    code = main([*argv, f"demos=[{demos}]", SFT_STEPS, *CPU, *overrides, "--out", str(out)])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and expected in err and len(err.splitlines()) == 1, err
-    assert not out.exists()
+    assert_cli_refuses([*argv, f"demos=[{demos}]", SFT_STEPS, *CPU, *overrides], tmp_path / "scale", expected, capsys)
 
 
 def test_train_refuses_a_moved_folder_before_the_run_folder_exists(scale_stage: Path, tmp_path: Path, capsys) -> None:

@@ -24,6 +24,7 @@ from ript_fast.cli import main
 from ript_fast.policies.base import Policy
 from ript_fast.policies.openvla_oft.folder_policy import is_model_folder
 from ript_fast.train.checkpoint import CheckpointError, load_policy, read_checkpoint_meta, save_policy
+from ript_fast.train.hub import HubError
 from ript_fast.train.pretrained import (
     CONFIG_FILE,
     FOLDER_FILES,
@@ -35,6 +36,8 @@ from ript_fast.train.pretrained import (
 )
 
 hub = pytest.importorskip("huggingface_hub")
+hub_errors = pytest.importorskip("huggingface_hub.errors")
+httpx = pytest.importorskip("httpx")
 
 REACH = "metaworld/reach-v3"
 SCORES = [
@@ -273,8 +276,25 @@ class FakeHub:
                 (self.root / repo_id / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(folder / name, self.root / repo_id / name)
 
+        def snapshot_download(repo_id: str, *, allow_patterns: Any = None, revision: str | None = None, **_: Any):
+            """What the hub serves of `repo_id` (what was uploaded to it), copied to a fresh cache folder."""
+            self.calls.append(("snapshot_download", repo_id, _.get("token"), None))
+            if self.fail is not None:
+                raise self.fail
+            if not (self.root / repo_id).is_dir():  # what the hub answers (huggingface_hub >= 1.0 speaks httpx)
+                url = f"https://huggingface.co/api/models/{repo_id}"
+                response = httpx.Response(404, request=httpx.Request("GET", url))
+                raise hub_errors.RepositoryNotFoundError(f"404 Repository Not Found for url: {url}", response=response)
+            cache = self.root.parent / "cache" / repo_id / (revision or "main")
+            names = sorted(p.name for p in (self.root / repo_id).iterdir())
+            for name in hub.utils.filter_repo_objects(names, allow_patterns=allow_patterns):
+                cache.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.root / repo_id / name, cache / name)
+            return str(cache)
+
         monkeypatch.setattr(hub.HfApi, "create_repo", create_repo)
         monkeypatch.setattr(hub.HfApi, "upload_folder", upload_folder)
+        monkeypatch.setattr(hub, "snapshot_download", snapshot_download)
         return self
 
     def uploaded(self, repo_id: str) -> list[str]:
@@ -328,6 +348,25 @@ def test_train_starts_from_the_run_folder(pushed_run: tuple[Path, FakeHub], tmp_
     out = tmp_path / "again"
     assert main(["train", *TINY, "--init", str(run / "policy"), "ript.iterations=1", "--out", str(out)]) == 0
     assert (out / "policy" / WEIGHTS_FILE).is_file() and not (out / "sft").exists()
+
+
+def test_from_pretrained_takes_a_hub_repo_name(
+    pushed_run: tuple[Path, FakeHub], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`from_pretrained("me/ript-reach")` (no such folder here) downloads the pushed folder's files and loads the
+    policy the run wrote, bit for bit; a repo the hub lacks, or a failed download, is one line naming the repo."""
+    run, fake = pushed_run
+    fake.install(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    policy = from_pretrained("me/ript-reach", token="t0k")
+    final = load_file(run / "policy.safetensors")
+    assert all(torch.equal(v, policy.state_dict()[k]) for k, v in final.items())
+    assert fake.calls[-1] == ("snapshot_download", "me/ript-reach", "t0k", None)
+    with pytest.raises(HubError, match=r"^me/nothing: no such folder here, and its download .*Repository Not Found"):
+        from_pretrained("me/nothing")
+    FakeHub(tmp_path / "down", fail=ConnectionError("Failed to resolve 'huggingface.co'")).install(monkeypatch)
+    with pytest.raises(HubError, match=r"^me/ript-reach: .*\(Failed to resolve 'huggingface.co'\)$"):
+        from_pretrained("me/ript-reach")
 
 
 def test_push_uploads_only_the_checkpoint_files(

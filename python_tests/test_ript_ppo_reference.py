@@ -19,12 +19,14 @@ import torch
 from python_tests.ppo_fixtures import frozen_batch, oft_policy, perturb, smoke_policy
 from ript_fast import ops
 from ript_fast.config import from_dict
+from ript_fast.data.contexts import ContextDataset
+from ript_fast.envs import make_vec_env
 from ript_fast.policies.base import Policy
 from ript_fast.train import ript
 from ript_fast.train.checkpoint import load_policy
 from ript_fast.train.ppo import PPOSettings, ppo_loss
 from ript_fast.train.rollout import RolloutBatch, RolloutTiming
-from ript_fast.train.run_config import TrainConfig
+from ript_fast.train.run_config import RiptConfig
 from ript_fast.train.trainer_checkpoints import TrainerCheckpoints
 
 K = 4
@@ -159,7 +161,7 @@ def test_continuous_trainer_loss_and_grads_match_reference(
     assert 0.0 < float(stats["clip_fraction"]) < 1.0, "both the clipped and the unclipped branch are exercised"
 
 
-# ---- one whole trainer iteration (RiptTrainer._iteration) against Algorithm 1 written out -------------------
+# ---- one whole trainer iteration (RiptTrainer.step) against Algorithm 1 written out -------------------
 # Rewards of the rounds the collection is handed (K = 4, 3 contexts a round, B = 8: two informative groups
 # needed). Round 1 keeps its first group and rejects an all-fail and an all-success group; round 2 rejects an
 # all-fail group and keeps the first of its two mixed groups.
@@ -174,7 +176,8 @@ def _rounds(policy) -> list[RolloutBatch]:
     batches = []
     for i, rewards in enumerate(ROUNDS):
         batch = frozen_batch(policy, 3 * K, seed=10 + i)
-        batches.append(dataclasses.replace(batch, rewards=torch.tensor(rewards, dtype=torch.float32).flatten()))
+        r = torch.tensor(rewards, dtype=torch.float32).flatten()
+        batches.append(dataclasses.replace(batch, success=r > 0, rewards=r))  # the default reward: success as 0/1
     return batches
 
 
@@ -235,58 +238,51 @@ def _reference_minibatch_loss(policy, rows, mb: list[int], adv: torch.Tensor, le
     return total / sum(weights) if level == "token" and average == "tokens" else total / len(mb)
 
 
-def _trainer(policy, tmp_path: Path, level: str, average: str) -> ript.RiptTrainer:
-    cfg = from_dict(
-        TrainConfig,
+def _trainer(policy, level: str, average: str) -> ript.RiptTrainer:
+    """A trainer over 3 groups of K reach-v3 envs (never stepped here: the tests hand it its rounds)."""
+    config = from_dict(
+        RiptConfig,
         {
-            "env": "metaworld/reach-v3",
-            "seed": 3,
-            "progress": False,
-            "contexts": {"size": 3, "eval_size": 1},
-            "ript": {
-                "iterations": 2,
-                "group_size": K,
-                "batch_rollouts": 8,
-                "contexts_per_round": 3,
-                "max_rounds": 4,
-                "dynamic_sampling": True,
-                "ppo_epochs": EPOCHS,
-                "minibatch_rollouts": MINIBATCH,
-                "clip_eps": 0.2,
-                "ratio_level": level,
-                "token_average": average,
-                "lr": LR,
-                "max_grad_norm": MAX_NORM,
-            },
-            "eval": {"every": 2},
+            "iterations": 2,
+            "group_size": K,
+            "batch_rollouts": 8,
+            "contexts_per_round": 3,
+            "max_rounds": 4,
+            "dynamic_sampling": True,
+            "ppo_epochs": EPOCHS,
+            "minibatch_rollouts": MINIBATCH,
+            "clip_eps": 0.2,
+            "ratio_level": level,
+            "token_average": average,
+            "lr": LR,
+            "max_grad_norm": MAX_NORM,
         },
     )
-    return ript.RiptTrainer(cfg, policy, tmp_path)
+    contexts = ContextDataset.from_env("metaworld/reach-v3", 3, seed=1_000)
+    env = make_vec_env("metaworld/reach-v3", 3 * K, seed=3, autoreset=False)
+    return ript.RiptTrainer(policy, env, contexts, config, seed=3)
 
 
 ITERATION_CASES = [("quest", *setting) for setting in LEVELS] + [("openvla_oft", *s) for s in TOKEN_LEVELS]
 
 
 @pytest.mark.parametrize(("family", "level", "average"), ITERATION_CASES)
-def test_trainer_iteration_matches_reference_algorithm(
-    family: str, level: str, average: str, oft_folder: Path, tmp_path: Path
-) -> None:
-    """RiptTrainer._iteration on handed-in rollouts (rejection, the trainer's own RLOO step, 2 epochs x 2
+def test_trainer_iteration_matches_reference_algorithm(family: str, level: str, average: str, oft_folder: Path) -> None:
+    """RiptTrainer.step on handed-in rollouts (rejection, the trainer's own RLOO step, 2 epochs x 2
     minibatches, gradient clipping, AdamW) ends with the weights of the reference loop above."""
     policy = smoke_policy() if family == "quest" else oft_policy(oft_folder, "laplace")
     rounds = _rounds(policy)
     perturb(policy, 0.02)  # ratios away from 1 from the first step (as if rollouts came from an older policy)
     expected_policy = copy.deepcopy(policy)
     start = {name: p.detach().clone() for name, p in policy.named_parameters()}
-    trainer = _trainer(policy, tmp_path, level, average)
+    trainer = _trainer(policy, level, average)
     handed = iter(rounds)
     trainer._collect = lambda group_rows, seed: (next(handed), RolloutTiming())
     trainer.iteration = 1
-    record = trainer._iteration()
+    record = trainer.step()
     trainer.env.close()
-    trainer.eval_env.close()
     expected_policy.freeze_for_rl()
-    ref = reference_iteration(expected_policy, rounds, trainer.cfg.seed, level, average)
+    ref = reference_iteration(expected_policy, rounds, trainer.seed, level, average)
 
     assert record["kept_groups"] == ref["kept"] == 2 and record["rejected_groups"] == ref["rejected"] == 3
     assert record["rounds"] == 2
@@ -315,25 +311,23 @@ def test_a_resumed_trainer_continues_as_the_uninterrupted_one(family: str, oft_f
     def run(trainer: ript.RiptTrainer, iterations: range) -> None:
         handed = iter(rounds * len(iterations))
         trainer._collect = lambda group_rows, seed: (next(handed), RolloutTiming())
-        trainer._evaluate = dict  # no held-out rollouts: the envs here are not the policy's (MetaWorld for OFT)
         for i in iterations:
             trainer.iteration = i
-            trainer._iteration()
+            trainer.step()
         trainer.env.close()
-        trainer.eval_env.close()
 
     rounds = _rounds(make_policy())
     straight = make_policy()
-    run(_trainer(straight, tmp_path / "straight", "token", "tokens"), range(1, 3))
+    run(_trainer(straight, "token", "tokens"), range(1, 3))
 
-    first = _trainer(make_policy(), tmp_path / "killed", "token", "tokens")
+    first = _trainer(make_policy(), "token", "tokens")
     run(first, range(1, 2))
     saved = TrainerCheckpoints(tmp_path / "killed" / "checkpoints", keep=1)
     saved.save(1, first.policy, first.state_dict())
     resumed_policy = load_policy(saved.latest().policy_path)
     after_first = {n: p.detach().clone() for n, p in resumed_policy.named_parameters()}
-    resumed = _trainer(resumed_policy, tmp_path / "resumed", "token", "tokens")
-    resumed.restore(saved.latest().load_state())
+    resumed = _trainer(resumed_policy, "token", "tokens")
+    resumed.load_state_dict(saved.latest().load_state())
     run(resumed, range(2, 3))
 
     got = dict(resumed_policy.named_parameters())

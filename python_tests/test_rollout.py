@@ -198,3 +198,24 @@ def test_video_frames_are_the_every_step_frames(contexts: np.ndarray, monkeypatc
     assert len(recorder.frames) == len(observed) == 21
     for t, (frame, expected) in enumerate(zip(recorder.frames, observed, strict=True)):
         np.testing.assert_array_equal(frame, expected, err_msg=f"step {t}")
+
+
+def test_evaluate_runs_every_context_on_its_own_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ript-fast eval` of a two-task name in batches of one: the batch of context i makes its env for context i's
+    task (a batch need not start at task 0), and the result counts each task's episodes."""
+    from ript_fast import envs
+    from ript_fast.train.evaluate import evaluate
+
+    tasks = ["reach-v3", "push-v3"]
+    cfg = load_config(SftConfig, SMOKE_CONFIG).policy
+    policy = build_policy(cfg, PolicySpec(action_dim=4, state_dim=39, task_names=tasks, instructions=tasks))
+    made: list[list[str]] = []
+
+    def recording(names, num_envs, **options):
+        made.append(list(names))
+        return make_vec_env(names, num_envs, **{**options, "max_episode_steps": 16})
+
+    monkeypatch.setattr(envs, "make_vec_env", recording)
+    result = evaluate(policy, [f"metaworld/{t}" for t in tasks], episodes=3, batch_size=1, progress=False)
+    assert made[1:] == [["metaworld/reach-v3"], ["metaworld/push-v3"], ["metaworld/reach-v3"]]  # after the contexts
+    assert result.episodes == 3 and set(result.per_task) == set(tasks)

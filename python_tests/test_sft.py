@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from ript_fast.config import ConfigError, load_config
-from ript_fast.data import ChunkDataset, Episode, write_demo_file
+from ript_fast.data import ChunkDataset, write_demo_file
 from ript_fast.data.demo_file import read_demo_file
 from ript_fast.policies.base import Observation
 from ript_fast.train.checkpoint import CheckpointError, load_policy, read_checkpoint_meta, save_policy
@@ -22,32 +21,15 @@ from ript_fast.train.sft import SftConfig, run_sft
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "sft_quest_smoke.yaml"
 
 
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three smooth, state-dependent trajectories: learnable in a few dozen steps."""
-    rng = np.random.default_rng(0)
-    episodes = []
-    for i in range(3):
-        t = np.linspace(0, 1, 30)[:, None]
-        actions = np.concatenate([np.sin(3 * t + i), np.cos(2 * t), t, -t], axis=1).astype(np.float32)
-        state = np.concatenate([np.repeat([[i, 1 - i]], 30, axis=0), t, rng.normal(size=(30, 36)) * 0.01], axis=1)
-        episodes.append(
-            Episode(actions, {"state": state.astype(np.float32)}, rng.normal(size=(30, 6)), np.zeros(30), np.zeros(30))
-        )
-    return write_demo_file(
-        tmp_path_factory.mktemp("demos") / "d.hdf5", episodes, "metaworld/reach-v3", "reach-v3", "reach"
-    )
-
-
-def config(demos: Path, *overrides: str) -> SftConfig:
-    return load_config(SftConfig, SMOKE, [f"demos=[{demos}]", *overrides])
+def config(smooth_demos: Path, *overrides: str) -> SftConfig:
+    return load_config(SftConfig, SMOKE, [f"demos=[{smooth_demos}]", *overrides])
 
 
 @pytest.fixture(scope="module")
-def full_run(demos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def full_run(smooth_demos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run folder of one uninterrupted smoke run (autoencoder 60 + prior 60 steps)."""
     out = tmp_path_factory.mktemp("full")
-    run_sft(config(demos), out)
+    run_sft(config(smooth_demos), out)
     return out
 
 
@@ -89,7 +71,7 @@ def test_checkpoint_round_trip_is_bitwise(full_run: Path, tmp_path: Path) -> Non
 
 
 def test_resume_continues_where_it_stopped(
-    demos: Path, full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    smooth_demos: Path, full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_sample = ChunkDataset.sample
     calls = {"n": 0}
@@ -102,9 +84,9 @@ def test_resume_continues_where_it_stopped(
 
     monkeypatch.setattr(ChunkDataset, "sample", killed_at_step_75)
     with pytest.raises(KeyboardInterrupt):
-        run_sft(config(demos), tmp_path / "cut")
+        run_sft(config(smooth_demos), tmp_path / "cut")
     monkeypatch.setattr(ChunkDataset, "sample", real_sample)
-    resumed = run_sft(config(demos), tmp_path / "cut", mode="resume")
+    resumed = run_sft(config(smooth_demos), tmp_path / "cut", mode="resume")
     a, b = load_policy(full_run / "policy.safetensors").state_dict(), load_policy(resumed).state_dict()
     for key, value in a.items():
         assert torch.allclose(value, b[key], atol=1e-6), key
@@ -136,29 +118,29 @@ def test_checkpoints_of_another_format_or_family_are_refused(full_run: Path, tmp
         load_policy(future)
 
 
-def test_stage_of_another_family_is_rejected(demos: Path, tmp_path: Path) -> None:
+def test_stage_of_another_family_is_rejected(smooth_demos: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a quest stage"):
-        run_sft(config(demos, "stages=[{name: scale, steps: 3}]"), tmp_path)
+        run_sft(config(smooth_demos, "stages=[{name: scale, steps: 3}]"), tmp_path)
 
 
-def _relabelled(demos: Path, out: Path, task: str) -> Path:
+def _relabelled(smooth_demos: Path, out: Path, task: str) -> Path:
     """The demo file's episodes under another task name (a second task for a multi-task policy)."""
-    ds = read_demo_file(demos, obs_keys=["state"])
+    ds = read_demo_file(smooth_demos, obs_keys=["state"])
     return write_demo_file(out, ds.episodes, f"metaworld/{task}", task, task.split("-")[0])
 
 
-def test_stage2_fine_tunes_a_multitask_policy_on_one_of_its_tasks(demos: Path, tmp_path: Path) -> None:
+def test_stage2_fine_tunes_a_multitask_policy_on_one_of_its_tasks(smooth_demos: Path, tmp_path: Path) -> None:
     """QueST's stage 2: a policy pretrained on tasks [reach, push] fine-tuned on push's demos alone keeps its
     task table, and the fine-tune feeds it push's id (1), not the id push has in the small demo set (0)."""
-    push = _relabelled(demos, tmp_path / "push.hdf5", "push-v3")
-    pretrained = run_sft(config(demos, f"demos=[{demos}, {push}]"), tmp_path / "pre")
+    push = _relabelled(smooth_demos, tmp_path / "push.hdf5", "push-v3")
+    pretrained = run_sft(config(smooth_demos, f"demos=[{smooth_demos}, {push}]"), tmp_path / "pre")
     data = ChunkDataset([read_demo_file(push, obs_keys=["state"])], 8, ["state"], [])
     data.use_task_table(["reach-v3", "push-v3"], ["reach", "push"])
     assert data.task_names == ["reach-v3", "push-v3"] and set(data.task_ids.tolist()) == {1}
     tuned = run_sft(config(push, f"init_checkpoint={pretrained}", "stages=[{name: prior, steps: 5}]"), tmp_path / "ft")
     policy = load_policy(tuned)
     assert policy.spec.task_names == ["reach-v3", "push-v3"]
-    other = _relabelled(demos, tmp_path / "door.hdf5", "door-open-v3")
+    other = _relabelled(smooth_demos, tmp_path / "door.hdf5", "door-open-v3")
     with pytest.raises(ConfigError, match=r"the demos' tasks \['door-open-v3'\] must be among them"):
         run_sft(config(other, f"init_checkpoint={pretrained}"), tmp_path / "bad")
 

@@ -30,9 +30,9 @@ MAX_STEPS = 40
 
 class PointReachEnv:
     def __init__(
-        self, name: str, num_envs: int, seed: int | None = None, obs_mode: str = "state", autoreset: bool = True
+        self, name: str | list[str], num_envs: int, seed: int | None = None, obs_mode: str = "state", autoreset=True
     ) -> None:
-        assert name == "metaworld/point-reach-v3"
+        assert set([name] if isinstance(name, str) else name) == {"metaworld/point-reach-v3"}  # one name, or per env
         self.num_envs, self.obs_mode = num_envs, obs_mode
         self.single_action_space = types.SimpleNamespace(shape=(4,))
         self.instructions = ["reach the point"] * num_envs

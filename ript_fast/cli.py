@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
     from ript_fast.config import find_config, load_config
     from ript_fast.train.hub import HubError, check_hub
     from ript_fast.train.preflight import env_tasks
-    from ript_fast.train.ript import FINAL_FOLDER, run_train
+    from ript_fast.train.ript_run import FINAL_FOLDER, run_train
     from ript_fast.train.run_config import TrainConfig
     from ript_fast.train.run_folder import check_resumable
     from ript_fast.train.run_summary import end_summary, held_out_episodes, start_line

@@ -197,12 +197,37 @@ def to_dict(obj: Any) -> Any:
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: Sequence[str] = ()) -> T:
-    """File (optional) + overrides -> validated dataclass; errors name the file and the key."""
+    """File (optional) + overrides -> validated dataclass; errors name the file and the key. A string value
+    `packaged:<file>` names a file shipped beside the presets (`find_packaged`)."""
     data = load_yaml(path) if path is not None else {}
     try:
-        return from_dict(cls, merge(data, parse_overrides(overrides)))
+        return from_dict(cls, _packaged_paths(merge(data, parse_overrides(overrides)), ""))
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}" if path is not None else str(err)) from None
+
+
+PACKAGED = "packaged:"
+
+
+def find_packaged(name: str, key: str = "") -> Path:
+    """A file shipped with the presets (e.g. `priors/quest_mt50_cpu.safetensors`, the default run's pretrained
+    prior): in the installed package, or in a source checkout's `configs/`."""
+    for folder in preset_dirs():
+        if (folder / name).is_file():
+            return folder / name
+    where = f"{key}: " if key else ""
+    raise ConfigError(f"{where}no file {name} among the packaged presets ({', '.join(map(str, preset_dirs()))})")
+
+
+def _packaged_paths(node: Any, key: str) -> Any:
+    """The config with every `packaged:<file>` value replaced by that file's path."""
+    if isinstance(node, dict):
+        return {k: _packaged_paths(v, f"{key}.{k}" if key else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_packaged_paths(v, f"{key}[{i}]") for i, v in enumerate(node)]
+    if isinstance(node, str) and node.startswith(PACKAGED):
+        return str(find_packaged(node[len(PACKAGED) :], key))
+    return node
 
 
 def _check_range(f: dataclasses.Field, value: Any, key: str) -> None:

@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -188,23 +189,18 @@ def perturb(module: object, rng_seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=gen) * (0.05 if p.ndim < 2 else 0.02))
 
 
-def reference(official: Path, out: Path) -> None:
-    import importlib.util
+def tiny_official_config(mods: dict, out: Path, **settings: object) -> object:
+    """The official `OpenVLAConfig` of the tiny model (`settings` added), with the tiny ViTs registered with timm, the
+    official auto classes registered (as `get_vla` does) and `out` created."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor
 
-    import torch
-    from PIL import Image
-    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, LlamaTokenizerFast
-
-    torch.manual_seed(0)
-    mods = import_official(official)
     register_tiny_timm()
     out.mkdir(parents=True, exist_ok=True)
-    cfg_mod, modeling, processing = mods["config"], mods["modeling"], mods["processing"]
+    cfg_mod, processing = mods["config"], mods["processing"]
     AutoConfig.register("openvla", cfg_mod.OpenVLAConfig)
     AutoImageProcessor.register(cfg_mod.OpenVLAConfig, processing.PrismaticImageProcessor)
     AutoProcessor.register(cfg_mod.OpenVLAConfig, processing.PrismaticProcessor)
-
-    config = cfg_mod.OpenVLAConfig(
+    return cfg_mod.OpenVLAConfig(
         vision_backbone_id="dinosiglip-vit-so-224px",
         llm_backbone_id="llama2-7b-pure",
         arch_specifier="no-align+fused-gelu-mlp",
@@ -212,18 +208,13 @@ def reference(official: Path, out: Path) -> None:
         text_config=TINY_LLAMA,
         timm_model_ids=list(TINY_IDS),
         torch_dtype="float32",
+        **settings,
     )
-    vla = modeling.OpenVLAForActionPrediction(config)
-    perturb(vla, 1)
-    vla.save_pretrained(out, max_shard_size="2MB", safe_serialization=True)
 
-    llm_dim = TINY_LLAMA["hidden_size"]
-    head = mods["heads"].L1RegressionActionHead(input_dim=llm_dim, hidden_dim=llm_dim, action_dim=ACTION_DIM)
-    proprio_projector = mods["projectors"].ProprioProjector(llm_dim=llm_dim, proprio_dim=PROPRIO_DIM)
-    perturb(head, 2)
-    perturb(proprio_projector, 3)
-    for name, module in (("action_head", head), ("proprio_projector", proprio_projector)):
-        torch.save({f"module.{k}": v for k, v in module.state_dict().items()}, out / f"{name}--100_checkpoint.pt")
+
+def save_processor(out: Path, processing: types.ModuleType) -> None:
+    """The official processor (word-level tokenizer, both backbones' image transforms) saved into `out`."""
+    from transformers import LlamaTokenizerFast
 
     write_tokenizer(out)
     tokenizer = LlamaTokenizerFast(
@@ -245,6 +236,32 @@ def reference(official: Path, out: Path) -> None:
         mean=[0.484375, 0.455078125, 0.40625], std=[0.228515625, 0.2236328125, 0.224609375]
     )
     (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2))
+
+
+def reference(official: Path, out: Path) -> None:
+    import importlib.util
+
+    import torch
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    torch.manual_seed(0)
+    mods = import_official(official)
+    modeling, processing = mods["modeling"], mods["processing"]
+    config = tiny_official_config(mods, out)
+    vla = modeling.OpenVLAForActionPrediction(config)
+    perturb(vla, 1)
+    vla.save_pretrained(out, max_shard_size="2MB", safe_serialization=True)
+
+    llm_dim = TINY_LLAMA["hidden_size"]
+    head = mods["heads"].L1RegressionActionHead(input_dim=llm_dim, hidden_dim=llm_dim, action_dim=ACTION_DIM)
+    proprio_projector = mods["projectors"].ProprioProjector(llm_dim=llm_dim, proprio_dim=PROPRIO_DIM)
+    perturb(head, 2)
+    perturb(proprio_projector, 3)
+    for name, module in (("action_head", head), ("proprio_projector", proprio_projector)):
+        torch.save({f"module.{k}": v for k, v in module.state_dict().items()}, out / f"{name}--100_checkpoint.pt")
+
+    save_processor(out, processing)
     (out / "dataset_statistics.json").write_text(json.dumps(statistics(), indent=2))
 
     # ---- the official evaluation path, from the folder
@@ -355,19 +372,22 @@ def compare_libero_images(out: Path) -> dict[str, tuple[int, int, int]]:
 # ---------------------------------------------------------------------------------------------- step 2: ript-fast
 
 
-def compare(out: Path) -> int:
-    import torch
+class Differences(dict[str, float]):
+    """The largest |ours - official| seen per compared quantity."""
 
-    from ript_fast.policies.openvla_oft import (
-        ViTArchitecture,
-        load_openvla_oft,
-        normalize_proprio,
-        pixel_values,
-        prompt_text,
-        register_vit_architecture,
-        tokenize_prompts,
-        unnormalize_actions,
-    )
+    def note(self, name: str, ours: np.ndarray, theirs: np.ndarray) -> None:
+        assert ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
+        self[name] = max(self.get(name, 0.0), float(np.abs(ours.astype(np.float64) - theirs).max()))
+
+    def print(self) -> None:
+        width = max(len(k) for k in self)
+        for name, value in self.items():
+            print(f"{name:<{width}}  max |ours - official| = {value:.3e}")
+
+
+def register_tiny_vits() -> None:
+    """The tiny ViTs of `TINY_DINO` / `TINY_SIGLIP`, made buildable by ript-fast under the same timm ids."""
+    from ript_fast.policies.openvla_oft import ViTArchitecture, register_vit_architecture
 
     register_vit_architecture(
         TINY_IDS[0],
@@ -394,14 +414,26 @@ def compare(out: Path) -> int:
             attention_pool=True,
         ),
     )
+
+
+def compare(out: Path) -> int:
+    import torch
+
+    from ript_fast.policies.openvla_oft import (
+        load_openvla_oft,
+        normalize_proprio,
+        pixel_values,
+        prompt_text,
+        tokenize_prompts,
+        unnormalize_actions,
+    )
+
+    register_tiny_vits()
     ckpt = load_openvla_oft(out, unnorm_key=UNNORM_KEY, num_images=2, chunk_len=CHUNK)
     ref = np.load(out / "reference.npz")
     obs = observations()
-    diffs: dict[str, float] = {}
-
-    def note(name: str, ours: np.ndarray, theirs: np.ndarray) -> None:
-        assert ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
-        diffs[name] = max(diffs.get(name, 0.0), float(np.abs(ours.astype(np.float64) - theirs).max()))
+    diffs = Differences()
+    note = diffs.note
 
     batch_pixels, batch_proprio = [], []
     for i, o in enumerate(obs):
@@ -434,9 +466,7 @@ def compare(out: Path) -> int:
         )
     spread = np.stack([ref[f"normalized_{i}"] for i in range(len(obs))])
     print(f"official normalized actions: std {spread.std():.3f}, range [{spread.min():.3f}, {spread.max():.3f}]")
-    width = max(len(k) for k in diffs)
-    for name, value in diffs.items():
-        print(f"{name:<{width}}  max |ours - official| = {value:.3e}")
+    diffs.print()
     if (out / "libero_images.npz").is_file():
         for step, (largest, count, total) in compare_libero_images(out).items():
             print(f"LIBERO image step: {step:<52} max |diff| = {largest}, {count} of {total} uint8 values differ")
@@ -446,11 +476,14 @@ def compare(out: Path) -> int:
     return 0 if ok else 1
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_steps(
+    doc: str, official_repo: str, reference: Callable[[Path, Path], None], compare: Callable[[Path], int]
+) -> int:
+    """An equality script's two steps: `reference --official CHECKOUT --out DIR`, then `compare --out DIR`."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     sub = parser.add_subparsers(dest="step", required=True)
     ref = sub.add_parser("reference", help="run the official code (in its own venv); write the folder + outputs")
-    ref.add_argument("--official", type=Path, required=True, help="a checkout of github.com/moojink/openvla-oft")
+    ref.add_argument("--official", type=Path, required=True, help=f"a checkout of github.com/{official_repo}")
     ref.add_argument("--out", type=Path, required=True)
     cmp_ = sub.add_parser("compare", help="load the folder with ript-fast and compare")
     cmp_.add_argument("--out", type=Path, required=True)
@@ -459,6 +492,10 @@ def main() -> int:
         reference(args.official.resolve(), args.out)
         return 0
     return compare(args.out)
+
+
+def main() -> int:
+    return run_steps(__doc__, "moojink/openvla-oft", reference, compare)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ class ContextDataset:
         return cls(states, tasks, texts, envs)
 
     @classmethod
-    def from_env(cls, env_name: str, num_contexts: int, seed: int, **env_options: object) -> ContextDataset:
+    def from_env(
+        cls, env_name: str | Sequence[str], num_contexts: int, seed: int, **env_options: object
+    ) -> ContextDataset:
         """Fresh contexts: envs reset with seeds seed, seed+1, ... and their `get_state()`; env i runs task
         i % num_tasks. Made `FROM_ENV_BATCH` envs at a time (a whole multiple of the task count, so each
         keeps its task and seed), so a large context set never holds thousands of envs in memory at once."""
@@ -93,7 +95,8 @@ class ContextDataset:
                 texts += list(env.instructions)
             finally:
                 env.close()
-        return cls(states, tasks, texts, [env_name] * num_contexts)
+        benchmark = env_name if isinstance(env_name, str) else env_name[0]
+        return cls(states, tasks, texts, [task_env_name(benchmark, t) for t in tasks])
 
     def gather(self, index: Sequence[int]) -> ContextBatch:
         rows = [self.states[i] for i in index]
@@ -108,9 +111,20 @@ class ContextDataset:
             [self.env_names[i] for i in index],
         )
 
+    def task_env_names(self, rows: Sequence[int]) -> list[str]:
+        """The single-task env name (`<benchmark>/<task>`) of each row's context: a vector env made from these
+        names runs row i's task on env i, whatever group name (`metaworld/ML45`) the contexts came from."""
+        return [task_env_name(self.env_names[i], self.task_names[i]) for i in rows]
+
     def sample(self, n: int, generator: torch.Generator) -> ContextBatch:
         """n contexts drawn uniformly with replacement."""
         return self.gather(torch.randint(len(self), (n,), generator=generator).tolist())
+
+
+def task_env_name(env_name: str, task: str) -> str:
+    """The env name that runs just `task` of the benchmark `env_name` belongs to (`metaworld/ML45`,
+    `reach-v3` -> `metaworld/reach-v3`; `libero/goal`, `goal/<task>` -> `libero/goal/<task>`)."""
+    return f"{env_name.split('/', 1)[0]}/{task}"
 
 
 def context_row(demos: DemoSet, index: int) -> np.ndarray:

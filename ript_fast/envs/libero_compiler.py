@@ -133,14 +133,6 @@ def _controller_view(ctl: Any) -> Any:
     return v
 
 
-def _language(task: LiberoTask) -> str:
-    """The task's instruction as LIBERO's benchmark (and so its demos' task embeddings) words it: from the task
-    name, which for some tasks differs from the BDDL file's own (language ...) line."""
-    from libero.libero.benchmark import grab_language_from_filename
-
-    return str(grab_language_from_filename(task.name + ".bddl"))
-
-
 def compile_task(task: LiberoTask) -> LiberoTemplate:
     """Builds `task` with LIBERO once and reads off everything the engine needs."""
     env = build_libero_env(task)
@@ -156,7 +148,7 @@ def compile_task(task: LiberoTask) -> LiberoTemplate:
         initial.stale = True  # LIBERO's set_init_state leaves robosuite's controller view at the reset pose
         return LiberoTemplate(
             task=task,
-            instruction=_language(task),
+            instruction=task.instruction,
             model=copy.copy(model),
             control=_osc_config(problem),
             initial=initial,

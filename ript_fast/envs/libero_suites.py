@@ -41,6 +41,15 @@ class LiberoTask:
     def env_name(self) -> str:
         return f"libero/{self.suite}/{self.name}"
 
+    @property
+    def instruction(self) -> str:
+        """The task's instruction as LIBERO's benchmark (and so its demos' task embeddings and the LeRobot datasets
+        made from them) words it: from the task name, which for some tasks differs from the BDDL file's own
+        (language ...) line."""
+        from libero.libero.benchmark import grab_language_from_filename
+
+        return str(grab_language_from_filename(self.name + ".bddl"))
+
 
 def suite_key(name: str) -> str:
     """The canonical suite key of a suite name or alias; ValueError naming close matches otherwise."""

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from metaworld import env_dict
 
-from ript_fast.envs.metaworld_tasks import TASK_NAMES
+from ript_fast.envs.metaworld_tasks import TASK_NAMES, TASKS
 
 PREFIX = "metaworld/"
 LIBERO_PREFIX = "libero/"
@@ -82,3 +82,17 @@ def _resolve_one(name: str) -> list[str]:
     raise ValueError(
         f"name: unknown environment {name!r}{hint} (e.g. 'metaworld/reach-v3', 'metaworld/ML45', 'libero/goal/0')"
     )
+
+
+def task_instructions(name: str | Sequence[str]) -> dict[str, str]:
+    """The instruction of each task `name` stands for, by the task name its envs report (`env.task_names`:
+    `reach-v3`, `goal/open_the_middle_drawer_of_the_cabinet`)."""
+    if is_libero(name):
+        return {f"{t.suite}/{t.name}": t.instruction for t in resolve_libero(name)}
+    return {t: TASKS[t].instruction for t in resolve_tasks(name)}
+
+
+def benchmark_of(name: str | Sequence[str]) -> str:
+    """The whole benchmark an env name belongs to: `libero/<suite>` for LIBERO names, `metaworld/MT50` else."""
+    first = names_of(name)[0]
+    return "/".join(first.split("/")[:2]) if first.startswith(LIBERO_PREFIX) else PREFIX + "MT50"

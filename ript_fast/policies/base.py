@@ -65,6 +65,21 @@ class Scores:
     logits: torch.Tensor | None = None  # (n, L, V) for categorical policies
     loc: torch.Tensor | None = None  # (n, L, D) for gaussian / laplace policies
     log_scale: torch.Tensor | None = None  # (n, L, D)
+    # A categorical policy whose logits are a linear head over hidden states may give those instead of logits:
+    # logits = hidden @ head_weight.T / temperature, and the log-probs and the PPO loss take them to the fused
+    # linear ops (`ops.linear_categorical_*`), so no (n, L, V) tensor is made.
+    hidden: torch.Tensor | None = None  # (n, L, H)
+    head_weight: torch.Tensor | None = None  # (V, H)
+    temperature: float = 1.0
+
+    def token_logits(self) -> torch.Tensor:
+        """(n, L, V) float32 logits, made from the linear head when given as one (for a caller that needs the
+        tensor): the product in the inputs' dtype, as the fused ops and the policy's sampling compute it."""
+        if self.hidden is not None and self.head_weight is not None:
+            return (self.hidden @ self.head_weight.T).float() / self.temperature
+        if self.logits is None:
+            raise ValueError("a categorical policy's Scores must hold logits, or hidden states and a head weight")
+        return self.logits
 
 
 @dataclass

@@ -10,16 +10,18 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from ript_fast.policies.obs_encoder import ObsConfig
+from ript_fast.policies.openvla.policy_config import OpenVLAPolicyConfig
 from ript_fast.policies.openvla_oft.policy_config import OpenVLAOFTPolicyConfig
 from ript_fast.policies.quest.config import QuestConfig
 
 
 @dataclass
 class PolicyConfig:
-    family: Literal["quest", "openvla_oft"] = "quest"
+    family: Literal["quest", "openvla_oft", "openvla"] = "quest"
     obs: ObsConfig = field(default_factory=ObsConfig)
     quest: QuestConfig = field(default_factory=QuestConfig)
     openvla_oft: OpenVLAOFTPolicyConfig = field(default_factory=OpenVLAOFTPolicyConfig)
+    openvla: OpenVLAPolicyConfig = field(default_factory=OpenVLAPolicyConfig)
     # The section of the ResNet + causal-LM stand-in family removed on 2026-11-30 (`config.RETIRED_KEYS`)
     retired_keys: ClassVar[tuple[str, ...]] = ("oft",)
 
@@ -29,4 +31,5 @@ class PolicyConfig:
         return {
             "quest": self.quest.chunk_size,
             "openvla_oft": self.openvla_oft.chunk_len,
+            "openvla": 1,  # one action per query
         }[self.family]

@@ -17,6 +17,10 @@ def policy_class(family: str) -> type[Policy]:
         from ript_fast.policies.openvla_oft.policy import OpenVLAOFTPolicy
 
         return OpenVLAOFTPolicy
+    if family == "openvla":
+        from ript_fast.policies.openvla.policy import OpenVLAPolicy
+
+        return OpenVLAPolicy
     raise ValueError(f"unknown policy family {family!r}")
 
 
@@ -25,7 +29,7 @@ def build_policy(cfg: PolicyConfig, spec: PolicySpec) -> Policy:
     if not cfg.obs.state_keys:
         raise ValueError("policy.obs.state_keys must name at least one observation key")
     family = policy_class(cfg.family)
-    settings = cfg.quest if cfg.family == "quest" else cfg.openvla_oft
+    settings = {"quest": cfg.quest, "openvla_oft": cfg.openvla_oft, "openvla": cfg.openvla}[cfg.family]
     policy = family(settings, cfg.obs, spec)  # type: ignore[call-arg]
     policy.policy_config = cfg
     policy.spec = spec
@@ -33,8 +37,10 @@ def build_policy(cfg: PolicyConfig, spec: PolicySpec) -> Policy:
 
 
 def check_policy_files(cfg: PolicyConfig) -> None:
-    """Refuses what building this policy would refuse about the files it reads (an OpenVLA-OFT folder and its
-    scale-head file), reading no weights: runs check this before anything long starts."""
+    """Refuses what building this policy would refuse about the files it reads (an OpenVLA folder, an OpenVLA-OFT
+    folder and its scale-head file), reading no weights: runs check this before anything long starts."""
+    if cfg.family == "openvla":
+        check_openvla_files(cfg)
     if cfg.family != "openvla_oft":
         return
     from ript_fast.policies.openvla_oft.loader import check_openvla_oft_folder
@@ -54,3 +60,16 @@ def check_policy_files(cfg: PolicyConfig) -> None:
         chunk_len=oft.chunk_len,
         scale_head=oft.scale_head_file or None,
     )
+
+
+def check_openvla_files(cfg: PolicyConfig) -> None:
+    """`check_policy_files` of the `openvla` family: the folder (headers only) and the one camera it reads."""
+    from ript_fast.policies.openvla.loader import check_openvla_folder
+
+    if not cfg.openvla.checkpoint:
+        raise ConfigError("policy.openvla.checkpoint must name an OpenVLA checkpoint folder")
+    if len(cfg.obs.image_keys) != 1:
+        raise ConfigError(
+            f"policy.obs.image_keys names {len(cfg.obs.image_keys)} camera(s); OpenVLA reads one (the third-person)"
+        )
+    check_openvla_folder(cfg.openvla.checkpoint, unnorm_key=cfg.openvla.unnorm_key)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ript_fast.ops import categorical_logprob, gaussian_logprob, laplace_logprob
+from ript_fast.ops import categorical_logprob, gaussian_logprob, laplace_logprob, linear_categorical_logprob
 
 if TYPE_CHECKING:
     from ript_fast.policies.base import ActionKind, Scores
@@ -40,9 +40,11 @@ def continuous_logprob(
 def per_element_logprob(kind: ActionKind, scores: Scores, decision: torch.Tensor) -> torch.Tensor:
     """(n, L) log-probs of `decision` under `scores` for a policy of the given action kind."""
     if kind == "categorical":
-        if scores.logits is None:
-            raise ValueError("a categorical policy's Scores must hold logits")
-        return token_logprob(scores.logits, decision)
+        if scores.hidden is not None and scores.head_weight is not None:
+            return linear_categorical_logprob(
+                scores.hidden, scores.head_weight, decision, temperature=scores.temperature, reduction="none"
+            )
+        return token_logprob(scores.token_logits(), decision)
     if scores.loc is None or scores.log_scale is None:
         raise ValueError(f"a {kind} policy's Scores must hold loc and log_scale")
     return continuous_logprob(kind, scores.loc, scores.log_scale, decision)

@@ -104,3 +104,14 @@ def shutdown(dist: Dist) -> None:
     the group down while a peer is still in a collective; after an error torchrun stops the other ranks)."""
     if dist.enabled and tdist.is_initialized():
         tdist.destroy_process_group()
+
+
+def wrap_ddp(module: torch.nn.Module, dist: Dist, device: torch.device) -> torch.nn.Module:
+    """`module` in DistributedDataParallel when several ranks train (its gradients all-reduced in the backward),
+    else itself."""
+    if not dist.enabled:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=device_ids)

@@ -1,8 +1,9 @@
 """Dynamic rollout sampling (paper Sec. 4.2, Algorithm 1 lines 5-15).
 
-Contexts are drawn from the context dataset, K rollouts are run for each, and a group whose K rewards are
-all equal (all-zero advantage: no gradient signal) is dropped and replaced by a fresh context, until B
-rollouts with non-zero advantage are collected. This keeps the PPO batch uniform: every minibatch holds the
+Contexts are drawn from the context dataset, K rollouts are run for each and rewarded (binary success by
+default: the trainer's `reward_fn`), and a group whose K rewards are all equal (all-zero advantage: no
+gradient signal) is dropped and replaced by a fresh context, until B rollouts with non-zero advantage are
+collected. This keeps the PPO batch uniform: every minibatch holds the
 same number of informative rollouts, which the paper found important for stable optimisation.
 
 Unlike the released code, the number of collection rounds is capped (`max_rounds`): once every context is
@@ -33,6 +34,7 @@ class SamplingStats:
     groups_rejected: int = 0
     rollouts_run: int = 0
     successes: int = 0  # over every rollout run, rejected groups included
+    reward_sum: float = 0.0  # of the rewards of every rollout run (the success count under the default reward)
     cap_hit: bool = False
 
     @property
@@ -77,7 +79,8 @@ def collect_informative_groups(
         timing.add(round_timing)
         stats.rounds += 1
         stats.rollouts_run += len(batch)
-        stats.successes += int(batch.rewards.sum().item())
+        stats.successes += int(batch.success.sum().item())
+        stats.reward_sum += float(batch.rewards.sum().item())
         keep = _groups_to_keep(batch.rewards.view(-1, group_size), dynamic)
         stats.groups_tried += len(keep)
         stats.groups_rejected += int((~keep).sum().item())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 from ript_fast.data.contexts import ContextDataset
 from ript_fast.policies.base import Policy
 from ript_fast.train.atomic import atomic_write, atomic_write_text
-from ript_fast.train.rollout import collect_rollouts
+from ript_fast.train.rollout import rollout_contexts
 
 EVAL_SEED = 100_000
 
@@ -42,6 +42,17 @@ class EvalResult:
     seconds: float
     env_steps: int
     video: str | None = None
+    per_task: dict[str, float] = field(default_factory=dict)  # success rate of each task, when there are several
+
+
+def count_by_task(task_names: list[str], success: np.ndarray) -> dict[str, tuple[int, int]]:
+    """(episodes, successes) of each task, in first-seen order: how the trainer's held-out evaluation and
+    `ript-fast eval` both report a multi-task success rate."""
+    counts: dict[str, tuple[int, int]] = {}
+    for task, ok in zip(task_names, np.asarray(success, dtype=bool).tolist(), strict=True):
+        n, hits = counts.get(task, (0, 0))
+        counts[task] = (n + 1, hits + int(ok))
+    return counts
 
 
 def evaluate(
@@ -67,43 +78,39 @@ def evaluate(
     contexts = ContextDataset.from_env(env_name, episodes, seed)
     policy.eval()
     start = time.perf_counter()
-    rewards, steps = [], []
+    success, steps, tasks = [], [], []
     env_steps = 0
     with tqdm(total=episodes, desc=f"eval {env_name}", disable=not progress) as bar:
         for first in range(0, episodes, batch_size):
-            index = list(range(first, min(first + batch_size, episodes)))
-            ctx = contexts.gather(index)
-            env = make_vec_env(env_name, len(index), seed=seed + first, autoreset=False, **env_options)
+            rows = np.arange(first, min(first + batch_size, episodes))
+            # env i runs the task of context rows[i] (a batch of a multi-task name need not start at task 0)
+            names = contexts.task_env_names(rows)
+            env = make_vec_env(names, len(rows), seed=seed + first, autoreset=False, **env_options)
             try:
-                batch, timing = collect_rollouts(
-                    env,
-                    policy,
-                    ctx.states,
-                    np.array(index),
-                    policy.task_ids_for(ctx.task_names).numpy(),
-                    seed + first,
-                    sample,
-                )
+                batch, timing = rollout_contexts(env, policy, contexts, rows, seed + first, sample)
             finally:
                 env.close()
-            rewards.append(batch.rewards.numpy())
+            success.append(batch.success.numpy())
             steps.append(batch.episode_steps.numpy())
+            tasks.extend(contexts.task_names[i] for i in rows)
             env_steps += timing.env_steps
-            bar.update(len(index))
-            bar.set_postfix(success=f"{np.concatenate(rewards).mean():.2f}")
-    success = np.concatenate(rewards)
+            bar.update(len(rows))
+            bar.set_postfix(success=f"{np.concatenate(success).mean():.2f}")
+    ok = np.concatenate(success)
     video_path = _record_video(policy, env_name, contexts, seed, sample, video, video_episodes) if video else None
+    by_task = count_by_task(tasks, ok)
     return EvalResult(
         env_name,
         episodes,
-        int(success.sum()),
-        float(success.mean()),
+        int(ok.sum()),
+        float(ok.mean()),
         float(np.concatenate(steps).mean()),
         sample,
         seed,
         time.perf_counter() - start,
         env_steps,
         video_path,
+        {task: hits / n for task, (n, hits) in by_task.items()} if len(by_task) > 1 else {},
     )
 
 
@@ -148,13 +155,10 @@ def _record_video(
     from ript_fast.envs import make_vec_env
 
     n = min(episodes, len(contexts))
-    ctx = contexts.gather(list(range(n)))
     options = {**policy.policy_config.obs.env_options(), "obs_mode": "state+rgb"}  # frames even for state policies
     env = _FrameRecorder(make_vec_env(env_name, num_envs=n, seed=seed, autoreset=False, **options))
     try:
-        collect_rollouts(
-            env, policy, ctx.states, np.arange(n), policy.task_ids_for(ctx.task_names).numpy(), seed, sample
-        )
+        rollout_contexts(env, policy, contexts, np.arange(n), seed, sample)
     finally:
         env.close()
     frames = [np.concatenate(list(f), axis=1) for f in env.frames]  # the n episodes side by side

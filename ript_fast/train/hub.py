@@ -1,9 +1,11 @@
-"""Pushing a checkpoint folder (`pretrained.py`) to the Hugging Face Hub: `ript-fast push` and `train --push-to-hub`.
+"""Checkpoint folders (`pretrained.py`) and the Hugging Face Hub: `ript-fast push` and `train --push-to-hub` upload
+one, `from_pretrained("owner/name")` downloads one (`download_folder`).
 
-This is huggingface_hub's real API (`HfApi.create_repo`, then `HfApi.upload_folder` of the folder's three files),
-with the token given or the one huggingface_hub finds itself (`HF_TOKEN`, `hf auth login`). It has been
-tested only against a local stand-in for those two methods (python_tests/test_pretrained.py): no real upload was
-made from the machines this was written on, which reach no network.
+This is huggingface_hub's real API (`HfApi.create_repo`, then `HfApi.upload_folder` of the folder's three files;
+`snapshot_download` of those files into its cache), with the token given or the one huggingface_hub finds itself
+(`HF_TOKEN`, `hf auth login`). It has been tested only against a local stand-in for those methods
+(python_tests/test_pretrained.py): no real upload or download was made from the machines this was written on,
+which reach no network.
 
 huggingface_hub is not a dependency of its own (transformers brings it): without it, or when the upload fails, the
 answer is one line (`HubError`) and the local folder stays as it is.
@@ -54,6 +56,20 @@ def push_to_hub(folder: str | Path, repo_id: str, token: str | None = None, priv
     return str(url)
 
 
+def download_folder(repo_id: str, revision: str | None = None, token: str | None = None) -> Path:
+    """The local copy (huggingface_hub's cache) of the checkpoint folder in hub repo `repo_id`: its config.json,
+    model.safetensors and README.md only (nothing else in the repo is fetched, and none of it is executed)."""
+    check_hub(repo_id)
+    try:
+        path = _hub().snapshot_download(
+            repo_id, repo_type="model", revision=revision, token=token, allow_patterns=list(FOLDER_FILES)
+        )
+    except Exception as err:  # not found, network, authentication: the user's to see
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise HubError(f"{repo_id}: no such folder here, and its download from the hub failed ({reason})") from None
+    return Path(path)
+
+
 def _hub() -> ModuleType:
     """huggingface_hub, or one line saying how to get it."""
     try:
@@ -61,5 +77,5 @@ def _hub() -> ModuleType:
         import huggingface_hub.errors
         import huggingface_hub.utils
     except ImportError:
-        raise HubError("pushing to the hub needs huggingface_hub: pip install huggingface_hub") from None
+        raise HubError("the hub needs huggingface_hub: pip install huggingface_hub") from None
     return huggingface_hub

@@ -21,6 +21,9 @@ FAMILY_TEXT = {
     "openvla_oft": "an OpenVLA-OFT policy: `model.safetensors` holds the trained weights only (LoRA, action and "
     "scale heads); the frozen base model is read from the official checkpoint folder that config.json names "
     "(`policy.openvla_oft.checkpoint`), which must be present where the policy is loaded.",
+    "openvla": "an OpenVLA policy (actions as 7 tokens of 256 bins): `model.safetensors` holds its LoRA weights only; "
+    "the frozen base model is read from the official checkpoint folder that config.json names "
+    "(`policy.openvla.checkpoint`), which must be present where the policy is loaded.",
 }
 
 

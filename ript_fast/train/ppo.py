@@ -1,7 +1,8 @@
 """The policy-optimisation half of Algorithm 1 (lines 16-18): N PPO epochs over the collected rollouts.
 
 The loss is the clipped objective of Eq. 6 with RLOO advantages (Eq. 5), computed by the fused ops:
-`categorical_ppo_loss` for token policies (log-prob and clipped loss in one kernel, no (B, T, V) softmax) and
+`categorical_ppo_loss` for token policies (log-prob and clipped loss in one kernel, no (B, T, V) softmax; its
+linear form on the hidden states when a policy scores through a linear head, as OpenVLA's action rows) and
 `gaussian/laplace_logprob` + `ppo_clip_loss` for regression policies with a scale head (Sec. 4.3).
 
 `ratio_level="sequence"` is Eq. 6 as written: one ratio per rollout, of the summed log-probs of everything
@@ -65,10 +66,18 @@ def ppo_loss(
     clip = {"clip_eps": settings.clip_eps, "clip_eps_high": settings.clip_eps_high}
 
     if policy.action_kind == "categorical":
-        assert scores.logits is not None
-        logits = _unflatten(scores.logits, valid, b, q)
         tokens = batch.decisions.reshape(b, q * per_elem).to(device)
-        out = ops.categorical_ppo_loss(logits, tokens, logp_old, advantages, mask=weights, return_stats=True, **clip)
+        if scores.hidden is not None and scores.head_weight is not None:  # a linear head: no (b, q*L, V) logits
+            hidden = _unflatten(scores.hidden, valid, b, q)
+            out = ops.linear_categorical_ppo_loss(
+                hidden, scores.head_weight, tokens, logp_old, advantages, weights, **clip,
+                temperature=scores.temperature, return_stats=True,
+            )  # fmt: skip
+        else:
+            logits = _unflatten(scores.token_logits(), valid, b, q)
+            out = ops.categorical_ppo_loss(
+                logits, tokens, logp_old, advantages, mask=weights, return_stats=True, **clip
+            )
     else:
         assert scores.loc is not None and scores.log_scale is not None
         loc = _unflatten(scores.loc, valid, b, q)

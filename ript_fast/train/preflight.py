@@ -20,6 +20,7 @@ from ript_fast.policies.openvla_oft.folder_policy import is_model_folder
 from ript_fast.train.checkpoint import read_checkpoint_meta
 from ript_fast.train.devices import check_device
 from ript_fast.train.run_config import TrainConfig
+from ript_fast.train.run_logger import check_logging
 
 # Memory of one env the engine steps (a MetaWorld env object: ~21 MB RSS, measured; shared/ENVIRONMENT.md)
 ENV_BYTES = 21 * 2**20
@@ -31,6 +32,7 @@ def check_train_config(cfg: TrainConfig) -> list[str]:
     """Runs every early check; returns the run's distinct tasks (in env order)."""
     tasks = env_tasks(cfg)
     check_device(cfg.device, "device")
+    check_logging(cfg.logging, "logging")
     check_tasks_divide(cfg.ript.contexts_per_round, len(tasks))
     check_env_memory(cfg, len(tasks))
     meta = read_checkpoint_meta(cfg.init) if cfg.init is not None else None  # read once (an OFT folder: its heads)
@@ -91,7 +93,8 @@ def check_stage2_policy_files(cfg: TrainConfig, init_meta: dict[str, Any] | None
     `policy` on top."""
     recorded = init_meta["policy"] if init_meta is not None else to_dict(cfg.sft.policy)
     policy = from_dict(PolicyConfig, merge(recorded, cfg.policy), "policy")
-    if cfg.init is not None and is_model_folder(cfg.init) and not policy.openvla_oft.scale_head_file:
+    oft_folder = cfg.init is not None and is_model_folder(cfg.init) and policy.family == "openvla_oft"
+    if oft_folder and not policy.openvla_oft.scale_head_file:
         raise ConfigError(
             f"init {cfg.init}: an OpenVLA-OFT folder has no scale head to sample with; give RIPT's file "
             "(policy.openvla_oft.scale_head_file=...) or train one first (ript-fast sft --config "

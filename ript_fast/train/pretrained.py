@@ -84,11 +84,27 @@ def save_pretrained(
 
 
 def from_pretrained(
-    folder: str | Path, device: str | torch.device = "cpu", config_overrides: dict[str, Any] | None = None
+    folder: str | Path,
+    device: str | torch.device = "cpu",
+    config_overrides: dict[str, Any] | None = None,
+    revision: str | None = None,
+    token: str | None = None,
 ) -> Policy:
-    """The policy of a checkpoint folder (`config_overrides` as for `load_policy`: settings that keep shapes)."""
+    """The policy of a checkpoint folder (`config_overrides` as for `load_policy`: settings that keep shapes), or of
+    hub repo `owner/name` when no such folder exists here (downloaded through huggingface_hub's cache at
+    `revision`: `hub.download_folder`)."""
+    if not Path(folder).exists() and _is_repo_id(str(folder)):
+        from ript_fast.train.hub import download_folder
+
+        folder = download_folder(str(folder), revision, token)
     read_folder_meta(folder)  # refuses anything but a ript-fast folder, naming the file
     return load_policy(folder, device, config_overrides)
+
+
+def _is_repo_id(name: str) -> bool:
+    """`owner/name` as the hub spells model repos (a path with more parts, or absolute or relative, is not one)."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
 
 
 def is_pretrained_folder(path: str | Path) -> bool:

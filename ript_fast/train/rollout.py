@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 import torch
 
+from ript_fast.data.contexts import ContextDataset
 from ript_fast.policies.base import ChunkSample, Observation, Policy
 
 
@@ -35,7 +36,8 @@ class RolloutBatch:
     Rollouts of one group (the K rollouts of one context) are consecutive: rollout r is in group r // K.
     """
 
-    rewards: torch.Tensor  # (R,) float32, 1.0 = success
+    success: torch.Tensor  # (R,) bool: the env's success flag, reached before the episode ended
+    rewards: torch.Tensor  # (R,) float32: what RLOO and PPO optimise (the trainer's reward fn; made: success)
     context_ids: torch.Tensor  # (R,) int64 index of the context in the context dataset
     episode_steps: torch.Tensor  # (R,) int64 env steps taken
     query_mask: torch.Tensor  # (R, Q) bool
@@ -134,6 +136,23 @@ def collect_rollouts(
         raise ValueError(f"init_states holds {n} contexts but the env has {env.num_envs} envs")
     with _rendering(env, render_every_step):
         return _collect(env, policy, init_states, context_ids, task_ids, seed, sample, context_noise_std)
+
+
+def rollout_contexts(
+    env,
+    policy: Policy,
+    contexts: ContextDataset,
+    rows: np.ndarray,
+    seed: int,
+    sample: bool,
+    context_noise_std: float = 0.0,
+) -> tuple[RolloutBatch, RolloutTiming]:
+    """One episode from each context `rows[i]` of `contexts` on env i: the rollouts of training (K copies of each
+    group's row) and of evaluation alike, so the trainer and `ript-fast eval` measure the same loop."""
+    rows = np.asarray(rows, dtype=np.int64)
+    ctx = contexts.gather(rows.tolist())
+    task_ids = policy.task_ids_for(ctx.task_names).numpy()
+    return collect_rollouts(env, policy, ctx.states, rows, task_ids, seed, sample, context_noise_std)
 
 
 def _collect(
@@ -290,6 +309,7 @@ def _pack(
         for k, v in chunk.cond.items():
             cond[k][rows, j] = v
     return RolloutBatch(
+        success=torch.as_tensor(success, dtype=torch.bool),
         rewards=torch.as_tensor(success, dtype=torch.float32),
         context_ids=torch.as_tensor(context_ids, dtype=torch.int64),
         episode_steps=torch.as_tensor(steps, dtype=torch.int64),

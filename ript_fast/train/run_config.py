@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from ript_fast.config import RANGE, SEED, Range, from_dict, ranged
 from ript_fast.policies.config import PolicyConfig
+from ript_fast.train.run_logger import LoggingConfig
 from ript_fast.train.sft import SftConfig
 
 
@@ -92,6 +93,7 @@ class TrainConfig:
     # iteration checkpoints kept (the best-eval and final policies are kept too)
     keep_checkpoints: int = ranged(3, ge=1)
     progress: bool = True
+    logging: LoggingConfig = field(default_factory=LoggingConfig)  # trackers: TensorBoard (default), W&B
 
     def __post_init__(self) -> None:
         """Checks between keys (single values are range-checked by `from_dict` as the config loads)."""

@@ -1,12 +1,16 @@
-"""What a run writes besides checkpoints: metrics.jsonl, TensorBoard scalars, and PNG plots of the curves.
+"""What a run writes besides checkpoints: metrics.jsonl, the scalars for TensorBoard / W&B, and PNG plots.
 
 One JSON object per logged step in `metrics.jsonl` (appended and flushed, so a killed run loses at most the
 line being written; a damaged line is skipped on reading, never the valid records after it), the same scalars
-in TensorBoard, and PNG plots redrawn from the full history so the curves can be looked at without TensorBoard.
+to each tracker of `logging.report_to` (TensorBoard under `tensorboard/`; Weights & Biases under `wandb/`, its
+run id derived from the run folder so a resumed run continues the same W&B run), and PNG plots redrawn from
+the full history so the curves can be looked at without either.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -14,26 +18,53 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
+from ript_fast.config import ConfigError
 from ript_fast.train.atomic import atomic_write_text
 from ript_fast.train.binomial import wilson_interval
+from ript_fast.train.run_folder import read_run_info
 
 METRICS_FILE = "metrics.jsonl"
 
 
+@dataclass
+class LoggingConfig:
+    """Where a run's scalars go besides metrics.jsonl and the plots."""
+
+    report_to: list[Literal["tensorboard", "wandb"]] = field(default_factory=lambda: ["tensorboard"])
+    wandb_project: str = "ript-fast"
+    wandb_entity: str | None = None  # None: the logged-in user's default entity
+
+
+class _Tracker(Protocol):
+    def log(self, scalars: dict[str, float], step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class RunLogger:
-    """Appends metrics to `run_dir/metrics.jsonl` and TensorBoard, and draws PNG plots on request."""
+    """Appends metrics to `run_dir/metrics.jsonl` and the trackers of `logging`, and draws PNG plots on request.
+    `config` (the run's resolved config) goes to W&B as the run's config."""
 
-    def __init__(self, run_dir: str | Path, step_key: str = "iteration") -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
+    def __init__(
+        self,
+        run_dir: str | Path,
+        step_key: str = "iteration",
+        logging: LoggingConfig | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.step_key = step_key
         self.history: list[dict[str, Any]] = read_metrics(self.run_dir, step_key)
         self._rewrite()  # a torn last line (a killed write) must not swallow the next record appended to it
-        self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        logging = logging or LoggingConfig()
+        self._trackers: list[_Tracker] = []
+        if "tensorboard" in logging.report_to:
+            self._trackers.append(_TensorBoard(self.run_dir))
+        if "wandb" in logging.report_to:
+            self._trackers.append(_WandB(self.run_dir, logging, dict(config or {})))
 
     def log(self, metrics: Mapping[str, Any]) -> None:
         """Records one step's metrics (must include the step key)."""
@@ -44,10 +75,13 @@ class RunLogger:
             f.flush()
             os.fsync(f.fileno())
         self.history.append(record)
-        for key, value in record.items():
-            if key != self.step_key and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._tb.add_scalar(key, value, step)
-        self._tb.flush()
+        scalars = {
+            k: float(v)
+            for k, v in record.items()
+            if k != self.step_key and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        for tracker in self._trackers:
+            tracker.log(scalars, step)
 
     def plot(self, filename: str, spec: PlotSpec) -> Path:
         """Draws the spec's metric keys against the step key into `run_dir/<filename>` (PNG)."""
@@ -66,7 +100,62 @@ class RunLogger:
             atomic_write_text(path, text)
 
     def close(self) -> None:
-        self._tb.close()
+        for tracker in self._trackers:
+            tracker.close()
+
+
+class _TensorBoard:
+    def __init__(self, run_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        for key, value in scalars.items():
+            self._writer.add_scalar(key, value, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class _WandB:
+    """One W&B run per run folder (`wandb_run_id`), resumed when the folder is: steps a killed run logged past its
+    checkpoint are logged again with the same step numbers, which W&B keeps as the later values. Offline when
+    WANDB_MODE=offline (synced later with `wandb sync <run>/wandb/offline-run-*`)."""
+
+    def __init__(self, run_dir: Path, logging: LoggingConfig, config: dict[str, Any]) -> None:
+        import wandb
+
+        self._run = wandb.init(
+            project=logging.wandb_project,
+            entity=logging.wandb_entity,
+            dir=str(run_dir),
+            name=run_dir.resolve().name,
+            id=wandb_run_id(run_dir),
+            resume="allow",
+            config=config,
+        )
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        self._run.log(scalars, step=step)
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+def wandb_run_id(run_dir: Path) -> str:
+    """A W&B run id that names this run folder for its whole life: a hash of its path and the time its run first
+    started (run.json), so a resume continues the run and a new run in the same folder (overwrite) starts another."""
+    info = read_run_info(run_dir) or {}
+    started = (info.get("history") or [{}])[0].get("time", "")
+    return hashlib.sha1(f"{run_dir.resolve()}|{started}".encode()).hexdigest()[:16]
+
+
+def check_logging(logging: LoggingConfig, key: str) -> None:
+    """A tracker that cannot start is one line naming the key, before any run work: W&B needs its package."""
+    if "wandb" in logging.report_to and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(f"{key}.report_to: wandb needs the wandb package: pip install 'ript-fast[wandb]'")
 
 
 def read_metrics(run_dir: str | Path, step_key: str | None = None) -> list[dict[str, Any]]:

@@ -19,10 +19,16 @@ from ript_fast.train.run_logger import read_metrics
 
 def start_line(cfg: TrainConfig, out: Path, resuming: bool) -> str:
     """`ript-fast train: <env>, <start>; M iterations of B rollouts (K per context) on <device>; <out>`. The start
-    names the init checkpoint, or the family the SFT stage will train (an init's family is in its header)."""
+    names the init checkpoint, the checkpoint the SFT stage fine-tunes (the default run's packaged prior), or the
+    family the SFT stage will train (an init's family is in its header)."""
     env = cfg.env if isinstance(cfg.env, str) else f"{len(cfg.env)} tasks ({', '.join(cfg.env[:3])}, ...)"
     demos = "given" if cfg.demos.files else "scripted"
-    start = f"from {cfg.init}" if cfg.init else f"SFT of a {cfg.sft.policy.family} policy on {demos} demos first"
+    if cfg.init:
+        start = f"from {cfg.init}"
+    elif cfg.sft.init_checkpoint:
+        start = f"fine-tuning {Path(cfg.sft.init_checkpoint).name} on {cfg.demos.num_demos} {demos} demos first"
+    else:
+        start = f"SFT of a {cfg.sft.policy.family} policy on {demos} demos first"
     r = cfg.ript
     sampling = "dynamic sampling" if r.dynamic_sampling else "no dynamic sampling"
     verb = "resuming" if resuming else "run folder"

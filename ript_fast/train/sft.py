@@ -33,7 +33,7 @@ from ript_fast.train.checkpoint import load_policy, save_policy
 from ript_fast.train.devices import check_device
 from ript_fast.train.interrupts import safe_section
 from ript_fast.train.run_folder import Mode, check_same_run, claim_run_folder
-from ript_fast.train.run_logger import METRICS_FILE, PlotSpec, RunLogger, read_metrics
+from ript_fast.train.run_logger import METRICS_FILE, LoggingConfig, PlotSpec, RunLogger, check_logging, read_metrics
 from ript_fast.train.state_file import SFT_STATE_FORMAT, load_state, older_version_error, save_state
 
 FINAL_CHECKPOINT = "policy.safetensors"
@@ -41,7 +41,7 @@ STEP_KEY = "step"
 STATE_FILE = "train_state.safetensors"
 LEGACY_STATE_FILE = "train_state.pt"  # the pickled state of ript-fast before state files (refused, never read)
 # What a resumed SFT run may change: how it runs, not what it trains
-RESUME_FREE_KEYS = ("out_dir", "device", "threads", "log_every", "checkpoint_every", "progress")
+RESUME_FREE_KEYS = ("out_dir", "device", "threads", "log_every", "checkpoint_every", "progress", "logging")
 
 
 @dataclass
@@ -61,6 +61,9 @@ class SftConfig:
     num_demos: int | None = ranged(None, ge=1)  # use the first N episodes of each file (of each task of a folder)
     # LeRobot folders: our key (an obs key, actions, states) -> its feature, where the default lookup misses it
     lerobot_keys: dict[str, str] = field(default_factory=dict)
+    # LeRobot folders: the benchmark their tasks come from (libero/goal, libero/10, metaworld/MT50): task texts are
+    # named as its envs name them (`goal/open_the_...`); None keeps the text. A `train` run's SFT uses its env's.
+    lerobot_benchmark: str | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     stages: list[StageConfig] = field(default_factory=list)  # empty: every stage of the family, 1000 steps each
     out_dir: str = "runs/sft"
@@ -71,6 +74,7 @@ class SftConfig:
     checkpoint_every: int = ranged(500, ge=1)
     init_checkpoint: str | None = None  # start from this policy (e.g. a pretrained autoencoder)
     progress: bool = True
+    logging: LoggingConfig = field(default_factory=LoggingConfig)  # trackers: TensorBoard (default), W&B
 
 
 @dataclass
@@ -91,6 +95,7 @@ def run_sft(cfg: SftConfig, out_dir: str | Path | None = None, mode: Mode = "new
     out = Path(out_dir or cfg.out_dir)
     cfg = dataclasses.replace(cfg, out_dir=str(out))  # config.yaml names the folder really written
     check_device(cfg.device, "device")
+    check_logging(cfg.logging, "logging")
     check_policy_files(cfg.policy)
     data = load_chunk_dataset(cfg)  # demo files are validated before the folder is touched
 
@@ -139,7 +144,7 @@ def _train(cfg: SftConfig, data: ChunkDataset, out: Path, resume: bool) -> Path:
         generator.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
         _truncate_metrics(out, progress.step)
-    logger = RunLogger(out, step_key=STEP_KEY)
+    logger = RunLogger(out, step_key=STEP_KEY, logging=cfg.logging, config=to_dict(cfg))
     try:
         for index in range(progress.stage, len(stages)):
             progress.stage = index
@@ -158,7 +163,9 @@ def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
         raise ConfigError("demos: the sft config lists no demo files")
     obs = cfg.policy.obs
     keys = list(dict.fromkeys([*obs.state_keys, *obs.image_keys]))
-    sets = [s for path in cfg.demos for s in read_demos(path, keys, cfg.num_demos, cfg.lerobot_keys)]
+    sets = [
+        s for path in cfg.demos for s in read_demos(path, keys, cfg.num_demos, cfg.lerobot_keys, cfg.lerobot_benchmark)
+    ]
     return ChunkDataset(sets, cfg.policy.chunk_size, obs.state_keys, obs.image_keys)
 
 

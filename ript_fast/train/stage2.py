@@ -17,6 +17,7 @@ from ript_fast.data.collect import collect_demos
 from ript_fast.data.contexts import ContextDataset
 from ript_fast.data.demo_file import read_demo_file
 from ript_fast.data.sources import read_demos
+from ript_fast.envs.registry import benchmark_of
 from ript_fast.train.preflight import env_tasks
 from ript_fast.train.run_config import TrainConfig
 from ript_fast.train.sft import SftConfig, run_sft
@@ -42,6 +43,7 @@ def sft_config(cfg: TrainConfig, out: Path) -> SftConfig:
         cfg.sft,
         demos=[str(p) for p in demo_files(cfg, out)],
         num_demos=cfg.demos.num_demos,
+        lerobot_benchmark=_lerobot_benchmark(cfg, out),
         out_dir=str(out / "sft"),
         seed=cfg.seed,
         device=cfg.device,
@@ -93,5 +95,14 @@ def _check_cached_demos(path: Path, cfg: TrainConfig) -> None:
 def demo_context_dataset(cfg: TrainConfig, out: Path) -> ContextDataset:
     """The paper's default context dataset: the initial states of the SFT demos (Sec. 4.1)."""
     collect_missing_demos(cfg, out)  # a run from a given `init` policy still needs demos for its contexts
-    sets = [s for path in demo_files(cfg, out) for s in read_demos(path, [], lerobot_keys=cfg.sft.lerobot_keys)]
+    keys, benchmark = cfg.sft.lerobot_keys, _lerobot_benchmark(cfg, out)
+    sets = [s for path in demo_files(cfg, out) for s in read_demos(path, [], lerobot_keys=keys, benchmark=benchmark)]
     return ContextDataset.from_demos(sets, max_per_task=cfg.demos.num_demos)
+
+
+def _lerobot_benchmark(cfg: TrainConfig, out: Path) -> str | None:
+    """The benchmark a run's LeRobot demos name their tasks in: the SFT section's, else the run's env's; None when
+    no demo source is a LeRobot folder (the SFT config then records what earlier versions did)."""
+    if not any(path.is_dir() for path in demo_files(cfg, out)):
+        return cfg.sft.lerobot_benchmark
+    return cfg.sft.lerobot_benchmark or benchmark_of(cfg.env)

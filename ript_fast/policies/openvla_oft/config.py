@@ -1,4 +1,4 @@
-"""What an OpenVLA-OFT checkpoint's `config.json` fixes about the model, read without running the folder's code.
+"""What an OpenVLA (-OFT) checkpoint's `config.json` fixes about the model, read without running the folder's code.
 
 The official `config.json` is an `OpenVLAConfig` (model_type "openvla") written by transformers 4.40.1: the timm ids
 and image sizes of the two ViTs, and the Llama `text_config`. The official model builds its LM from
@@ -8,7 +8,7 @@ and image sizes of the two ViTs, and the Llama `text_config`. The official model
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,12 @@ LLAMA_DEFAULTS: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class OpenVLAOFTConfig:
-    """The model's architecture (from config.json) plus the OFT settings that config.json does not hold."""
+class PrismaticConfig:
+    """The Prismatic backbone every OpenVLA checkpoint shares (fused ViTs, projector, Llama), from config.json."""
 
     vision_architectures: tuple[ViTArchitecture, ViTArchitecture]
     image_sizes: tuple[int, int]
     llama: dict[str, Any]
-    num_images: int = 2
-    action_dim: int = 7
-    proprio_dim: int | None = 8  # None: no proprio token (a checkpoint without a proprio projector)
-    chunk_len: int = 8  # NUM_ACTIONS_CHUNK for LIBERO; the head works per chunk step, so weights do not say it
     timm_model_ids: tuple[str, str] = field(default=("", ""))
 
     @property
@@ -53,6 +49,16 @@ class OpenVLAOFTConfig:
     @property
     def vocab_size(self) -> int:
         return int(self.llama["vocab_size"])
+
+
+@dataclass(frozen=True)
+class OpenVLAOFTConfig(PrismaticConfig):
+    """The backbone plus the OFT settings that config.json does not hold."""
+
+    num_images: int = 2
+    action_dim: int = 7
+    proprio_dim: int | None = 8  # None: no proprio token (a checkpoint without a proprio projector)
+    chunk_len: int = 8  # NUM_ACTIONS_CHUNK for LIBERO; the head works per chunk step, so weights do not say it
 
 
 def _get(cfg: dict[str, Any], key: str, path: Path, kind: type | tuple[type, ...]) -> Any:
@@ -88,8 +94,8 @@ def _llama_settings(text_config: dict[str, Any], path: Path) -> dict[str, Any]:
     return settings
 
 
-def read_model_config(cfg: dict[str, Any], path: Path, **oft_settings: Any) -> OpenVLAOFTConfig:
-    """Parses a loaded config.json (`path` names it in errors); `oft_settings` fill the OFT-only fields."""
+def read_backbone_config(cfg: dict[str, Any], path: Path) -> PrismaticConfig:
+    """The backbone part of a loaded config.json (`path` names it in errors); refuses what is not computed here."""
     model_type = cfg.get("model_type")
     if model_type != "openvla":
         raise FolderError(path, "model_type", f"is {model_type!r}; not an OpenVLA checkpoint (expected 'openvla')")
@@ -111,10 +117,15 @@ def read_model_config(cfg: dict[str, Any], path: Path, **oft_settings: Any) -> O
             raise FolderError(path, "timm_model_ids", f"names {timm_id!r}, a ViT this implementation does not know")
         architectures.append(arch)
     text_config = _get(cfg, "text_config", path, dict)
-    return OpenVLAOFTConfig(
+    return PrismaticConfig(
         vision_architectures=(architectures[0], architectures[1]),
         image_sizes=(sizes[0], sizes[1]),
         llama=_llama_settings(text_config, path),
         timm_model_ids=(ids[0], ids[1]),
-        **oft_settings,
     )
+
+
+def read_model_config(cfg: dict[str, Any], path: Path, **oft_settings: Any) -> OpenVLAOFTConfig:
+    """Parses a loaded config.json (`path` names it in errors); `oft_settings` fill the OFT-only fields."""
+    backbone = read_backbone_config(cfg, path)
+    return OpenVLAOFTConfig(**{f.name: getattr(backbone, f.name) for f in fields(PrismaticConfig)}, **oft_settings)

@@ -12,7 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ript_fast.policies.openvla_oft.loader import CONFIG_FILE, read_folder
+from ript_fast.policies.openvla_oft.loader import (
+    ACTION_HEAD,
+    CONFIG_FILE,
+    PROPRIO_PROJECTOR,
+    find_component_file,
+    read_folder,
+)
 
 # The official LIBERO evaluation's inputs (run_libero_eval.py): agentview + wrist at 256 px, the 8-d proprio.
 LIBERO_POLICY: dict[str, Any] = {
@@ -34,7 +40,16 @@ def is_model_folder(path: str | Path) -> bool:
 
 
 def folder_meta(folder: str | Path) -> dict[str, Any]:
-    """What a ript-fast checkpoint header would say of the folder's policy (config + spec); reads no weights."""
+    """What a ript-fast checkpoint header would say of the folder's policy (config + spec); reads no weights.
+
+    A folder with an OFT component file (`action_head--*` or `proprio_projector--*_checkpoint.pt`) is an OpenVLA-OFT
+    one (refused as such when the action head is missing); with neither, a vanilla OpenVLA folder
+    (`openvla/folder_policy.py`): the two share config.json's model type and the shards' keys."""
+    components = (ACTION_HEAD, PROPRIO_PROJECTOR)
+    if Path(folder).is_dir() and all(find_component_file(Path(folder), name) is None for name in components):
+        from ript_fast.policies.openvla.folder_policy import folder_meta as openvla_folder_meta
+
+        return openvla_folder_meta(folder)
     found = read_folder(folder)
     policy = {**LIBERO_POLICY, "openvla_oft": {"checkpoint": str(folder)}}
     proprio = found.cfg.proprio_dim or 0

@@ -28,7 +28,7 @@ from torch import nn
 from ript_fast.policies.openvla_oft.config import OpenVLAOFTConfig, read_model_config
 from ript_fast.policies.openvla_oft.errors import FolderError, read_json
 from ript_fast.policies.openvla_oft.images import PREPROCESSOR_FILE, BackboneNormalization, read_image_normalization
-from ript_fast.policies.openvla_oft.model import OpenVLAOFT
+from ript_fast.policies.openvla_oft.model import OpenVLAOFT, PrismaticVLM
 from ript_fast.policies.openvla_oft.normalization import DatasetStatistics, read_statistics
 from ript_fast.policies.openvla_oft.scale_head import LaplaceScaleHead, load_scale_head_state, read_scale_head_file
 from ript_fast.policies.openvla_oft.tokenizer import PromptTokenizer
@@ -127,7 +127,7 @@ def assign_state(
     expected = module.state_dict()
     for key, tensor in state.items():
         if key not in expected:
-            raise FolderError(source[key], f"{prefix}{key}", "is not a parameter of the OpenVLA-OFT model")
+            raise FolderError(source[key], f"{prefix}{key}", "is not a parameter of the model")
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise FolderError(
                 source[key], f"{prefix}{key}", f"has shape {tuple(tensor.shape)}; expected {tuple(expected[key].shape)}"
@@ -138,11 +138,23 @@ def assign_state(
     module.load_state_dict(state, strict=True, assign=True)
 
 
-def _materialize_buffers(model: OpenVLAOFT) -> None:
-    """Recomputes the LM's rotary frequencies (non-persistent buffers: not in any file, still on meta)."""
-    lm = model.vlm.language_model
+def load_vlm_weights(folder: Path, vlm: PrismaticVLM) -> None:
+    """The shards' tensors into `vlm` (built on the meta device), by name: the safetensors headers are checked
+    against the model first (keys and shapes, no weight read), then the tensors are read and assigned."""
+    check_weight_listing(folder, vlm)
+    shards, sources = read_shards(folder)
+    assign_state(vlm, shards, sources, _weights_listing(folder), prefix="")
+    lm = vlm.language_model  # its rotary frequencies are non-persistent buffers: in no file, still on meta
     with torch.device("cpu"):
         lm.model.rotary_emb = type(lm.model.rotary_emb)(config=lm.config)
+
+
+def read_folder_config(folder: str | Path) -> tuple[Path, dict]:
+    """The folder and its loaded config.json; a missing folder or file is a FolderError naming it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FolderError(folder, "", "is not a folder")
+    return folder, read_json(folder / CONFIG_FILE)
 
 
 @dataclass
@@ -163,11 +175,8 @@ def read_folder(
     folder: str | Path, *, unnorm_key: str | None = None, num_images: int = 2, chunk_len: int = 8
 ) -> FolderContents:
     """Reads and cross-checks config, heads, statistics, tokenizer and preprocessor (see `load_openvla_oft`)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FolderError(folder, "", "is not a folder")
+    folder, raw_config = read_folder_config(folder)
     config_path = folder / CONFIG_FILE
-    raw_config = read_json(config_path)
     head_path = find_component_file(folder, ACTION_HEAD)
     if head_path is None:
         raise FolderError(folder, f"{ACTION_HEAD}--*_checkpoint.pt", "is missing (the L1 action head)")
@@ -216,7 +225,7 @@ def check_weight_listing(folder: Path, vlm: nn.Module) -> None:
             raise FolderError(shard, "", f"is not a readable safetensors file ({err})") from None
         for key, shape in shapes.items():
             if key not in expected:
-                raise FolderError(shard, key, "is not a parameter of the OpenVLA-OFT model")
+                raise FolderError(shard, key, "is not a parameter of the model")
             if shape != expected[key]:
                 raise FolderError(shard, key, f"has shape {shape}; expected {expected[key]}")
     missing = sorted(set(expected) - set(files))
@@ -275,10 +284,8 @@ def load_openvla_oft(
     found = read_folder(folder, unnorm_key=unnorm_key, num_images=num_images, chunk_len=chunk_len)
     with torch.device("meta"):
         model = OpenVLAOFT(found.cfg)
-    shards, sources = read_shards(folder)
-    assign_state(model.vlm, shards, sources, _weights_listing(folder), prefix="")
+    load_vlm_weights(folder, model.vlm)
     assign_heads(model, found)
-    _materialize_buffers(model)
     model = model.to(device=device, dtype=dtype).eval()
     head = None
     if scale_head is not None or with_scale_head:

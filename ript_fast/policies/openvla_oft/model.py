@@ -39,13 +39,13 @@ from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from ript_fast.policies.openvla_oft.action_head import L1RegressionActionHead
-from ript_fast.policies.openvla_oft.config import OpenVLAOFTConfig
+from ript_fast.policies.openvla_oft.config import OpenVLAOFTConfig, PrismaticConfig
 from ript_fast.policies.openvla_oft.projectors import ProprioProjector, VisionProjector
 from ript_fast.policies.openvla_oft.sequence import EMPTY_TOKEN_ID, STOP_TOKEN_ID
 from ript_fast.policies.openvla_oft.vision import FusedVisionBackbone
 
 
-def llama_config(cfg: OpenVLAOFTConfig) -> LlamaConfig:
+def llama_config(cfg: PrismaticConfig) -> LlamaConfig:
     """An explicit LlamaConfig (SDPA attention): every value is the checkpoint's or transformers 4.40's default."""
     config = LlamaConfig(**cfg.llama)
     config._attn_implementation = "sdpa"
@@ -53,9 +53,9 @@ def llama_config(cfg: OpenVLAOFTConfig) -> LlamaConfig:
 
 
 class PrismaticVLM(nn.Module):
-    """The three modules stored in `model-*.safetensors`."""
+    """The three modules stored in `model-*.safetensors` (OpenVLA and OpenVLA-OFT alike)."""
 
-    def __init__(self, cfg: OpenVLAOFTConfig) -> None:
+    def __init__(self, cfg: PrismaticConfig) -> None:
         super().__init__()
         self.vision_backbone = FusedVisionBackbone(cfg.vision_architectures, cfg.image_sizes)
         self.projector = VisionProjector(self.vision_backbone.embed_dim, cfg.llm_dim)
@@ -71,14 +71,40 @@ class LMSequence:
     position_ids: torch.Tensor  # (B, T)
 
 
-def bidirectional_mask(key_mask: torch.Tensor, dtype: torch.dtype, num_queries: int) -> torch.Tensor:
-    """(B, T) 1 = real token -> (B, 1, num_queries, T) additive mask: every query sees every real key (none is causal).
+def multimodal_sequence(
+    text: torch.Tensor, attention_mask: torch.Tensor, prefix: torch.Tensor, tail: torch.Tensor | None = None
+) -> LMSequence:
+    """[BOS] [prefix] [rest of the text] [tail]: the Prismatic layout (vision tokens right after BOS).
 
-    The queries are the last `num_queries` positions (all of them in the plain pass, the action pass's otherwise).
+    text: (B, L, D) embedded prompts whose (B, L) `attention_mask` marks pads (0); prefix and tail are real tokens.
+    Pads are masked as keys and skipped by the position ids, so each row computes what it would alone.
     """
-    blocked = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
-    blocked = blocked.masked_fill(~key_mask.bool(), torch.finfo(dtype).min)
-    return blocked[:, None, None, :].expand(-1, 1, num_queries, -1)
+    b = text.shape[0]
+    parts = [text[:, :1], prefix, text[:, 1:]] + ([tail] if tail is not None else [])
+    ones = attention_mask.new_ones(b, prefix.shape[1])
+    masks = [attention_mask[:, :1], ones, attention_mask[:, 1:]]
+    if tail is not None:
+        masks.append(attention_mask.new_ones(b, tail.shape[1]))
+    key_mask = torch.cat(masks, dim=1)
+    position_ids = (key_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+    return LMSequence(torch.cat(parts, dim=1), key_mask, position_ids)
+
+
+def attention_bias(key_mask: torch.Tensor, dtype: torch.dtype, num_queries: int, causal: bool) -> torch.Tensor:
+    """(B, T) 1 = real token -> (B, 1, num_queries, T) additive mask over the keys.
+
+    The queries are the last `num_queries` positions (all of them in a plain pass, the newest ones with a cache).
+    Bidirectional (OpenVLA-OFT): every query sees every real key. Causal (OpenVLA): only the real keys at or before
+    its own position.
+    """
+    blocked = ~key_mask.bool()[:, None, None, :].expand(-1, 1, num_queries, -1)
+    if causal:
+        total = key_mask.shape[1]
+        query_at = torch.arange(total - num_queries, total, device=key_mask.device)
+        later = torch.arange(total, device=key_mask.device)[None, :] > query_at[:, None]
+        blocked = blocked | later[None, None]
+    bias = torch.zeros(blocked.shape, dtype=dtype, device=key_mask.device)
+    return bias.masked_fill(blocked, torch.finfo(dtype).min)
 
 
 class PrefixKV(CacheLayerMixin):
@@ -126,13 +152,15 @@ def run_decoder(
     position_ids: torch.Tensor,
     cache: Cache | None = None,
     checkpoint: bool = False,
+    causal: bool = False,
 ) -> torch.Tensor:
     """The LM's decoder layers and final norm over `embeds` (the last embeds.shape[1] positions of the sequence that
     `key_mask` describes; `position_ids` theirs): what `LlamaModel.forward` does with a 4D mask, written out so that
     each layer can be checkpointed whatever the module's train/eval mode (the trainer scores in eval mode, where
     transformers' own checkpointing is off) and with a read-only cache (transformers drops the cache of a
-    checkpointed layer). `checkpoint` applies only while gradients are recorded."""
-    mask = bidirectional_mask(key_mask, embeds.dtype, embeds.shape[1])
+    checkpointed layer). `checkpoint` applies only while gradients are recorded; `causal` picks the mask
+    (`attention_bias`)."""
+    mask = attention_bias(key_mask, embeds.dtype, embeds.shape[1], causal)
     position_embeddings = lm.rotary_emb(embeds, position_ids=position_ids)
     hidden = embeds
     for layer in lm.layers:
@@ -142,6 +170,22 @@ def run_decoder(
         else:
             hidden = layer(hidden, **kwargs)
     return lm.norm(hidden)
+
+
+def cached_prefix_pass(
+    lm: LlamaModel, seq: LMSequence, length: int, checkpoint: bool = False, causal: bool = False
+) -> torch.Tensor:
+    """The final hidden states of the last `length` positions of `seq`, with gradients through them only.
+
+    Under no_grad the plain pass over the whole sequence records every layer's keys and values at the positions
+    before them (`PrefixKV`); then those `length` positions run alone with gradients, attending to the recorded
+    keys and values and their own: the plain pass's values, without the gradient through the prefix's K/V.
+    """
+    cache = Cache(layers=[PrefixKV(seq.embeds.shape[1] - length) for _ in lm.layers])
+    with torch.no_grad():
+        run_decoder(lm, seq.embeds, seq.key_mask, seq.position_ids, cache=cache, causal=causal)
+    tail, positions = seq.embeds[:, -length:], seq.position_ids[:, -length:]
+    return run_decoder(lm, tail, seq.key_mask, positions, cache=cache, checkpoint=checkpoint, causal=causal)
 
 
 class OpenVLAOFT(nn.Module):
@@ -194,12 +238,7 @@ class OpenVLAOFT(nn.Module):
         prefix = self.prefix_embeddings(pixel_values, proprio)
         slots = text.new_zeros(b, self.num_action_tokens, d)
         stop = embed(torch.full((b, 1), STOP_TOKEN_ID, dtype=input_ids.dtype, device=input_ids.device))
-        embeds = torch.cat([text[:, :1], prefix, text[:, 1:], slots, stop], dim=1)
-        ones = attention_mask.new_ones(b, prefix.shape[1])
-        tail = attention_mask.new_ones(b, self.num_action_tokens + 1)
-        key_mask = torch.cat([attention_mask[:, :1], ones, attention_mask[:, 1:], tail], dim=1)
-        position_ids = (key_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-        return LMSequence(embeds, key_mask, position_ids)
+        return multimodal_sequence(text, attention_mask, prefix, torch.cat([slots, stop], dim=1))
 
     def action_hidden_states(
         self,
@@ -245,13 +284,7 @@ class OpenVLAOFT(nn.Module):
         The released code differs in step 1: it runs the prefix alone (attending to itself only), so its action-token
         values are not the plain pass's; here they are.
         """
-        lm = self.vlm.language_model.model
-        length = self.action_pass_len
-        cache = Cache(layers=[PrefixKV(seq.embeds.shape[1] - length) for _ in lm.layers])
-        with torch.no_grad():
-            run_decoder(lm, seq.embeds, seq.key_mask, seq.position_ids, cache=cache)
-        tail = seq.embeds[:, -length:]
-        return run_decoder(lm, tail, seq.key_mask, seq.position_ids[:, -length:], cache=cache, checkpoint=checkpoint)
+        return cached_prefix_pass(self.vlm.language_model.model, seq, self.action_pass_len, checkpoint)
 
     def forward(
         self,

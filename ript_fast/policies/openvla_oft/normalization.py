@@ -95,6 +95,7 @@ def normalize_proprio(proprio: np.ndarray, bounds: Bounds) -> np.ndarray:
     return np.clip(np.where(bounds.mask, scaled, proprio), -1.0, 1.0)
 
 
-def unnormalize_actions(actions: np.ndarray, bounds: Bounds) -> np.ndarray:
-    """Normalized actions (..., D) -> the dataset's action units (official `_unnormalize_actions`)."""
-    return np.where(bounds.mask, 0.5 * (actions + 1) * (bounds.high - bounds.low + EPS) + bounds.low, actions)
+def unnormalize_actions(actions: np.ndarray, bounds: Bounds, eps: float = EPS) -> np.ndarray:
+    """Normalized actions (..., D) -> the dataset's action units (OFT's `_unnormalize_actions`; OpenVLA's
+    `predict_action` has no epsilon: eps=0)."""
+    return np.where(bounds.mask, 0.5 * (actions + 1) * (bounds.high - bounds.low + eps) + bounds.low, actions)

@@ -18,8 +18,9 @@ normalized. LoRA changes the whole LM pass, so re-scoring recomputes it from the
 
 Memory of re-scoring (`score` with gradients): by default the prefix (BOS, images, proprio, prompt) runs without
 gradients and only the action pass carries them (`prefix_grad`; the released code's approximation, with the values of
-the plain pass: `OpenVLAOFT.prefix_cached_pass`); `gradient_checkpointing` recomputes each LM layer in the backward;
-`score_queries_per_pass` bounds how many queries' activations are alive at once (`_heads_in_passes`).
+the plain pass: `model.cached_prefix_pass`); `gradient_checkpointing` recomputes each LM layer in the backward;
+`score_queries_per_pass` bounds how many queries' activations are alive at once (`_heads_in_passes`), or
+`score_pass_memory_gb` picks that number from a memory budget (`pass_memory.py`).
 Acting and the `scale` stage run without gradients through the LM, in one plain pass.
 
 Trainable sets: LoRA (rank 32, alpha min(rank, 16), all linear layers of the LM, peft, gaussian init) at `lora_lr`;
@@ -52,34 +53,19 @@ from ript_fast.policies.base import (
     SupervisedBatch,
 )
 from ript_fast.policies.logprob import continuous_logprob
-from ript_fast.policies.obs_encoder import IMAGE_PREFIX, ObsConfig
+from ript_fast.policies.obs_encoder import ObsConfig
 from ript_fast.policies.openvla_oft.distribution import scale_nll
-from ript_fast.policies.openvla_oft.images import pixel_values
-from ript_fast.policies.openvla_oft.libero_inputs import env_actions, libero_proprio, policy_image
+from ript_fast.policies.openvla_oft.libero_inputs import env_actions, libero_proprio
 from ript_fast.policies.openvla_oft.loader import load_openvla_oft
+from ript_fast.policies.openvla_oft.lora import inject_lora, lora_parameters
 from ript_fast.policies.openvla_oft.normalization import EPS, normalize_proprio, unnormalize_actions
+from ript_fast.policies.openvla_oft.pass_memory import queries_per_pass
 from ript_fast.policies.openvla_oft.policy_config import OpenVLAOFTPolicyConfig
+from ript_fast.policies.openvla_oft.query_inputs import cond_pixels, prompt_image_cond
 from ript_fast.policies.openvla_oft.scale_head import clip_log_scale
-from ript_fast.policies.openvla_oft.sequence import prompt_ids
 from ript_fast.policies.param_groups import decay_groups
 
 LIBERO_STATE_DIM = 16
-
-
-def fixed_length_prompts(rows: list[list[int]], length: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """[BOS] [pad]* [prompt tokens] [29871], every row `length` long (see `sequence.tokenize_prompts`)."""
-    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if len(row) > length:
-            raise ValueError(
-                f"a prompt of {len(row)} tokens exceeds openvla_oft.max_prompt_tokens = {length}; raise it"
-            )
-        pad = length - len(row)
-        ids[i, 0], mask[i, 0] = row[0], 1
-        ids[i, 1 + pad :] = torch.tensor(row[1:], dtype=torch.long)
-        mask[i, 1 + pad :] = 1
-    return ids, mask
 
 
 class OpenVLAOFTPolicy(Policy):
@@ -113,6 +99,7 @@ class OpenVLAOFTPolicy(Policy):
         self.cfg = cfg
         self.action_kind = cfg.distribution
         self.action_dim = spec.action_dim
+        self._sized_pass: int | None = None  # queries per re-scoring pass, once a memory budget has sized it
         self.action_horizon = cfg.action_horizon
         self.chunk_size = cfg.chunk_len
         self.task_names = list(spec.task_names)
@@ -123,21 +110,7 @@ class OpenVLAOFTPolicy(Policy):
         self.tokenizer = ckpt.tokenizer
         self.statistics = ckpt.statistics
         self.image_normalization = ckpt.image_normalization
-        self._add_lora()
-
-    def _add_lora(self) -> None:
-        """peft LoRA injected in place into the LM (its base weights frozen); gaussian init, B = 0: output unchanged."""
-        from peft import LoraConfig, get_peft_model
-
-        cfg = self.cfg
-        config = LoraConfig(
-            r=cfg.lora_rank,
-            lora_alpha=cfg.lora_alpha if cfg.lora_alpha is not None else min(cfg.lora_rank, 16),
-            lora_dropout=cfg.lora_dropout,
-            target_modules=cfg.lora_targets[0] if cfg.lora_targets == ["all-linear"] else list(cfg.lora_targets),
-            init_lora_weights="gaussian",
-        )
-        get_peft_model(self.model.vlm.language_model, config)  # mutates the LM; the wrapper is not kept
+        inject_lora(self.model.vlm.language_model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
 
     # ---- inputs -------------------------------------------------------------------------------------------------
     def _proprio(self, state: torch.Tensor | None) -> torch.Tensor | None:
@@ -156,17 +129,10 @@ class OpenVLAOFTPolicy(Policy):
         return torch.as_tensor(normalize_proprio(raw, self.statistics.proprio), dtype=torch.float32)
 
     def _cond(self, obs: Observation) -> dict[str, torch.Tensor]:
-        missing = [k for k in self.image_keys if k not in obs.images]
-        if missing:
-            raise ValueError(f"the observation lacks camera(s) {missing} (policy.obs.image_keys)")
         device = self.device
-        rows = [prompt_ids(self.tokenizer.encode, text) for text in obs.instructions]
-        ids, mask = fixed_length_prompts(rows, self.cfg.max_prompt_tokens)
-        cond = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        for key in self.image_keys:
-            rendered = obs.images[key].detach().cpu().numpy()
-            processed = np.stack([policy_image(img, crop=self.cfg.center_crop) for img in rendered])
-            cond[IMAGE_PREFIX + key] = torch.from_numpy(processed).to(device)
+        cond = prompt_image_cond(
+            obs, self.tokenizer, self.image_keys, self.cfg.max_prompt_tokens, self.cfg.center_crop, device
+        )
         proprio = self._proprio(obs.state)
         if proprio is not None:
             cond["proprio"] = proprio.to(device)
@@ -174,9 +140,8 @@ class OpenVLAOFTPolicy(Policy):
 
     # ---- forward ------------------------------------------------------------------------------------------------
     def _hidden(self, cond: dict[str, torch.Tensor]) -> torch.Tensor:
-        cams = [cond[IMAGE_PREFIX + k].detach().cpu().numpy() for k in self.image_keys]
         param = next(self.model.parameters())
-        pixels = pixel_values(cams, self.image_normalization).to(param.device, param.dtype)
+        pixels = cond_pixels(cond, self.image_keys, self.image_normalization, param)
         proprio = cond.get("proprio")
         proprio = None if proprio is None else proprio.to(param.dtype)
         return self.model.action_hidden_states(
@@ -247,7 +212,7 @@ class OpenVLAOFTPolicy(Policy):
         its activations are dropped after its forward and recomputed when the backward reaches it, so one pass's
         activations are alive at a time however many queries the trainer's minibatch scores (the released code
         runs one query per forward and accumulates gradients). Same values and gradients; one more forward."""
-        per_pass = self.cfg.score_queries_per_pass
+        per_pass = self._queries_per_pass(cond)
         total = cond["input_ids"].shape[0]
         if per_pass == 0 or per_pass >= total:
             return self._heads(cond)
@@ -260,8 +225,16 @@ class OpenVLAOFTPolicy(Policy):
                 parts.append(self._heads(part))
         return torch.cat([m for m, _ in parts]), torch.cat([s for _, s in parts])
 
-    def lora_parameters(self) -> list[nn.Parameter]:
-        return [p for name, p in self.model.named_parameters() if "lora_" in name]
+    def _queries_per_pass(self, cond: dict[str, torch.Tensor]) -> int:
+        """`score_queries_per_pass`, or with `score_pass_memory_gb` the most queries whose pass fits the budget,
+        measured once on the first minibatch scored with gradients (`pass_memory.queries_per_pass`)."""
+        budget = self.cfg.score_pass_memory_gb
+        if budget is None or not torch.is_grad_enabled():
+            return self.cfg.score_queries_per_pass
+        if self._sized_pass is None:
+            frozen = [*self.parameters(), *self.buffers()]
+            self._sized_pass = queries_per_pass(self._heads, cond, budget * 2**30, frozen)
+        return self._sized_pass
 
     def rl_param_groups(self) -> list[dict[str, Any]]:
         heads = list(self.model.action_head.parameters())
@@ -269,7 +242,7 @@ class OpenVLAOFTPolicy(Policy):
             heads += list(self.scale_head.parameters())
         wd = self.cfg.rl_weight_decay
         return [
-            *decay_groups(self.lora_parameters(), self, self.cfg.lora_lr, wd, "lora"),
+            *decay_groups(lora_parameters(self.model), self, self.cfg.lora_lr, wd, "lora"),
             *decay_groups(heads, self, self.cfg.head_lr, wd, "heads"),
         ]
 

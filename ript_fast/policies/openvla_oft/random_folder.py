@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
 from ript_fast.policies.openvla_oft.config import read_model_config
 from ript_fast.policies.openvla_oft.model import OpenVLAOFT
@@ -139,17 +140,51 @@ def random_model(size: FolderSize, seed: int, dtype: torch.dtype) -> OpenVLAOFT:
     return model.to(dtype)
 
 
-def write_weights(folder: Path, model: OpenVLAOFT) -> None:
-    """The VLM into `SHARDS` safetensors shards + their index; the heads as DDP-prefixed `.pt` state dicts."""
-    state = {k: v.contiguous() for k, v in model.vlm.state_dict().items()}
+def write_shards(folder: Path, vlm: nn.Module, count: int) -> None:
+    """The VLM's tensors into `count` safetensors shards + their index, named as `save_pretrained` names them."""
+    state = {k: v.contiguous() for k, v in vlm.state_dict().items()}
     keys = sorted(state)
-    names = [f"model-{i + 1:05d}-of-{SHARDS:05d}.safetensors" for i in range(SHARDS)]
-    shards = {name: keys[i::SHARDS] for i, name in enumerate(names)}
+    names = [f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+    shards = {name: keys[i::count] for i, name in enumerate(names)}
     for name, shard_keys in shards.items():
         save_file({k: state[k] for k in shard_keys}, str(folder / name), metadata={"format": "pt"})
     total = sum(v.numel() * v.element_size() for v in state.values())
     index = {"metadata": {"total_size": total}, "weight_map": {k: n for n, ks in shards.items() for k in ks}}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def write_processor_files(folder: Path) -> None:
+    """preprocessor_config.json (the released bf16-rounded DINOv2 mean/std) and the word-level tokenizer."""
+    preprocessor = {"image_resize_strategy": "resize-naive", "tvf_normalize_params": [DINO_NORM, SIGLIP_NORM]}
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    write_tokenizer(folder, PROMPT_WORDS + LIBERO_WORDS.split())
+
+
+def new_folder(folder: str | Path, size: str) -> tuple[Path, FolderSize]:
+    """`folder`, created, and the architecture of `size`; refused when the folder already holds files (a random
+    folder never overwrites anything) or the size is unknown."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, not {size!r}")
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise FileExistsError(f"{folder} is not empty; choose a new folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, SIZES[size]
+
+
+def folder_arguments(doc: str) -> argparse.ArgumentParser:
+    """The command line of a random-folder writer: the folder, its size, seed and dtype."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("folder", help="where to write it (a new or empty folder)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    return parser
+
+
+def write_weights(folder: Path, model: OpenVLAOFT) -> None:
+    """The VLM into `SHARDS` safetensors shards + their index; the heads as DDP-prefixed `.pt` state dicts."""
+    write_shards(folder, model.vlm, SHARDS)
     for name, module in (("action_head", model.action_head), ("proprio_projector", model.proprio_projector)):
         assert module is not None
         state = {f"module.{k}": v for k, v in module.state_dict().items()}
@@ -160,28 +195,16 @@ def write_random_folder(
     folder: str | Path, size: str = "tiny", seed: int = 0, dtype: torch.dtype = torch.float32
 ) -> Path:
     """A random-weight checkpoint folder of `size` ("tiny" | "full") at `folder` (created; must not hold files)."""
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {sorted(SIZES)}, not {size!r}")
-    folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        raise FileExistsError(f"{folder} is not empty; choose a new folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = SIZES[size]
+    folder, spec = new_folder(folder, size)
     write_weights(folder, random_model(spec, seed, dtype))
     (folder / "config.json").write_text(json.dumps(config_json(spec)))
     (folder / "dataset_statistics.json").write_text(json.dumps(statistics_json()))
-    preprocessor = {"image_resize_strategy": "resize-naive", "tvf_normalize_params": [DINO_NORM, SIGLIP_NORM]}
-    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
-    write_tokenizer(folder, PROMPT_WORDS + LIBERO_WORDS.split())
+    write_processor_files(folder)
     return folder
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", help="where to write it (a new or empty folder)")
-    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser = folder_arguments(__doc__)
     args = parser.parse_args(argv)
     try:
         path = write_random_folder(args.folder, args.size, args.seed, getattr(torch, args.dtype))

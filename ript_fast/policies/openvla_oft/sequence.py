@@ -27,21 +27,28 @@ def prompt_ids(encode: Callable[[str], list[int]], instruction: str) -> list[int
     return ids if ids[-1] == EMPTY_TOKEN_ID else [*ids, EMPTY_TOKEN_ID]
 
 
-def tokenize_prompts(
-    encode: Callable[[str], list[int]], instructions: Sequence[str], pad_id: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask), both (B, L) int64, rows laid out [BOS] [pad]* [prompt tokens] [29871].
+def fixed_length_prompts(rows: list[list[int]], length: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (B, length) int64, rows laid out [BOS] [pad]* [prompt tokens] [29871].
 
-    Padding sits after BOS (not at the end) so that vision tokens go right after BOS and the action slots that follow
-    the prompt start at the same index in every row; `OpenVLAOFT` masks pads and skips them in the position ids.
+    Padding sits after BOS (not at the end) so that vision tokens go right after BOS and what follows the prompt
+    (action slots or tokens) starts at the same index in every row; the models mask pads and skip them in the
+    position ids. A fixed length gives every query the same shape (a policy's conds concatenate).
     """
-    rows = [prompt_ids(encode, text) for text in instructions]
-    length = max(len(r) for r in rows)
     ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), length), dtype=torch.long)
     for i, row in enumerate(rows):
+        if len(row) > length:
+            raise ValueError(f"a prompt of {len(row)} tokens exceeds max_prompt_tokens = {length}; raise it")
         pad = length - len(row)
         ids[i, 0], mask[i, 0] = row[0], 1
         ids[i, 1 + pad :] = torch.tensor(row[1:], dtype=torch.long)
         mask[i, 1 + pad :] = 1
     return ids, mask
+
+
+def tokenize_prompts(
+    encode: Callable[[str], list[int]], instructions: Sequence[str], pad_id: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fixed_length_prompts` of the instructions' prompts, padded to the longest."""
+    rows = [prompt_ids(encode, text) for text in instructions]
+    return fixed_length_prompts(rows, max(len(r) for r in rows), pad_id)

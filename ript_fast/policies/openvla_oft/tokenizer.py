@@ -51,7 +51,7 @@ class PromptTokenizer:
         if size > vocab_size:
             raise FolderError(path, "model.vocab", f"has {size} tokens; the LM embeds only {vocab_size}")
         if self.eos_id != STOP_TOKEN_ID:
-            raise FolderError(path, "eos_token", f"has id {self.eos_id}; OpenVLA-OFT's stop token is {STOP_TOKEN_ID}")
+            raise FolderError(path, "eos_token", f"has id {self.eos_id}; OpenVLA's stop token is {STOP_TOKEN_ID}")
         if vocab_size <= EMPTY_TOKEN_ID:
             raise FolderError(path, "model.vocab", f"cannot hold the empty token {EMPTY_TOKEN_ID}")
 
