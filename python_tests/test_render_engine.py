@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from python_tests.conftest import GL_SKIP_REASON, gl_error
 from python_tests.libero_helpers import requires_libero
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.rendering import BatchRenderer, render_model, render_threads
+from ript_fast.envs.rendering import BatchRenderer, render_backend, render_model, render_threads
 
 requires_gl = pytest.mark.skipif(
     gl_error() is not None, reason=f"{GL_SKIP_REASON} (set MUJOCO_GL=egl with libegl1): {gl_error()}"
@@ -35,7 +36,7 @@ requires_engine = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def engine(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engine is opt-in (rendering.render_backend): these tests ask for it."""
+    """These tests ask for the engine, whatever RIPT_FAST_RENDER the suite runs with (e.g. =python)."""
     if os.environ.get("MUJOCO_GL", "egl").lower() not in ("osmesa", "glfw"):
         monkeypatch.setenv("RIPT_FAST_RENDER", "engine")
 
@@ -149,6 +150,59 @@ def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
             assert egl_ext.eglGetCurrentContext().address == theirs
     finally:
         env.close()
+
+
+@requires_gl
+@requires_engine
+@pytest.mark.usefixtures("threads")
+def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() -> None:
+    """The context current on the calling thread destroyed by another thread (as a collector running a Python
+    GL context's finalizer does; EGL defers it until released) cannot be made current again after a draw on
+    this thread: the engine then leaves none current. It used to leave its own, and a MuJoCo render context
+    freed here next (robosuite frees its MjrContext without making its GL context current) deleted the engine's
+    framebuffer and textures, which share the names: frames came out wrong (frozen), the likely cause of the
+    engine draw that crashed (SIGSEGV) in CI's full test run."""
+    from mujoco.egl import GLContext, egl_ext
+
+    _C.set_num_threads(1)  # the engine draws on this thread
+    size = (64, 64)
+    env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False, render_size=size)
+    python_gl = GLContext(*size)
+    try:
+        python_gl.make_current()
+        python_side = mujoco.MjrContext(env.envs[0].model, mujoco.mjtFontScale.mjFONTSCALE_150)
+        doomed = GLContext(*size)
+        doomed.make_current()
+        collector = threading.Thread(target=doomed.free)
+        collector.start()
+        collector.join()
+        env.reset(seed=0)
+        env.render_observations()
+        assert not egl_ext.eglGetCurrentContext()
+        python_side.free()  # deletes its GL names in whatever context is current on this thread
+        assert_equal_to_reference(env, size, steps=3)
+    finally:
+        python_gl.free()
+        env.close()
+
+
+def test_engine_is_the_default_where_egl_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without RIPT_FAST_RENDER: the engine for MUJOCO_GL unset or egl (or anything but MuJoCo's other Python
+    backends), the Python loop for osmesa and glfw; RIPT_FAST_RENDER overrides, within what MUJOCO_GL allows."""
+    monkeypatch.delenv("RIPT_FAST_RENDER", raising=False)
+    for gl, expected in [(None, "engine"), ("egl", "engine"), ("osmesa", "python"), ("glfw", "python")]:
+        if gl is None:
+            monkeypatch.delenv("MUJOCO_GL", raising=False)
+        else:
+            monkeypatch.setenv("MUJOCO_GL", gl)
+        assert render_backend() == expected, gl
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    monkeypatch.setenv("RIPT_FAST_RENDER", "python")
+    assert render_backend() == "python"
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    monkeypatch.setenv("RIPT_FAST_RENDER", "engine")
+    with pytest.raises(ValueError, match="MUJOCO_GL='osmesa'"):
+        render_backend()
 
 
 def test_render_threads_knob(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -174,9 +174,12 @@ CurrentBinding::CurrentBinding() {
 
 CurrentBinding::~CurrentBinding() {
   const Library& lib = egl();
-  if (context_ != nullptr) {
-    lib.MakeCurrent(display_, draw_, read_, context_);
-  } else {
+  // The caller's context cannot be restored when it was destroyed meanwhile: another thread destroyed it while
+  // it was current here (a collector running a Python GL context's finalizer; EGL defers that until it is
+  // released, which making ours current did). Then release instead of keeping ours current on this thread:
+  // Python code run here later frees MuJoCo render contexts in whatever context is current (MjrContext's
+  // destructor, robosuite's finalizer), which would delete the GL objects of ours that share their names.
+  if (context_ == nullptr || !lib.MakeCurrent(display_, draw_, read_, context_)) {
     lib.MakeCurrent(lib.display, nullptr, nullptr, nullptr);
   }
   lib.BindAPI(api_);

@@ -26,7 +26,8 @@ class GlError : public std::runtime_error {
 
 // The thread's current EGL binding (display, draw/read surfaces, context, client API), taken on construction
 // and put back on destruction: a render call made on the Python thread must leave whatever context the caller
-// had current (e.g. a mujoco.Renderer's) as it was.
+// had current (e.g. a mujoco.Renderer's) as it was. If that context is gone by then, none is left current:
+// never one of the engine's, which is current only inside an engine call.
 class CurrentBinding {
  public:
   CurrentBinding();

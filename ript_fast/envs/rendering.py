@@ -1,16 +1,19 @@
 """Offscreen RGB rendering of a batch, in a light profile for CPU rendering.
 
 Two ways to draw the same frames, chosen when the renderer is made (`render_backend`):
-  * "engine" (opt-in, RIPT_FAST_RENDER=engine; needs MUJOCO_GL=egl): `_C.render.BatchRenderer`
+  * "engine" (the default unless MUJOCO_GL is "osmesa" or "glfw"): `_C.render.BatchRenderer`
     draws in the core's thread pool with the GIL released, one EGL context per thread that may draw at once,
     the envs dealt to them by task (each context holds MuJoCo's render context of its envs' tasks only), and
-    reads pixels straight into `images`.
+    reads pixels straight into `images`. An engine context is current only inside an engine call: a draw on
+    the calling thread puts back the caller's context, or none if that one was destroyed meanwhile (by another
+    thread while current here), never its own, whose framebuffer and textures Python code freeing a MuJoCo
+    render context on that thread would otherwise delete (wrong frames; likely the SIGSEGV once seen in
+    CI's full test run).
     A missing or broken GL stack is one GlError (a RuntimeError naming MUJOCO_GL and the system packages) when
     the env is made.
-  * "python" (the default): one OpenGL context from MuJoCo's Python backend of MUJOCO_GL (egl, osmesa, glfw) and a
-    Python loop over envs; the baseline bench/bench_image_rollouts.py measures. The engine is not the default yet:
-    in CI's full test run (one process, many GL users before it) an engine draw crashed (SIGSEGV, 2026-11-30)
-    while the same tests pass alone; until that is understood the trainer draws with the proven loop.
+  * "python": one OpenGL context from MuJoCo's Python backend of MUJOCO_GL (egl, osmesa, glfw) and a Python loop
+    over envs; the path for MUJOCO_GL=osmesa (Debian/Ubuntu: libosmesa6) or glfw, and the baseline
+    bench/bench_image_rollouts.py measures.
 RIPT_FAST_RENDER=python|engine overrides the choice; RIPT_FAST_RENDER_THREADS caps the engine's GL contexts
 (default: the pool's threads), each of which holds its tasks' textures (~390 MB per LIBERO task). Both run
 MuJoCo's own pipeline (mj_camlight with the render model, mjv_updateScene from a fixed camera, mjr_render,
@@ -75,13 +78,15 @@ _PYTHON_GL = ("osmesa", "glfw")  # MuJoCo's Python GL backends other than EGL: d
 
 
 def render_backend() -> str:
-    """How frames are drawn (see the module docstring): RIPT_FAST_RENDER when set, else "python"."""
+    """How frames are drawn (see the module docstring): RIPT_FAST_RENDER when set, else "python" where
+    MUJOCO_GL asks for OSMesa or GLFW and "engine" otherwise (EGL; with MUJOCO_GL=disable, as libero_setup sets
+    it where libEGL is missing, an image env then fails with the engine's GlError saying what to install)."""
     chosen = os.environ.get("RIPT_FAST_RENDER", "").strip().lower()
     if chosen and chosen not in ("engine", "python"):
         raise ValueError(f"RIPT_FAST_RENDER: must be 'engine' or 'python', got {chosen!r}")
     if chosen == "engine" and _mujoco_gl() in _PYTHON_GL:
         raise ValueError(f"RIPT_FAST_RENDER=engine draws with EGL, but MUJOCO_GL={_mujoco_gl()!r}: unset one of them")
-    return chosen or "python"
+    return chosen or ("python" if _mujoco_gl() in _PYTHON_GL else "engine")
 
 
 def render_threads() -> int:
