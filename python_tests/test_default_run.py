@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from python_tests.small_runs import SMALL_RIPT
 from ript_fast.cli import main
 from ript_fast.config import find_config, load_config
 from ript_fast.data.demo_file import read_demo_file
@@ -23,18 +24,7 @@ from ript_fast.train.run_config import TrainConfig
 
 TASKS = ["reach-v3", "push-v3", "door-open-v3"]
 TINY_STAGES = "stages=[{name: autoencoder, steps: 4, batch_size: 16}, {name: prior, steps: 4, batch_size: 16}]"
-SMALL_RUN = [
-    "contexts.size=2",
-    "contexts.eval_size=1",
-    "ript.iterations=1",
-    "ript.group_size=2",
-    "ript.batch_rollouts=2",
-    "ript.contexts_per_round=1",
-    "ript.max_rounds=1",
-    "ript.minibatch_rollouts=2",
-    "sft.stages=[{name: prior, steps: 3, batch_size: 8}]",
-    "progress=false",
-]
+SMALL_RUN = [*SMALL_RIPT, "sft.stages=[{name: prior, steps: 3, batch_size: 8}]", "progress=false"]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from python_tests.folder_damage import assert_cli_refuses, damaged_copy
 from python_tests.libero_helpers import requires_gl, requires_libero
+from python_tests.small_runs import SMALL_RIPT
 from ript_fast.cli import main
 
 pytestmark = [*requires_libero, requires_gl]
@@ -31,18 +32,6 @@ CPU = [
     "policy.openvla.dtype=float32",
     "progress=false",
     f"env={TASK}",
-]
-SMALL_RIPT = [
-    "contexts.size=2",
-    "contexts.eval_size=1",
-    "ript.iterations=1",
-    "ript.group_size=2",
-    "ript.batch_rollouts=2",
-    "ript.contexts_per_round=1",
-    "ript.max_rounds=1",
-    "ript.dynamic_sampling=false",  # a random tiny model never succeeds: keep its all-0 group so PPO runs
-    "ript.minibatch_rollouts=2",
-    "eval.every=1",
 ]
 ARTIFACTS = [
     "config.yaml",
