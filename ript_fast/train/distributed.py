@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as tdist
 
@@ -75,6 +76,11 @@ class Dist:
         if tdist.get_backend() == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
+
+
+def rank_share(count: int, dist: Dist) -> np.ndarray:
+    """The items of `count` this rank takes when they are dealt round-robin: rank r holds r, r + world, ..."""
+    return np.arange(dist.rank, count, dist.world)
 
 
 def init_distributed(device: str) -> Dist:

@@ -42,7 +42,7 @@ from ript_fast.config import ConfigError
 from ript_fast.data.contexts import ContextDataset
 from ript_fast.policies.base import Policy
 from ript_fast.train.context_sampling import TaskGroupSampler
-from ript_fast.train.distributed import Dist, wrap_ddp
+from ript_fast.train.distributed import Dist, rank_share, wrap_ddp
 from ript_fast.train.dynamic_sampling import collect_informative_groups
 from ript_fast.train.evaluate import count_by_task
 from ript_fast.train.interrupts import safe_section
@@ -126,7 +126,7 @@ class RiptTrainer:
         self.context_noise_std, self.progress = context_noise_std, progress
         rank, world = self.dist.rank, self.dist.world
         self.sampler = TaskGroupSampler(contexts.task_names, _group_tasks(env, config), seed=seed * 7919 + rank * 7)
-        self.eval_rows = np.arange(rank, len(eval_contexts), world) if eval_contexts is not None else np.arange(0)
+        self.eval_rows = rank_share(len(eval_contexts) if eval_contexts is not None else 0, self.dist)
         _check_eval_env(eval_env, len(self.eval_rows))
         self.policy.eval()  # dropout off while sampling and scoring: stored old log-probs stay exact
         self.optimizer, self.scheduler = rl_optimizer(self.policy.freeze_for_rl(), config)

@@ -25,7 +25,7 @@ from ript_fast.envs.registry import resolve_tasks
 from ript_fast.policies.base import Policy
 from ript_fast.train.atomic import atomic_write_text
 from ript_fast.train.checkpoint import load_policy, save_policy
-from ript_fast.train.distributed import Dist, init_distributed, rank_device, shutdown
+from ript_fast.train.distributed import Dist, init_distributed, rank_device, rank_share, shutdown
 from ript_fast.train.preflight import check_tasks_divide, check_train_config
 from ript_fast.train.pretrained import run_eval_scores, save_pretrained
 from ript_fast.train.ript import RiptTrainer, TrainerCallback
@@ -114,12 +114,11 @@ def _train(
     r = cfg.ript
     check_tasks_divide(r.contexts_per_round, len(tasks))
     env_options = policy.policy_config.obs.env_options()
-    slots = [tasks[g % len(tasks)] for g in range(r.contexts_per_round) for _ in range(r.group_size)]
-    env = _make_env(cfg, slots, cfg.seed + dist.rank, env_options)
-    # Held-out contexts are split over ranks: rank r evaluates contexts r, r + world, ...
-    eval_rows = range(dist.rank, len(eval_contexts), dist.world)
-    eval_tasks = [eval_contexts.task_names[i] for i in eval_rows]
-    eval_env = _make_env(cfg, eval_tasks, cfg.contexts.eval_seed, env_options) if eval_tasks else None
+    slots = [task_env_name(cfg.env_names[0], tasks[g % len(tasks)]) for g in range(r.contexts_per_round)]
+    env = _make_env([name for name in slots for _ in range(r.group_size)], cfg.seed + dist.rank, env_options)
+    # Held-out contexts are split over ranks (`rank_share`, as the trainer deals them)
+    eval_names = eval_contexts.task_env_names(rank_share(len(eval_contexts), dist))
+    eval_env = _make_env(eval_names, cfg.contexts.eval_seed, env_options) if eval_names else None
     recorder = RunRecorder(cfg, out, checkpoints, dist)
     try:
         trainer = RiptTrainer(
@@ -261,10 +260,9 @@ def _fresh_contexts(cfg: TrainConfig, per_task: int, seed: int) -> ContextDatase
     return ContextDataset.from_env(cfg.env, per_task * num_tasks, seed)
 
 
-def _make_env(cfg: TrainConfig, slot_tasks: list[str], seed: int, env_options: dict[str, Any]):
-    """One engine batch whose env i runs `slot_tasks[i]`, never auto-reset (finished envs are masked); with
-    images (at the policy's render size) when the policy reads them."""
-    names = [task_env_name(cfg.env_names[0], task) for task in slot_tasks]
+def _make_env(names: list[str], seed: int, env_options: dict[str, Any]):
+    """One engine batch whose env i runs the single-task env `names[i]`, never auto-reset (finished envs are
+    masked); with images (at the policy's render size) when the policy reads them."""
     return make_vec_env(names, num_envs=len(names), seed=seed, autoreset=False, **env_options)
 
 
