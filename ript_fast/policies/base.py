@@ -72,10 +72,15 @@ class Scores:
     head_weight: torch.Tensor | None = None  # (V, H)
     temperature: float = 1.0
 
+    @property
+    def linear_head(self) -> bool:
+        """Whether the logits are given as a linear head (hidden states and head weight) rather than a tensor."""
+        return self.hidden is not None and self.head_weight is not None
+
     def token_logits(self) -> torch.Tensor:
         """(n, L, V) float32 logits, made from the linear head when given as one (for a caller that needs the
         tensor): the product in the inputs' dtype, as the fused ops and the policy's sampling compute it."""
-        if self.hidden is not None and self.head_weight is not None:
+        if self.linear_head:
             return (self.hidden @ self.head_weight.T).float() / self.temperature
         if self.logits is None:
             raise ValueError("a categorical policy's Scores must hold logits, or hidden states and a head weight")

@@ -40,7 +40,7 @@ def continuous_logprob(
 def per_element_logprob(kind: ActionKind, scores: Scores, decision: torch.Tensor) -> torch.Tensor:
     """(n, L) log-probs of `decision` under `scores` for a policy of the given action kind."""
     if kind == "categorical":
-        if scores.hidden is not None and scores.head_weight is not None:
+        if scores.linear_head:
             return linear_categorical_logprob(
                 scores.hidden, scores.head_weight, decision, temperature=scores.temperature, reduction="none"
             )

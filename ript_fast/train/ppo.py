@@ -67,7 +67,7 @@ def ppo_loss(
 
     if policy.action_kind == "categorical":
         tokens = batch.decisions.reshape(b, q * per_elem).to(device)
-        if scores.hidden is not None and scores.head_weight is not None:  # a linear head: no (b, q*L, V) logits
+        if scores.linear_head:  # a linear head: no (b, q*L, V) logits
             hidden = _unflatten(scores.hidden, valid, b, q)
             out = ops.linear_categorical_ppo_loss(
                 hidden, scores.head_weight, tokens, logp_old, advantages, weights, **clip,
