@@ -32,18 +32,22 @@ def read_demos(
     tasks named as that benchmark's envs name them), anything else an HDF5 file (one set)."""
     if Path(path).is_dir():
         sets = read_lerobot_dataset(path, obs_keys, max_demos, lerobot_keys)
-        return [named_in(s, benchmark) for s in sets] if benchmark else sets
+        if not benchmark:
+            return sets
+        from ript_fast.envs.registry import task_instructions
+
+        instructions = task_instructions(benchmark)  # once per dataset (LIBERO reads its suite's task table)
+        return [named_in(s, benchmark, instructions) for s in sets]
     return [read_demo_file(path, obs_keys=obs_keys, max_demos=max_demos)]
 
 
-def named_in(demos: DemoSet, benchmark: str) -> DemoSet:
+def named_in(demos: DemoSet, benchmark: str, instructions: Mapping[str, str]) -> DemoSet:
     """`demos` (a LeRobot task: its text) as the task of `benchmark` whose instruction (or name) it is (case, spacing
     and a final period aside): the env's task name and single-task env name; a text that is no task of the benchmark
-    is a DemoFileError naming the dataset, the text and the closest instructions."""
+    is a DemoFileError naming the dataset, the text and the closest instructions. `instructions`: the benchmark's
+    task -> instruction (`registry.task_instructions`)."""
     from ript_fast.data.contexts import task_env_name
-    from ript_fast.envs.registry import task_instructions
 
-    instructions = task_instructions(benchmark)
     by_text = {_plain(task): task for task in instructions} | {_plain(t): task for task, t in instructions.items()}
     task = by_text.get(_plain(demos.instruction))
     if task is None:
