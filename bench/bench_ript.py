@@ -12,9 +12,8 @@ held-out success curves per experiment.
   python bench/bench_ript.py multitask --tasks door-open-v3 reach-v3 push-v3 --target-demos 1 --out runs/multitask \
       --few-shot coffee-push-v3 door-open-v3 drawer-open-v3 pick-place-v3 push-v3 reach-v3 sweep-v3 window-open-v3
                                        (the paper's MetaWorld protocol, below)
-  python bench/bench_ript.py prior     --out runs/prior --target-demos 2 --few-shot door-open-v3 faucet-open-v3 \
-      handle-press-v3 button-press-topdown-v3 plate-slide-v3 door-unlock-v3 window-close-v3 dial-turn-v3
-                                       (the default run's packaged prior: configs/priors/quest_mt50_cpu.safetensors)
+  python bench/bench_ript.py ml45      --out runs/ml45 --target-demos 5 --seeds 0 1 \
+      --set contexts.eval_size=10 eval.every=5        (the paper's Table 2 ML45 5-shot column, below)
   python bench/bench_ript.py report    --out runs/headline       (table + plot of finished runs only)
   python bench/bench_ript.py report    --out runs/all --runs runs/a/x__dynamic runs/b/y__dynamic   (chosen runs)
 
@@ -24,10 +23,16 @@ ablation), from the same SFT policy (made once per task by the first run and reu
 `--tag _B128 --set ript.batch_rollouts=128 ript.contexts_per_round=16` runs a variant of finished multitask
 runs into new folders (`<task>_B128__dynamic`), reusing their pretraining and stage 2.
 
+`ml45` is Table 2's ML45 5-shot column (and Table 3's ablation) at CPU scale: `--target-demos` demos of each of
+ML45's 45 training tasks, one QueST policy SFT-trained on all of them (configs/sft_quest_mt50_cpu.yaml), then
+multi-task RIPT over the 45 tasks (`env=metaworld/ML45`, held-out contexts per task) from that one SFT policy,
+with and without dynamic sampling, once per `--seeds` seed.
+
 `multitask` is the paper's MetaWorld protocol at CPU scale: a QueST policy pretrained on scripted demos of
 every other MT50 task (`--pretrain-demos` each) plus the few-shot tasks' `--target-demos` demos
-(configs/sft_quest_mt50_cpu.yaml), then for each target a stage-2 fine-tune on its few demos alone (QueST's
-stage 2, configs/sft_quest_stage2_cpu.yaml), then RIPT on that target with and without dynamic sampling.
+(configs/prior_quest_mt50_cpu.yaml, the recipe of the default run's packaged prior), then for each target a
+stage-2 fine-tune on its few demos alone (QueST's stage 2, configs/sft_quest_stage2_cpu.yaml), then RIPT on that
+target with and without dynamic sampling.
 Each step is a `ript-fast` command, printed as it runs.
 """
 
@@ -107,21 +112,20 @@ def collect(task: str, num_demos: int, out: Path) -> Path:
 
 
 def pretrain(args: argparse.Namespace) -> Path:
-    """The MT50 prior: demos of every task (--target-demos of the few-shot ones, --pretrain-demos of the others),
-    then one QueST policy SFT-trained on all of them (configs/sft_quest_mt50_cpu.yaml). The `prior` experiment
-    stops here: its policy is what ships as configs/priors/quest_mt50_cpu.safetensors for the default run."""
-    from ript_fast.envs.registry import resolve_tasks
-
+    """The MT50 prior (`ript-fast sft --config prior_quest_mt50_cpu.yaml`: it collects --target-demos demos of each
+    few-shot task and --pretrain-demos of every other MT50 task into `<out>/pretrain/demos/`, then trains one
+    QueST policy on all of them)."""
     targets = args.few_shot or [task_overrides(args, spec)[0] for spec in args.tasks]
-    demos = args.out / "demos"
-    others = sorted(set(resolve_tasks("metaworld/MT50")) - set(targets))
-    files = [collect(task, args.pretrain_demos, demos / f"{task}.hdf5") for task in others]
-    files += [collect(task, args.target_demos, demos / f"{task}.hdf5") for task in sorted(targets)]
-    return run_sft(args.out / "pretrain", "configs/sft_quest_mt50_cpu.yaml", [f"demos=[{','.join(map(str, files))}]"])
+    collect = [
+        f"collect.num_demos={args.pretrain_demos}",
+        f"collect.few_shot=[{','.join(targets)}]",
+        f"collect.few_shot_demos={args.target_demos}",
+    ]
+    return run_sft(args.out / "pretrain", "configs/prior_quest_mt50_cpu.yaml", collect)
 
 
 def multitask(args: argparse.Namespace) -> list[Path]:
-    demos = args.out / "demos"
+    demos = args.out / "pretrain" / "demos"
     pretrained = pretrain(args)
     runs = []
     for spec in args.tasks:
@@ -135,6 +139,22 @@ def multitask(args: argparse.Namespace) -> list[Path]:
         run_train(dyn, args.config, base, stage2)
         run_train(nodyn, args.config, [*base, "ript.dynamic_sampling=false"], stage2)
         runs += [dyn, nodyn]
+    return runs
+
+
+def ml45(args: argparse.Namespace) -> list[Path]:
+    from ript_fast.envs.registry import resolve_tasks
+
+    demos = args.out / "demos"
+    files = [collect(task, args.target_demos, demos / f"{task}.hdf5") for task in resolve_tasks("metaworld/ML45")]
+    sft = run_sft(args.out / "sft", "configs/sft_quest_mt50_cpu.yaml", [f"demos=[{','.join(map(str, files))}]"])
+    runs = []
+    for seed in args.seeds:
+        base = ["env=metaworld/ML45", f"seed={seed}", *args.set]
+        for label, extra in (("dynamic", []), ("no-dynamic", ["ript.dynamic_sampling=false"])):
+            out = args.out / f"ML45{args.tag}_seed{seed}__{label}"
+            run_train(out, args.config, [*base, *extra], sft)
+            runs.append(out)
     return runs
 
 
@@ -211,7 +231,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", choices=["headline", "multitask", "prior", "contexts", "noise", "report"])
+    parser.add_argument("experiment", choices=["headline", "multitask", "ml45", "contexts", "noise", "report"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
         "--config", default="ript_metaworld_scratch_cpu", help="run config (the from-scratch preset: demos + SFT)"
@@ -227,6 +247,7 @@ def main() -> None:
     parser.add_argument(
         "--few-shot", nargs="*", default=[], help="multitask: the tasks given only --target-demos (default: --tasks)"
     )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="ml45: the RIPT runs' seeds")
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     parser.add_argument(
         "--runs", nargs="*", type=Path, default=[], help="report: these run folders (default: all in --out)"
@@ -240,9 +261,8 @@ def main() -> None:
         runs = headline(args)
     elif args.experiment == "multitask":
         runs = multitask(args)
-    elif args.experiment == "prior":
-        print(f"prior: {pretrain(args)}")
-        return
+    elif args.experiment == "ml45":
+        runs = ml45(args)
     elif args.experiment == "contexts":
         runs = sweep(args, "contexts.size", args.sizes, "contexts")
     elif args.experiment == "noise":

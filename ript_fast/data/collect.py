@@ -13,11 +13,13 @@ are distinct.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ript_fast.data.demo_file import Episode, write_demo_file
+from ript_fast.config import SEED, ConfigError, ranged
+from ript_fast.data.demo_file import Episode, read_demo_file, write_demo_file
 
 
 class TooFewDemosError(ValueError):
@@ -78,6 +80,65 @@ def collect_demos(
         env.close()
     settings = {"collector": "scripted_expert", "noise": noise, "seed": seed, "attempted": tried, "obs_mode": obs_mode}
     return write_demo_file(out, kept, env_name, task, instruction, extra=settings)
+
+
+@dataclass
+class CollectConfig:
+    """Scripted-expert demos a run collects itself into its folder's `demos/` (MetaWorld): e.g. the multi-task data
+    a prior is pretrained on, with a few tasks given only a few demos (the paper's few-shot targets)."""
+
+    env: str | list[str] = "metaworld/MT50"  # the tasks: metaworld/<task>, a group (metaworld/MT50), or a list
+    num_demos: int = ranged(40, ge=1, le=100_000)  # per task
+    noise_std: float = ranged(0.2, ge=0)  # Gaussian action noise of the expert (QueST's MetaWorld data)
+    seed: int = ranged(1000, **SEED)
+    few_shot: list[str] = field(default_factory=list)  # tasks given only `few_shot_demos` demos
+    few_shot_demos: int = ranged(2, ge=1, le=100_000)
+
+
+def planned_demos(cfg: CollectConfig, folder: Path, section: str) -> list[tuple[str, int, Path]]:
+    """(env name, number of demos, file) for every task of `cfg` (each once), checked before anything is collected: a
+    ConfigError naming `section`'s key for an unknown env, a non-MetaWorld one (the experts are MetaWorld's)
+    or a few-shot task that is not among the env's tasks."""
+    from ript_fast.envs.registry import PREFIX, is_libero, resolve_tasks
+
+    try:
+        tasks = resolve_tasks(cfg.env)
+    except ValueError as err:
+        raise ConfigError(f"{section}.env: {str(err).removeprefix('name: ')}") from None
+    if is_libero(cfg.env):
+        raise ConfigError(f"{section}.env: scripted experts exist for MetaWorld tasks only, got {cfg.env!r}")
+    for task in cfg.few_shot:
+        if task not in tasks:
+            raise ConfigError(f"{section}.few_shot: {task!r} is not a task of {cfg.env!r}")
+    # name order, the many-demo tasks first: the task table (and batches) of the packaged MT50 prior
+    order = sorted(set(tasks) - set(cfg.few_shot)) + sorted(set(cfg.few_shot))
+    return [
+        (PREFIX + task, cfg.few_shot_demos if task in cfg.few_shot else cfg.num_demos, folder / f"{task}.hdf5")
+        for task in order
+    ]
+
+
+def collect_or_reuse(
+    env_name: str, num_demos: int, path: Path, noise: float, seed: int, section: str, progress: bool = True
+) -> Path:
+    """The demos of `env_name` at `path`: collected when absent, reused when an earlier start of this run collected
+    them with these settings; a file made with other settings is a ConfigError naming `section`'s key, so a
+    resumed run never trains on demos its config does not describe."""
+    if not path.exists():
+        return collect_demos(env_name, num_demos, path, noise=noise, seed=seed, progress=progress)
+    made = read_demo_file(path, obs_keys=[])
+    found = made.attrs.get("ript_fast", {})
+    for key, have, want in (
+        ("noise_std", found.get("noise"), noise),
+        ("seed", found.get("seed"), seed),
+        ("num_demos", len(made.episodes), num_demos),
+    ):
+        if have != want:
+            raise ConfigError(
+                f"{path} was collected with {section}.{key}={have!r}, the config says {want!r}: resume with the run's "
+                "own config, or start a new run (--overwrite)"
+            )
+    return path
 
 
 def _run_batch(env, act: Expert, noise: float, seed: int, rng: np.random.Generator) -> list[Episode | None]:  # type: ignore[no-untyped-def]

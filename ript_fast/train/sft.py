@@ -23,6 +23,7 @@ import yaml
 
 from ript_fast.config import SEED, ConfigError, from_dict, ranged, to_dict
 from ript_fast.data.chunks import ChunkDataset
+from ript_fast.data.collect import CollectConfig, collect_or_reuse, planned_demos
 from ript_fast.data.sources import read_demos
 from ript_fast.policies.base import Policy
 from ript_fast.policies.config import PolicyConfig
@@ -64,6 +65,7 @@ class SftConfig:
     # LeRobot folders: the benchmark their tasks come from (libero/goal, libero/10, metaworld/MT50): task texts are
     # named as its envs name them (`goal/open_the_...`); None keeps the text. A `train` run's SFT uses its env's.
     lerobot_benchmark: str | None = None
+    collect: CollectConfig | None = None  # or scripted demos this run collects into <out>/demos/ (a prior's data)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     stages: list[StageConfig] = field(default_factory=list)  # empty: every stage of the family, 1000 steps each
     out_dir: str = "runs/sft"
@@ -97,7 +99,13 @@ def run_sft(cfg: SftConfig, out_dir: str | Path | None = None, mode: Mode = "new
     check_device(cfg.device, "device")
     check_logging(cfg.logging, "logging")
     check_policy_files(cfg.policy)
-    data = load_chunk_dataset(cfg)  # demo files are validated before the folder is touched
+    if cfg.collect is not None and cfg.demos:
+        raise ConfigError("demos, collect: give demo files or a collect section, not both")
+    data = None
+    if cfg.collect is None:
+        data = load_chunk_dataset(cfg)  # demo files are validated before the folder is touched
+    else:
+        demo_paths(cfg)  # as are the tasks the collect section names
 
     def same_run(path: Path) -> None:
         check_same_run(path / "config.yaml", _comparable(cfg), RESUME_FREE_KEYS, _comparable)
@@ -105,7 +113,20 @@ def run_sft(cfg: SftConfig, out_dir: str | Path | None = None, mode: Mode = "new
     with claim_run_folder(out, "sft", mode, same_run) as folder:
         if folder.resumed and (out / FINAL_CHECKPOINT).is_file():  # finished: nothing to train or rewrite
             return out / FINAL_CHECKPOINT
+        if data is None:
+            data = _collect(cfg, out)
         return _train(cfg, data, out, folder.resumed)
+
+
+def _collect(cfg: SftConfig, out: Path) -> ChunkDataset:
+    """The `collect` section's demos, into `out/demos/`. The folder holds the run from the start (config.yaml),
+    so a collection stopped half-way continues with --resume, reusing the files already made."""
+    assert cfg.collect is not None
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    c = cfg.collect
+    for env_name, num, path in planned_demos(c, out / "demos", "collect"):
+        collect_or_reuse(env_name, num, path, c.noise_std, c.seed, "collect", cfg.progress)
+    return load_chunk_dataset(cfg)
 
 
 def _comparable(cfg: SftConfig | dict[str, Any]) -> dict[str, Any]:
@@ -158,14 +179,20 @@ def _train(cfg: SftConfig, data: ChunkDataset, out: Path, resume: bool) -> Path:
     return final
 
 
+def demo_paths(cfg: SftConfig) -> list[str]:
+    """The demos a run trains on: its files, or those its `collect` section makes in its folder."""
+    if cfg.collect is None:
+        return list(cfg.demos)
+    return [str(path) for _, _, path in planned_demos(cfg.collect, Path(cfg.out_dir) / "demos", "collect")]
+
+
 def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
-    if not cfg.demos:
-        raise ConfigError("demos: the sft config lists no demo files")
+    paths = demo_paths(cfg)
+    if not paths:
+        raise ConfigError("demos: the sft config lists no demo files (and has no collect section)")
     obs = cfg.policy.obs
     keys = list(dict.fromkeys([*obs.state_keys, *obs.image_keys]))
-    sets = [
-        s for path in cfg.demos for s in read_demos(path, keys, cfg.num_demos, cfg.lerobot_keys, cfg.lerobot_benchmark)
-    ]
+    sets = [s for path in paths for s in read_demos(path, keys, cfg.num_demos, cfg.lerobot_keys, cfg.lerobot_benchmark)]
     return ChunkDataset(sets, cfg.policy.chunk_size, obs.state_keys, obs.image_keys)
 
 
@@ -306,7 +333,7 @@ def _notes(cfg: SftConfig, data: ChunkDataset, progress: _Progress, stage: str) 
         "producer": "sft",
         "stage": stage,
         "step": progress.step,
-        "demos": list(cfg.demos),
+        "demos": demo_paths(cfg),
         "num_episodes": data.num_episodes,
         "num_samples": len(data),
     }

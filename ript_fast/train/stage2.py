@@ -12,10 +12,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ript_fast.config import ConfigError
-from ript_fast.data.collect import collect_demos
+from ript_fast.data.collect import collect_or_reuse
 from ript_fast.data.contexts import ContextDataset
-from ript_fast.data.demo_file import read_demo_file
 from ript_fast.data.sources import read_demos
 from ript_fast.envs.registry import benchmark_of
 from ript_fast.train.preflight import env_tasks
@@ -64,32 +62,9 @@ def collect_missing_demos(cfg: TrainConfig, out: Path) -> None:
     if cfg.demos.files:
         return
     prefix = cfg.env_names[0].split("/", 1)[0]
+    d = cfg.demos
     for task, path in zip(env_tasks(cfg), demo_files(cfg, out), strict=True):
-        if path.exists():
-            _check_cached_demos(path, cfg)
-            continue
-        collect_demos(
-            f"{prefix}/{task}",
-            cfg.demos.num_demos,
-            path,
-            noise=cfg.demos.noise_std,
-            seed=cfg.demos.seed,
-            progress=cfg.progress,
-        )
-
-
-def _check_cached_demos(path: Path, cfg: TrainConfig) -> None:
-    """Demos collected by an earlier start of this run are reused only if the config still asks for them."""
-    demos = read_demo_file(path, obs_keys=[])
-    made = demos.attrs.get("ript_fast", {})
-    wanted = {"noise": cfg.demos.noise_std, "seed": cfg.demos.seed, "num_demos": cfg.demos.num_demos}
-    found = {"noise": made.get("noise"), "seed": made.get("seed"), "num_demos": len(demos.episodes)}
-    for key, value in wanted.items():
-        if found[key] != value:
-            raise ConfigError(
-                f"{path} was collected with demos.{key.replace('noise', 'noise_std')}={found[key]!r}, the config "
-                f"says {value!r}: resume with the run's own config, or start a new run (--overwrite)"
-            )
+        collect_or_reuse(f"{prefix}/{task}", d.num_demos, path, d.noise_std, d.seed, "demos", cfg.progress)
 
 
 def demo_context_dataset(cfg: TrainConfig, out: Path) -> ContextDataset:
