@@ -13,7 +13,10 @@ the renderer's alone. Per batch it runs, alternately and `--repeats` times (best
   * engine: frames drawn by `_C.render` in the core's thread pool, one EGL context per thread, GIL released;
   * state only: the same loop without any camera (the engine's speed, the ceiling for image rollouts).
 Each env renders all its frames once before the timed loop (shader compilation is a one-off per GL context).
-Prints a markdown table of env steps/s and the engine / python-loop ratio, with the frames each path drew.
+LIBERO batches of at most `--subproc-max-envs` envs also run LIBERO's SubprocVectorEnv as RIPT's released runner
+uses it (one process per env, robosuite rendering both cameras every step; random actions, `--subproc-steps`
+steps after its envs are built): the honest alternative for the engine's two-camera rollouts.
+Prints a markdown table of env steps/s and the ratios, with the frames each path drew.
 """
 
 from __future__ import annotations
@@ -83,11 +86,22 @@ def rollout_rate(name: str, n: int, size: int, steps: int, horizon: int, mode: s
     return timing.env_steps / seconds, frames
 
 
-def table(batches: list[tuple[str, int, int]], steps: int, horizon: int, repeats: int) -> list[str]:
+def subproc_rate(name: str, n: int, size: int, args: argparse.Namespace) -> float | None:
+    """LIBERO's SubprocVectorEnv on the same task and image size (None: not a LIBERO batch, or too many envs)."""
+    if not name.startswith("libero/") or n > args.subproc_max_envs:
+        return None
+    from bench_libero import TASK, libero_subproc  # bench/ is on sys.path when run
+
+    assert name == TASK, f"the SubprocVectorEnv baseline runs {TASK}"
+    return libero_subproc(n, args.subproc_steps, True, size)
+
+
+def table(batches: list[tuple[str, int, int]], args: argparse.Namespace) -> list[str]:
+    steps, horizon, repeats = args.steps, args.horizon, args.repeats
     rows = [
         "| batch | image size | envs | python loop (env steps/s) | engine | engine / python loop | state only | "
-        "frames drawn (python loop / engine) | load avg |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "frames drawn (python loop / engine) | LIBERO SubprocVectorEnv | engine / Subproc | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, n, size in batches:
         best = {m: 0.0 for m in MODES}
@@ -98,9 +112,11 @@ def table(batches: list[tuple[str, int, int]], steps: int, horizon: int, repeats
                 rate, frames[mode] = rollout_rate(name, n, size, steps, horizon, mode)
                 best[mode] = max(best[mode], rate)
         loop, engine = best["python loop"], best["engine"]
+        subproc = subproc_rate(name, n, size, args)
+        versus = "- | -" if subproc is None else f"{subproc:,.1f} | {engine / subproc:.1f}x"
         rows.append(
             f"| {name} | {size} | {n} | {loop:,.1f} | {engine:,.1f} | {engine / loop:.2f}x | "
-            f"{best['state only']:,.0f} | {frames['python loop']:,} / {frames['engine']:,} | "
+            f"{best['state only']:,.0f} | {frames['python loop']:,} / {frames['engine']:,} | {versus} | "
             f"{load:.1f} -> {os.getloadavg()[0]:.1f} |"
         )
         print(rows[-1], flush=True)
@@ -120,8 +136,10 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=8, help="actions per query (QueST: 8)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--subproc-max-envs", type=int, default=16, help="larger LIBERO batches skip SubprocVectorEnv")
+    parser.add_argument("--subproc-steps", type=int, default=12, help="SubprocVectorEnv steps timed per env")
     args = parser.parse_args()
-    steps = 32 if args.quick else args.steps
+    args.steps = steps = 32 if args.quick else args.steps
     sizes = [16] if args.quick else [16, 64]
     _C.set_num_threads(args.threads)
     batches = [("metaworld/pick-place-v3", n, 128) for n in sizes]
@@ -133,7 +151,7 @@ def main() -> None:
         f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}, "
         f"{steps} steps per episode, a query every {args.horizon}, best of {args.repeats}, {args.threads} threads"
     )
-    rows = table(batches, steps, args.horizon, args.repeats)
+    rows = table(batches, args)
     print(f"\nload average after: {os.getloadavg()}\n")
     print("\n".join(rows))
 

@@ -71,8 +71,8 @@ def ours(n: int, steps: int, threads: int, images: bool) -> float:
     return rate
 
 
-def _libero_env(images: bool) -> object:
-    return reference_env(resolve(TASK)[0], cameras=images)
+def _libero_env(images: bool, size: int = 128) -> object:
+    return reference_env(resolve(TASK)[0], cameras=images, size=size)
 
 
 def libero_single(steps: int) -> float:
@@ -89,10 +89,12 @@ def env_init_states() -> np.ndarray:
     return init_states(resolve(TASK)[0])
 
 
-def libero_subproc(n: int, steps: int, images: bool) -> float:
+def libero_subproc(n: int, steps: int, images: bool, size: int = 128) -> float:
+    """Env steps/s of LIBERO's SubprocVectorEnv (one spawned process per env; with `images`, agentview + wrist at
+    `size`, rendered every step by robosuite as LIBERO's env returns them) on random actions."""
     from libero.libero.envs.venv import SubprocVectorEnv
 
-    venv = SubprocVectorEnv([functools.partial(_libero_env, images) for _ in range(n)])
+    venv = SubprocVectorEnv([functools.partial(_libero_env, images, size) for _ in range(n)])
     try:
         venv.set_init_state(env_init_states()[:n])
         actions = random_actions(n, steps)
