@@ -3,6 +3,8 @@ images rendered only for the queries that read them."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ import torch
 from python_tests.ppo_fixtures import SMOKE_CONFIG, smoke_policy
 from python_tests.test_env_rgb import _gl_available
 from ript_fast.config import load_config
-from ript_fast.envs import expert_actions, make_vec_env
+from ript_fast.envs import expert_actions, make_vec_env, rendering
 from ript_fast.envs.rendering import BatchRenderer
 from ript_fast.policies.base import ChunkSample, Policy, PolicySpec
 from ript_fast.policies.factory import build_policy
@@ -174,6 +176,41 @@ def test_image_rollouts_on_demand_equal_every_step_rollouts(contexts: np.ndarray
     for key in every.cond:
         assert torch.equal(lazy.cond[key], every.cond[key]), key
     assert sum(drawn) == int(lazy.query_mask.sum()) and every_drawn == N * (1 + int(every.episode_steps.max()))
+
+
+@requires_gl
+@pytest.mark.parametrize("every_step", [False, True])
+def test_drawing_time_is_its_own_line_of_the_rollout_time(
+    every_step: bool, contexts: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rollout time splits into stepping, resetting, drawing and acting: with every draw slowed by 0.1 s, all of
+    that lands in env_render (reset's frame too, when every step renders), none in env_step or env_reset."""
+    calls: list[None] = []
+
+    def slow_draw(real):
+        def wrapped(self, rows, wanted) -> None:
+            calls.append(None)
+            time.sleep(0.1)
+            real(self, rows, wanted)
+
+        return wrapped
+
+    for backend in (rendering._EngineDraw, rendering._PythonDraw):
+        monkeypatch.setattr(backend, "draw", slow_draw(backend.draw))
+    env = image_env(2, 16)
+    n = 2
+    try:
+        start = time.perf_counter()
+        _, timing = collect_rollouts(
+            env, image_policy(), contexts[:n], np.arange(n), np.zeros(n, np.int64), 0, render_every_step=every_step
+        )
+        wall = time.perf_counter() - start
+    finally:
+        env.close()
+    assert len(calls) >= 2 and timing.env_render >= 0.1 * len(calls)
+    assert timing.env_reset < 0.1 and timing.env_step < 0.1 * len(calls)
+    parts = timing.env_step + timing.env_reset + timing.env_render + timing.policy_act
+    assert parts <= wall
 
 
 @requires_gl

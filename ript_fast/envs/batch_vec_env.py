@@ -151,6 +151,11 @@ class BatchVecEnv(gym.vector.VectorEnv):
 
     # ---- images on demand ----------------------------------------------------------------------------
 
+    @property
+    def render_seconds(self) -> float:
+        """Wall seconds this env has spent drawing frames (0 without images): rollouts time rendering apart."""
+        return 0.0 if self._renderer is None else self._renderer.seconds_drawing
+
     def render_observations(
         self, ids: Sequence[int] | np.ndarray | None = None, keys: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:

@@ -37,6 +37,7 @@ import atexit
 import copy
 import importlib
 import os
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -242,7 +243,8 @@ class _PythonDraw:
 class BatchRenderer:
     """Renders the envs of a batch from one or more fixed cameras into preallocated (N, H, W, 3) uint8 arrays,
     `images[camera]`; `current[camera]` (N,) bool marks the frames that show their env's present state, and
-    `frames_drawn` counts the frames drawn so far (what rendering on demand saves)."""
+    `frames_drawn` counts the frames drawn so far (what rendering on demand saves), `seconds_drawing` the wall time
+    spent drawing them."""
 
     def __init__(
         self,
@@ -267,6 +269,7 @@ class BatchRenderer:
         self.images = {c: np.zeros((len(envs), height, width, 3), dtype=np.uint8) for c in self.cameras}
         self.current = {c: self._current[:, k] for k, c in enumerate(self.cameras)}
         self.frames_drawn = 0
+        self.seconds_drawing = 0.0
         draw_class: Callable[..., _EngineDraw | _PythonDraw] = {"engine": _EngineDraw, "python": _PythonDraw}[
             self.backend
         ]
@@ -294,7 +297,9 @@ class BatchRenderer:
         rows = np.arange(len(self._current), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
         wanted = np.isin(self.cameras, self.cameras if cameras is None else list(cameras))
         self.frames_drawn += int(np.count_nonzero(~self._current[np.unique(rows)][:, wanted]))
+        start = time.perf_counter()
         self._draw.draw(rows, wanted)
+        self.seconds_drawing += time.perf_counter() - start
 
     def close(self) -> None:
         self._finalizer()

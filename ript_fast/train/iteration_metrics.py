@@ -38,12 +38,13 @@ def iteration_record(
             "env_steps": timing.env_steps,
             "env_step": timing.env_step,
             "env_reset": timing.env_reset,
+            "env_render": timing.env_render,
             "policy_act": timing.policy_act,
             "update": update_seconds,
         }
     )
     world = dist.world
-    rollout_seconds = (totals["env_step"] + totals["env_reset"] + totals["policy_act"]) / world
+    rollout_seconds = sum(totals[k] for k in ("env_step", "env_reset", "env_render", "policy_act")) / world
     run = max(totals["rollouts_run"], 1)
     return {
         "train_success": totals["successes"] / run,
@@ -59,6 +60,7 @@ def iteration_record(
         "env_steps_per_s": totals["env_steps"] / max(rollout_seconds, 1e-9),
         "time_env_step": totals["env_step"] / world,
         "time_env_reset": totals["env_reset"] / world,
+        "time_env_render": totals["env_render"] / world,
         "time_policy_act": totals["policy_act"] / world,
         "time_update": totals["update"] / world,
         "world_size": world,

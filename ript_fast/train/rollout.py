@@ -14,8 +14,8 @@ rendering.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
@@ -96,8 +96,9 @@ class RolloutBatch:
 class RolloutTiming:
     """Wall-clock seconds of one collection, split where the time goes."""
 
-    env_step: float = 0.0  # stepping, and rendering the images the queries read
+    env_step: float = 0.0  # stepping (physics, controller, observations, success)
     env_reset: float = 0.0
+    env_render: float = 0.0  # drawing frames (on demand: the queries'; every step: each step's and reset's)
     policy_act: float = 0.0
     env_steps: int = 0  # env steps actually simulated (finished envs excluded)
 
@@ -167,13 +168,13 @@ def _collect(
 ) -> tuple[RolloutBatch, RolloutTiming]:
     """collect_rollouts' loop, in the env's rendering mode."""
     timing = RolloutTiming()
+    env_time = _EnvClock(env, timing)
     n = len(init_states)
-    t0 = time.perf_counter()
     options: dict[str, object] = {"init_state": init_states}
     if context_noise_std > 0:
         options["context_noise_std"] = context_noise_std
-    obs, _ = env.reset(seed=seed, options=options)
-    timing.env_reset = time.perf_counter() - t0
+    with env_time("env_reset"):
+        obs, _ = env.reset(seed=seed, options=options)
 
     running = np.ones(n, dtype=bool)
     success = np.zeros(n, dtype=bool)
@@ -186,9 +187,8 @@ def _collect(
 
     while running.any():
         ids = np.flatnonzero(running)
-        t0 = time.perf_counter()
-        images = _query_images(env, obs, ids, image_keys)
-        timing.env_step += time.perf_counter() - t0
+        with env_time("env_step"):
+            images = _query_images(env, obs, ids, image_keys)
         t0 = time.perf_counter()
         try:
             with torch.no_grad():
@@ -202,9 +202,8 @@ def _collect(
         _check_finite(chunk_actions, chunk.logprob.numpy(), context_ids[ids])
         for h in range(chunk_actions.shape[1]):
             actions[ids] = chunk_actions[:, h]
-            t0 = time.perf_counter()
-            obs, _, terminated, truncated, info = env.step(actions)
-            timing.env_step += time.perf_counter() - t0
+            with env_time("env_step"):
+                obs, _, terminated, truncated, info = env.step(actions)
             timing.env_steps += int(running.sum())
             steps += running
             success |= np.asarray(info["success"], dtype=bool) & running
@@ -217,6 +216,25 @@ def _collect(
 
     batch = _pack(queries, n, success, steps, context_ids)
     return batch, timing
+
+
+class _EnvClock:
+    """Times env calls into a RolloutTiming field, the frames they drew apart: an env that counts its drawing time
+    (`render_seconds`, as the engine's envs do) has it moved to `env_render`."""
+
+    def __init__(self, env, timing: RolloutTiming) -> None:
+        self.env, self.timing = env, timing
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        start, drawn = time.perf_counter(), self._drawing()
+        yield
+        render = self._drawing() - drawn
+        self.timing.env_render += render
+        setattr(self.timing, part, getattr(self.timing, part) + time.perf_counter() - start - render)
+
+    def _drawing(self) -> float:
+        return float(getattr(self.env, "render_seconds", 0.0))
 
 
 def _check_finite(actions: np.ndarray, logprob: np.ndarray, context_ids: np.ndarray) -> None:
