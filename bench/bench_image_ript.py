@@ -10,7 +10,11 @@ twice from the same policy, contexts and seeds:
     one GL context (`render_every_step=True`, `RIPT_FAST_RENDER=python`; the policy reads its images from the
     step's observation, as a gymnasium vector env returns them);
   * now: the trainer's default: a step draws nothing, each query draws the frames of the envs it queries
-    (one step in 8), in the engine's pool (`_C.render`, GIL released).
+    (one step in 8), in the engine's pool (`_C.render`, GIL released);
+  * overlapped: now, with `ript.overlap_acting`: two halves of the batch take turns, the policy acting for one
+    on a thread of its own while the engine steps and draws the other (other samples than the one-batch loop,
+    so its record is not compared).
+`--state` runs the same iterations without cameras (the policy reads the state alone; before = now there).
 The policy is the CPU QueST preset (configs/sft_quest_metaworld_cpu.yaml) reading its camera(s) through a small
 CNN at 64 px; it is untrained, and no group is rejected (`dynamic_sampling=false`), so both runs collect exactly
 one round of `--contexts` x K rollouts of `--steps` steps each. Prints, per batch, the iteration's time split
@@ -21,6 +25,7 @@ records (successes, PPO statistics) are equal: the same rollouts, so the same up
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 import warnings
@@ -60,11 +65,11 @@ class EveryStepEnv:
         return getattr(self._env, name)
 
 
-def image_policy(name: str, env: Any) -> Any:
+def image_policy(name: str, env: Any, images: bool) -> Any:
     state_keys, image_keys, state_dim = OBS[name.split("/")[0]]
     overrides = [
         f"policy.obs.state_keys=[{','.join(state_keys)}]",
-        f"policy.obs.image_keys=[{','.join(image_keys)}]",
+        f"policy.obs.image_keys=[{','.join(image_keys if images else [])}]",
         "policy.obs.image_size=64",
         "policy.obs.image_embed_dim=32",
     ]
@@ -76,11 +81,12 @@ def image_policy(name: str, env: Any) -> Any:
 
 
 def one_iteration(name: str, args: argparse.Namespace, mode: str) -> dict[str, Any]:
-    """The metrics record of one RIPT iteration with image rollouts run the `mode` way ("before" or "now")."""
+    """The metrics record of one RIPT iteration with image rollouts run the `mode` way (before, now, overlapped)."""
     os.environ["RIPT_FAST_RENDER"] = "python" if mode == "before" else "engine"
     n = args.contexts * args.group_size
     options = {"autoreset": False, "max_episode_steps": args.steps, "render_size": (128, 128)}
-    env = make_vec_env(name, n, seed=0, obs_mode="state+rgb", render_every_step=mode == "before", **options)
+    obs_mode = "state" if args.state else "state+rgb"
+    env = make_vec_env(name, n, seed=0, obs_mode=obs_mode, render_every_step=mode == "before", **options)
     contexts = ContextDataset.from_env(name, args.contexts, seed=1000)
     config = RiptConfig(
         iterations=1,
@@ -89,13 +95,14 @@ def one_iteration(name: str, args: argparse.Namespace, mode: str) -> dict[str, A
         contexts_per_round=args.contexts,
         max_rounds=1,
         dynamic_sampling=False,
+        overlap_acting=mode == "overlapped",
     )
     try:
         env.reset(seed=0)
-        env.render_observations()  # shaders compile on a GL context's first frame (a run's envs live long)
-        trainer = RiptTrainer(
-            image_policy(name, env), EveryStepEnv(env) if mode == "before" else env, contexts, config, progress=False
-        )
+        if not args.state:
+            env.render_observations()  # shaders compile on a GL context's first frame (a run's envs live long)
+        policy = image_policy(name, env, not args.state)
+        trainer = RiptTrainer(policy, EveryStepEnv(env) if mode == "before" else env, contexts, config, progress=False)
         start = time.perf_counter()
         record = trainer.step()
         record["wall"] = time.perf_counter() - start
@@ -117,12 +124,13 @@ def main() -> None:
     parser.add_argument("--contexts", type=int, default=2)
     parser.add_argument("--group-size", type=int, default=8, help="K")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--state", action="store_true", help="no cameras: the overlap on state rollouts")
     args = parser.parse_args()
     if args.quick:
         args.steps = 32
     _C.set_num_threads(args.threads)
     torch.set_num_threads(1)  # as `ript-fast train` runs small policies
-    batches = ["metaworld/pick-place-v3"] + ([] if args.quick else ["libero/goal/0"])
+    batches = ["metaworld/pick-place-v3"] + ([] if args.quick or args.state else ["libero/goal/0"])
     print(
         f"load average before: {os.getloadavg()}, {args.contexts} contexts x K={args.group_size}, {args.steps} steps, "
         f"{args.threads} engine threads, MUJOCO_GL={os.environ.get('MUJOCO_GL')}"
@@ -131,21 +139,21 @@ def main() -> None:
         "| batch | run | render | step | reset | act | update | iteration (wall) | env steps | same update |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    warm = argparse.Namespace(contexts=1, group_size=2, steps=8)
+    warm = argparse.Namespace(contexts=1, group_size=2, steps=8, state=args.state)
+    modes = ("now", "overlapped") if args.state else ("before", "now", "overlapped")
     for name in batches:
-        for mode in ("before", "now"):  # torch's and the renderers' first-use costs, paid outside the timed runs
+        for mode in modes:  # torch's and the renderers' first-use costs, paid outside the timed runs
             one_iteration(name, warm, mode)
-        records = {mode: one_iteration(name, args, mode) for mode in ("before", "now")}
-        before, now = records["before"], records["now"]
+        records = {mode: one_iteration(name, args, mode) for mode in modes}
         for mode, r in records.items():
             parts = " | ".join(f"{r[p]:.1f}" for p in PARTS)
             rows.append(f"| {name} | {mode} | {parts} | {r['wall']:.1f} s | {r['env_steps']:,} | |")
-        rows.append(
-            f"| {name} | before / now | "
-            + " | ".join(f"{before[p] / max(now[p], 1e-9):.1f}x" for p in PARTS)
-            + f" | **{before['wall'] / now['wall']:.1f}x** | | {same_update(before, now)} |"
-        )
-        print("\n".join(rows[-3:]), flush=True)
+        for slow, fast in itertools.pairwise(modes):
+            a, b = records[slow], records[fast]
+            same = same_update(a, b) if fast == "now" else "other samples"
+            ratios = " | ".join(f"{a[p] / max(b[p], 1e-9):.1f}x" for p in PARTS)
+            rows.append(f"| {name} | {slow} / {fast} | {ratios} | **{a['wall'] / b['wall']:.2f}x** | | {same} |")
+        print("\n".join(rows[-(2 * len(modes) - 1) :]), flush=True)
     print(f"\nload average after: {os.getloadavg()}\n")
     print("\n".join(rows))
 

@@ -147,7 +147,9 @@ def ml45(args: argparse.Namespace) -> list[Path]:
 
     demos = args.out / "demos"
     files = [collect(task, args.target_demos, demos / f"{task}.hdf5") for task in resolve_tasks("metaworld/ML45")]
-    sft = run_sft(args.out / "sft", "configs/sft_quest_mt50_cpu.yaml", [f"demos=[{','.join(map(str, files))}]"])
+    # one torch thread: the RIPT runs of another experiment often share the cores (OpenMP workers then spin)
+    demos_list = f"demos=[{','.join(map(str, files))}]"
+    sft = run_sft(args.out / "sft", "configs/sft_quest_mt50_cpu.yaml", [demos_list, "threads=1"])
     runs = []
     for seed in args.seeds:
         base = ["env=metaworld/ML45", f"seed={seed}", *args.set]
@@ -203,6 +205,33 @@ def report(runs: list[Path], out: Path, title: str) -> None:
             f"{r['rejected']} | {r['minutes']:.1f} |"
         )
     plot(rows, out / f"{title.replace(' ', '_')}.png", title)
+
+
+def ml45_report(runs: list[Path]) -> None:
+    """Table 2's form for multi-task runs: mean held-out success over the tasks at the first and last evaluation,
+    with episode counts and 95% Wilson intervals, then success per task (the runs side by side)."""
+    from ript_fast.train.binomial import wilson_interval
+
+    evals = {}
+    for run in runs:
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        evals[run.name] = [r for r in records if r.get("eval_success") is not None]
+    print("\n| run | iteration | held-out success (95% CI) | episodes | gain over iteration 0 |")
+    print("|---|---:|---|---:|---:|")
+    for name, rows in evals.items():
+        for r in (rows[0], rows[-1]) if len(rows) > 1 else rows:
+            n = r["eval_episodes"]
+            low, high = wilson_interval(round(r["eval_success"] * n), n)
+            gain = 100 * (r["eval_success"] - rows[0]["eval_success"])
+            print(f"| {name} | {r['iteration']} | {r['eval_success']:.3f} ({low:.3f}-{high:.3f}) | {n} | {gain:+.1f} |")
+    tasks = sorted(k.split("/", 1)[1] for k in next(iter(evals.values()))[0] if k.startswith("eval_success/"))
+    names = list(evals)
+    print("\n| task | iteration 0 | " + " | ".join(f"{n}: last" for n in names) + " |")
+    print("|---|---:|" + "---:|" * len(names))
+    for task in tasks:
+        first = next(iter(evals.values()))[0][f"eval_success/{task}"]
+        last = [f"{evals[n][-1].get(f'eval_success/{task}', float('nan')):.1f}" for n in names]
+        print(f"| {task} | {first:.1f} | " + " | ".join(last) + " |")
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
@@ -270,6 +299,9 @@ def main() -> None:
     else:
         runs = args.runs or sorted(p for p in args.out.iterdir() if (p / "metrics.jsonl").exists())
     report(runs, args.out, f"RIPT {args.experiment}")
+    multi = [r for r in runs if r.name.startswith("ML45") and (r / "metrics.jsonl").exists()]
+    if multi:
+        ml45_report(multi)
 
 
 if __name__ == "__main__":

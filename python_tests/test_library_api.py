@@ -145,9 +145,45 @@ def test_objects_that_do_not_fit_are_refused(env) -> None:
             _trainer(policy, env, eval_env=small, eval_contexts=held_out)
         with pytest.raises(ValueError, match=r"^evaluate: the trainer was given no eval_contexts"):
             _trainer(policy, env).evaluate()
+        config = RiptConfig(group_size=K, batch_rollouts=K * GROUPS, contexts_per_round=GROUPS, overlap_acting=True)
+        with pytest.raises(ValueError, match=r"^env: overlap_acting needs an env that can step some of its envs"):
+            RiptTrainer(policy, _GymnasiumStep(env), ContextDataset.from_env(TASK, 4, seed=1_000), config)
     finally:
         for e in (small, mixed, resetting):
             e.close()
+
+
+class _GymnasiumStep:
+    """A vector env whose step takes the actions alone (gymnasium's signature): it cannot step half a batch."""
+
+    def __init__(self, env: Any) -> None:
+        self._env = env
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._env, name)
+
+    def step(self, actions: Any) -> Any:
+        return self._env.step(actions)
+
+
+def test_overlap_acting_collects_and_trains(env) -> None:
+    """With `overlap_acting` the trainer collects (the policy acting for one half of the round while the engine
+    steps the other) and updates as any run does."""
+    policy = smoke_policy()
+    config = RiptConfig(
+        group_size=K, batch_rollouts=K * GROUPS, contexts_per_round=GROUPS, dynamic_sampling=False, overlap_acting=True
+    )
+
+    def likelihood(batch):  # differs between the rollouts of a context (the untrained policy never succeeds)
+        return (batch.logprob_old * batch.query_mask[..., None]).sum(dim=(1, 2))
+
+    contexts = ContextDataset.from_env(TASK, 4, seed=1_000)
+    trainer = RiptTrainer(policy, env, contexts, config, reward_fn=likelihood, seed=5)
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    record = trainer.step()
+    assert record["train_rollouts"] == K * GROUPS and record["kept_groups"] == GROUPS
+    assert record["env_steps"] == K * GROUPS * 500 and record["time_policy_act"] > 0
+    assert any(not torch.equal(p, before[n]) for n, p in policy.named_parameters())
 
 
 class _Recorder(TrainerCallback):

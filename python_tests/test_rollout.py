@@ -3,6 +3,7 @@ images rendered only for the queries that read them."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -16,6 +17,7 @@ from ript_fast.envs import expert_actions, make_vec_env, rendering
 from ript_fast.envs.rendering import BatchRenderer
 from ript_fast.policies.base import ChunkSample, Policy, PolicySpec
 from ript_fast.policies.factory import build_policy
+from ript_fast.train import rollout
 from ript_fast.train.evaluate import _FrameRecorder
 from ript_fast.train.rollout import NonFiniteActionError, RolloutBatch, collect_rollouts
 from ript_fast.train.sft import SftConfig
@@ -256,3 +258,79 @@ def test_evaluate_runs_every_context_on_its_own_task(monkeypatch: pytest.MonkeyP
     result = evaluate(policy, [f"metaworld/{t}" for t in tasks], episodes=3, batch_size=1, progress=False)
     assert made[1:] == [["metaworld/reach-v3"], ["metaworld/push-v3"], ["metaworld/reach-v3"]]  # after the contexts
     assert result.episodes == 3 and set(result.per_task) == set(tasks)
+
+
+def halves_rollouts(policy: Policy, env, contexts: np.ndarray, threaded: bool) -> RolloutBatch:
+    """The batch as two halves taking turns, the policy acting on its own thread (overlap) or on this one."""
+    torch.manual_seed(1)
+    n = len(contexts)
+    try:
+        with env.rendering_mode(every_step=False):
+            ids, tasks = np.arange(n), np.zeros(n, np.int64)
+            return rollout._collect(env, policy, contexts, ids, tasks, 0, True, 0.0, halves=True, threaded=threaded)[0]
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("images", [False, pytest.param(True, marks=requires_gl)])
+def test_overlapped_rollouts_equal_the_halves_taking_turns(
+    images: bool, contexts: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acting on a thread of its own while the engine steps (and draws) the other half changes nothing: the same
+    samples, log-probs, images, rewards and lengths as the two halves taking turns on one thread."""
+    policy = image_policy() if images else smoke_policy()
+    steer_to_goal(policy, monkeypatch)
+
+    def make():
+        if images:
+            return image_env(N, 60)
+        return make_vec_env("metaworld/reach-v3", N, seed=0, autoreset=False, max_episode_steps=60)
+
+    turns = halves_rollouts(policy, make(), contexts, threaded=False)
+    overlapped = halves_rollouts(policy, make(), contexts, threaded=True)
+    assert len(set(turns.episode_steps.tolist())) > 1 and turns.rewards.sum() > 0  # ragged: halves shrink
+    for name in ("success", "rewards", "episode_steps", "query_mask", "decisions", "logprob_old"):
+        assert torch.equal(getattr(overlapped, name), getattr(turns, name)), name
+    assert overlapped.cond.keys() == turns.cond.keys() and ("image/rgb" in turns.cond) == images
+    for key in turns.cond:
+        assert torch.equal(overlapped.cond[key], turns.cond[key]), key
+    for row in overlapped.query_mask:  # each rollout's queries fill its first columns, in order
+        n = int(row.sum())
+        assert row[:n].all() and not row[n:].any()
+
+
+def test_overlap_steps_one_half_while_the_policy_acts_for_the_other(
+    policy, contexts: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy acts on its own thread, and the engine steps the other half's envs during an act (a slow act
+    makes the window wide); each step moves one half only."""
+    events: list[tuple[str, float, object]] = []
+    real_act = policy.act
+
+    def slow_act(obs, sample=True):
+        events.append(("act", time.perf_counter(), threading.current_thread().name))
+        time.sleep(0.2)
+        chunk = real_act(obs, sample)
+        events.append(("acted", time.perf_counter(), None))
+        return chunk
+
+    monkeypatch.setattr(policy, "act", slow_act)
+    env = make_vec_env("metaworld/reach-v3", N, seed=0, autoreset=False, max_episode_steps=24)
+    real_step = env.step
+
+    def step(actions, env_ids=None):
+        events.append(("step", time.perf_counter(), tuple(env_ids.tolist())))
+        return real_step(actions, env_ids=env_ids)
+
+    monkeypatch.setattr(env, "step", step)
+    try:
+        batch, _ = collect_rollouts(env, policy, contexts, np.arange(N), np.zeros(N, np.int64), 0, overlap=True)
+    finally:
+        env.close()
+    assert {name for kind, _, name in events if kind == "act"} == {"ript-act_0"}
+    assert {ids for kind, _, ids in events if kind == "step"} == {(0, 1, 2), (3, 4, 5)}
+    starts = [t for kind, t, _ in events if kind == "act"]
+    ends = [t for kind, t, _ in events if kind == "acted"]
+    acting = list(zip(starts, ends, strict=True))  # one act at a time, on one thread
+    assert any(kind == "step" and any(a < t < b for a, b in acting) for kind, t, _ in events)
+    assert (batch.episode_steps == 24).all()

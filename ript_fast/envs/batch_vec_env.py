@@ -122,18 +122,21 @@ class BatchVecEnv(gym.vector.VectorEnv):
         self._invalidate_frames(mask)
         return self._observation(self._step_images()), self._info(self._all)
 
-    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: Any, env_ids: Any = None) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """gymnasium's step; `env_ids` steps only those envs (the others keep their state and outputs, reward 0),
+        so that one part of a batch can step while a policy acts for another."""
         self._check_open("step")
         actions = self._check_actions(actions)
-        pending = self._needs_reset.copy()
-        active = ~(pending | self._frozen)
+        chosen = self._all.copy() if env_ids is None else np.isin(np.arange(self.num_envs), self._env_ids(env_ids))
+        pending = self._needs_reset & chosen
+        active = ~(self._needs_reset | self._frozen) & chosen
         self._sim.step(actions, active)
         if pending.any():
             self._sample_episodes(np.flatnonzero(pending))
         self._invalidate_frames(active | pending)  # frozen envs did not move: their frames stay valid
         done = (self._sim.terminated | self._sim.truncated) & active
         if self.autoreset:
-            self._needs_reset = done
+            self._needs_reset = (self._needs_reset & ~chosen) | done
         else:
             self._frozen |= done
         return (

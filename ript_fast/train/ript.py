@@ -28,6 +28,7 @@ Where this departs from the released code (`shared/REFERENCE_CODE.md`), on purpo
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -127,7 +128,7 @@ class RiptTrainer:
         rank, world = self.dist.rank, self.dist.world
         self.sampler = TaskGroupSampler(contexts.task_names, _group_tasks(env, config), seed=seed * 7919 + rank * 7)
         self.eval_rows = rank_share(len(eval_contexts) if eval_contexts is not None else 0, self.dist)
-        _check_eval_env(eval_env, len(self.eval_rows))
+        _check_eval_env(eval_env, len(self.eval_rows), config.overlap_acting)
         self.policy.eval()  # dropout off while sampling and scoring: stored old log-probs stay exact
         self.optimizer, self.scheduler = rl_optimizer(self.policy.freeze_for_rl(), config)
         self.settings = PPOSettings(
@@ -217,7 +218,10 @@ class RiptTrainer:
     def _collect(self, group_rows: np.ndarray, seed: int) -> tuple[RolloutBatch, RolloutTiming]:
         """K rollouts of each context (rows of the context dataset), group-major, in one engine batch."""
         rows = np.repeat(group_rows, self.config.group_size)
-        return rollout_contexts(self.env, self.policy, self.contexts, rows, seed, True, self.context_noise_std)
+        overlap = self.config.overlap_acting
+        return rollout_contexts(
+            self.env, self.policy, self.contexts, rows, seed, True, self.context_noise_std, overlap=overlap
+        )
 
     def _rewarded(self, batch: RolloutBatch, timing: RolloutTiming) -> tuple[RolloutBatch, RolloutTiming]:
         rewards = torch.as_tensor(self.reward_fn(batch)).detach().float().cpu()
@@ -248,7 +252,8 @@ class RiptTrainer:
             seed = _derive_seed(self.seed, self.iteration, salt=3 + self.dist.rank)
             with _seeded(seed):
                 env, contexts = self.eval_env, self.eval_contexts
-                batch, _ = rollout_contexts(env, self.policy, contexts, self.eval_rows, seed, sample)
+                overlap = self.config.overlap_acting
+                batch, _ = rollout_contexts(env, self.policy, contexts, self.eval_rows, seed, sample, overlap=overlap)
             names = [self.eval_contexts.task_names[i] for i in self.eval_rows]
             for task, (n, hits) in count_by_task(names, batch.success.numpy()).items():
                 local[f"{task}/n"], local[f"{task}/ok"] = float(n), float(hits)
@@ -305,6 +310,7 @@ def _group_tasks(env: Any, config: RiptConfig) -> list[str]:
         )
     if getattr(env, "autoreset", False):
         raise ValueError("env: must be made with autoreset=False (a finished rollout's env is masked, not reset)")
+    _check_overlap(env, "env", config.overlap_acting)
     tasks = names[::k]
     for g, task in enumerate(tasks):
         if set(names[g * k : (g + 1) * k]) != {task}:
@@ -312,10 +318,19 @@ def _group_tasks(env: Any, config: RiptConfig) -> list[str]:
     return tasks
 
 
-def _check_eval_env(eval_env: Any, rows: int) -> None:
+def _check_overlap(env: Any, name: str, overlap: bool) -> None:
+    """overlap_acting steps half a batch at a time: `env.step` must take `env_ids` (ript_fast's vector envs do)."""
+    step = getattr(env, "step", None)
+    if overlap and (step is None or "env_ids" not in inspect.signature(step).parameters):
+        raise ValueError(f"{name}: overlap_acting needs an env that can step some of its envs (step(..., env_ids=))")
+
+
+def _check_eval_env(eval_env: Any, rows: int, overlap: bool) -> None:
     envs = 0 if eval_env is None else eval_env.num_envs
     if envs != rows:
         raise ValueError(f"eval_env: must have one env per held-out context of this rank ({rows}), has {envs}")
+    if eval_env is not None:
+        _check_overlap(eval_env, "eval_env", overlap)
 
 
 def _derive_seed(seed: int, iteration: int, salt: int = 0) -> int:

@@ -14,7 +14,9 @@ rendering.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, fields, replace
 
@@ -117,6 +119,7 @@ def collect_rollouts(
     sample: bool = True,
     context_noise_std: float = 0.0,
     render_every_step: bool = False,
+    overlap: bool = False,
 ) -> tuple[RolloutBatch, RolloutTiming]:
     """Runs one episode per env from `init_states` (N, S) until every env has finished.
 
@@ -131,12 +134,18 @@ def collect_rollouts(
         context_noise_std: Gaussian noise (m) on the contexts' object positions (paper App. A.4).
         render_every_step: the env renders every env at every step and queries read their images from the
             step's observation (gymnasium's way; the reference the on-demand default is tested against).
+        overlap: two halves of the batch take turns, the policy acting for one while the engine steps the other
+            (an env that can step some of its envs: `env.step(actions, env_ids=...)`, as ript_fast's envs can).
+            The rollouts equal the same two halves run in turn without overlap; the policy's samples differ from
+            the one-batch loop's (its queries are other batches, its random draws come in another order).
     """
     n = len(init_states)
     if n != env.num_envs:
         raise ValueError(f"init_states holds {n} contexts but the env has {env.num_envs} envs")
     with _rendering(env, render_every_step):
-        return _collect(env, policy, init_states, context_ids, task_ids, seed, sample, context_noise_std)
+        return _collect(
+            env, policy, init_states, context_ids, task_ids, seed, sample, context_noise_std, overlap, overlap
+        )
 
 
 def rollout_contexts(
@@ -147,13 +156,14 @@ def rollout_contexts(
     seed: int,
     sample: bool,
     context_noise_std: float = 0.0,
+    overlap: bool = False,
 ) -> tuple[RolloutBatch, RolloutTiming]:
     """One episode from each context `rows[i]` of `contexts` on env i: the rollouts of training (K copies of each
     group's row) and of evaluation alike, so the trainer and `ript-fast eval` measure the same loop."""
     rows = np.asarray(rows, dtype=np.int64)
     ctx = contexts.gather(rows.tolist())
     task_ids = policy.task_ids_for(ctx.task_names).numpy()
-    return collect_rollouts(env, policy, ctx.states, rows, task_ids, seed, sample, context_noise_std)
+    return collect_rollouts(env, policy, ctx.states, rows, task_ids, seed, sample, context_noise_std, overlap=overlap)
 
 
 def _collect(
@@ -165,8 +175,16 @@ def _collect(
     seed: int,
     sample: bool,
     context_noise_std: float,
+    halves: bool,
+    threaded: bool,
 ) -> tuple[RolloutBatch, RolloutTiming]:
-    """collect_rollouts' loop, in the env's rendering mode."""
+    """collect_rollouts' loop, in the env's rendering mode.
+
+    The batch is one group of envs, or two `halves` taking turns; `threaded`, the policy acts for one half on a
+    thread of its own while the engine steps (and renders) the other (both release the GIL). Queries are acted
+    on in the order they are made, from one queue, so the policy draws its samples in the same order with or
+    without the thread: overlapped rollouts equal the same halves taking turns on one thread.
+    """
     timing = RolloutTiming()
     env_time = _EnvClock(env, timing)
     n = len(init_states)
@@ -184,38 +202,82 @@ def _collect(
     instructions = list(env.instructions)
     task_ids_t = torch.as_tensor(task_ids, dtype=torch.int64)
     image_keys = list(policy.policy_config.obs.image_keys)
+    groups = np.array_split(np.arange(n), 2) if halves else [np.arange(n)]
 
-    while running.any():
-        ids = np.flatnonzero(running)
-        with env_time("env_step"):
-            images = _query_images(env, obs, ids, image_keys)
-        t0 = time.perf_counter()
-        try:
-            with torch.no_grad():
-                chunk = policy.act(_observation(obs, images, ids, instructions, task_ids_t, policy), sample=sample)
-        except FloatingPointError as err:
-            raise NonFiniteActionError(f"{err} (contexts {context_ids[ids].tolist()})") from None
-        timing.policy_act += time.perf_counter() - t0
-        chunk = _to_cpu(chunk)
-        queries.append((ids, chunk))
-        chunk_actions = chunk.actions.numpy()
-        _check_finite(chunk_actions, chunk.logprob.numpy(), context_ids[ids])
-        for h in range(chunk_actions.shape[1]):
-            actions[ids] = chunk_actions[:, h]
+    with _Acting(policy, sample, threaded) as acting:
+
+        def query(members: np.ndarray) -> tuple[np.ndarray, Future]:
+            """The running envs of a group, and their action chunk to come."""
+            ids = members[running[members]]
             with env_time("env_step"):
-                obs, _, terminated, truncated, info = env.step(actions)
-            timing.env_steps += int(running.sum())
-            steps += running
-            success |= np.asarray(info["success"], dtype=bool) & running
-            running &= ~(np.asarray(terminated) | np.asarray(truncated))
-            if not running[ids].any():
-                break
-            # Envs that finished mid-chunk drop out of the rest of it.
-            keep = running[ids]
-            ids, chunk_actions = ids[keep], chunk_actions[keep]
+                images = _query_images(env, obs, ids, image_keys)
+            return ids, acting.submit(_observation(obs, images, ids, instructions, task_ids_t, policy))
+
+        turns = deque((members, *query(members)) for members in groups)
+        while turns:
+            members, ids, future = turns.popleft()
+            t0 = time.perf_counter()
+            try:
+                chunk = future.result()
+            except FloatingPointError as err:
+                raise NonFiniteActionError(f"{err} (contexts {context_ids[ids].tolist()})") from None
+            timing.policy_act += time.perf_counter() - t0  # with overlap: the acting the stepping did not hide
+            queries.append((ids, chunk))
+            chunk_actions = chunk.actions.numpy()
+            _check_finite(chunk_actions, chunk.logprob.numpy(), context_ids[ids])
+            for h in range(chunk_actions.shape[1]):
+                actions[ids] = chunk_actions[:, h]
+                with env_time("env_step"):
+                    obs, _, terminated, truncated, info = _step(env, actions, ids if halves else None)
+                timing.env_steps += len(ids)
+                steps[ids] += 1
+                success[ids] |= np.asarray(info["success"], dtype=bool)[ids]
+                running[ids] &= ~(np.asarray(terminated) | np.asarray(truncated))[ids]
+                # Envs that finished mid-chunk drop out of the rest of it.
+                keep = running[ids]
+                ids, chunk_actions = ids[keep], chunk_actions[keep]
+                if not len(ids):
+                    break
+            if running[members].any():
+                turns.append((members, *query(members)))
 
     batch = _pack(queries, n, success, steps, context_ids)
     return batch, timing
+
+
+def _step(env, actions: np.ndarray, ids: np.ndarray | None) -> tuple:
+    """One env step of every running env, or of just `ids` (the envs of one half, with overlap)."""
+    return env.step(actions) if ids is None else env.step(actions, env_ids=ids)
+
+
+class _Acting:
+    """The policy's action chunks for observations, acted on now, or (`threaded`) in order on a thread of its own
+    (grad mode is per thread: each act runs under no_grad where it runs)."""
+
+    def __init__(self, policy: Policy, sample: bool, threaded: bool) -> None:
+        self.policy, self.sample = policy, sample
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="ript-act") if threaded else None
+
+    def submit(self, observation: Observation) -> Future:
+        if self.pool is not None:
+            return self.pool.submit(self._act, observation)
+        done: Future = Future()
+        try:
+            done.set_result(self._act(observation))
+        except FloatingPointError as err:
+            done.set_exception(err)
+        return done
+
+    def _act(self, observation: Observation) -> ChunkSample:
+        with torch.no_grad():
+            return _to_cpu(self.policy.act(observation, sample=self.sample))
+
+    def __enter__(self) -> _Acting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _EnvClock:
@@ -312,14 +374,20 @@ def _pack(
     steps: np.ndarray,
     context_ids: np.ndarray,
 ) -> RolloutBatch:
-    """Scatters the per-query samples (each over the envs still running then) into (N, Q, ...) tensors."""
-    q = len(queries)
+    """Scatters the per-query samples (each over some of the envs still running then) into (N, Q, ...) tensors:
+    an env's queries fill its columns 0, 1, ... in the order they were made."""
+    made = np.zeros(n, dtype=np.int64)
+    columns = []
+    for ids, _ in queries:
+        columns.append(torch.as_tensor(made[ids], dtype=torch.int64))
+        made[ids] += 1
+    q = int(made.max())
     first = queries[0][1]
     mask = torch.zeros(n, q, dtype=torch.bool)
     decisions = first.decision.new_zeros((n, q, *first.decision.shape[1:]))
     logprob = torch.zeros(n, q, *first.logprob.shape[1:], dtype=torch.float32)
     cond = {k: v.new_zeros((n, q, *v.shape[1:])) for k, v in first.cond.items()}
-    for j, (ids, chunk) in enumerate(queries):
+    for (ids, chunk), j in zip(queries, columns, strict=True):
         rows = torch.as_tensor(ids, dtype=torch.int64)
         mask[rows, j] = True
         decisions[rows, j] = chunk.decision

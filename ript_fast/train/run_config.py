@@ -63,6 +63,9 @@ class RiptConfig:
     lr_schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = ranged(0.1, ge=0, le=1)  # cosine decays to lr * min_lr_ratio at the last iteration
     max_grad_norm: float = ranged(1.0, gt=0)
+    # rollouts: the policy acts for one half of the batch while the engine steps the other (both release the GIL);
+    # the same rollouts as those halves taking turns, other samples than the one-batch loop (its query batches)
+    overlap_acting: bool = False
 
 
 @dataclass
