@@ -94,6 +94,8 @@ def libero_subproc(n: int, steps: int, images: bool, size: int = 128) -> float:
     `size`, rendered every step by robosuite as LIBERO's env returns them) on random actions."""
     from libero.libero.envs.venv import SubprocVectorEnv
 
+    # As RIPT's runner does: worker processes start fresh (a forked copy of a process holding GL contexts hangs).
+    multiprocessing.set_start_method("spawn", force=True)
     venv = SubprocVectorEnv([functools.partial(_libero_env, images, size) for _ in range(n)])
     try:
         venv.set_init_state(env_init_states()[:n])
@@ -126,8 +128,6 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=4, help="envs per batch (processes for LIBERO's Subproc)")
     args = parser.parse_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
-    # As RIPT's runner does: worker processes start fresh (a forked copy of a process holding GL contexts hangs).
-    multiprocessing.set_start_method("spawn", force=True)
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     creation_table(["goal"] if args.quick else list(SUITES), args.full_suites)
     speed_tables(args.envs, 20 if args.quick else 60, 5 if args.quick else 15)
