@@ -61,7 +61,7 @@ def ours_steps_per_s(name: str, n: int, steps: int, threads: int, physics_only: 
     env = make_vec_env(name, num_envs=n, seed=0, terminate_on_success=False)
     env.reset()
     actions = random_actions(n, steps)
-    addresses = [e.model._address for e in env.envs], [e.data._address for e in env.envs]
+    addresses = [m._address for m in env.models], [d._address for d in env.datas]
 
     def run() -> None:
         if physics_only:
