@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import mujoco
@@ -55,6 +55,14 @@ from ript_fast.envs.spec_compiler import compile_env, live_goal
 ResetJob = tuple[int, RandVecOverride | None]
 # What the engine's begin_episode takes besides the env index: target, parameters, random vector.
 EpisodeValues = tuple[list[float], list[float], list[float]]
+
+
+class _Lane(NamedTuple):
+    """Resets of envs of one task, run in order by one sampler of that task."""
+
+    task: str
+    sampler: Any
+    jobs: list[ResetJob]
 
 
 class MetaWorldVecEnv(BatchVecEnv):
@@ -184,13 +192,13 @@ class MetaWorldVecEnv(BatchVecEnv):
         lanes = []
         for task, task_jobs in by_task.items():
             count = min(len(task_jobs), math.ceil(threads * len(task_jobs) / len(jobs)))
-            lanes += [(task, self._take_sampler(task), task_jobs[k::count]) for k in range(count)]
+            lanes += [_Lane(task, self._take_sampler(task), task_jobs[k::count]) for k in range(count)]
         if threads > 1:
-            done = list(self._reset_pool(threads).map(lambda lane: self._run_lane(*lane[1:]), lanes))
+            done = list(self._reset_pool(threads).map(self._run_lane, lanes))
         else:
-            done = [self._run_lane(sampler, lane_jobs) for _, sampler, lane_jobs in lanes]
-        for (task, sampler, _), episodes in zip(lanes, done, strict=True):
-            self._samplers[task].append(sampler)
+            done = [self._run_lane(lane) for lane in lanes]
+        for lane, episodes in zip(lanes, done, strict=True):
+            self._samplers[lane.task].append(lane.sampler)
             for i, (target, params, rand_vec) in episodes:
                 self._sim.begin_episode(i, target, params, rand_vec)
 
@@ -206,13 +214,13 @@ class MetaWorldVecEnv(BatchVecEnv):
             self._reset_thread_count = threads
         return self._reset_threads
 
-    def _run_lane(self, sampler: Any, jobs: list[ResetJob]) -> list[tuple[int, EpisodeValues]]:
-        """Resets the lane's envs one after the other with `sampler`; each episode's values are read off the
-        sampler right after its reset (the next one overwrites them)."""
+    def _run_lane(self, lane: _Lane) -> list[tuple[int, EpisodeValues]]:
+        """Resets the lane's envs one after the other; each episode's values are read off the sampler right
+        after its reset (the next one overwrites them)."""
         episodes = []
-        for i, rand_vec in jobs:
-            reset_on_behalf(sampler, self.models[i], self.datas[i], self._rngs[i], rand_vec)
-            episodes.append((i, self._episode_values(sampler, self.task_names[i])))
+        for i, rand_vec in lane.jobs:
+            reset_on_behalf(lane.sampler, self.models[i], self.datas[i], self._rngs[i], rand_vec)
+            episodes.append((i, self._episode_values(lane.sampler, lane.task)))
         return episodes
 
     @staticmethod
