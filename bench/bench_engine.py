@@ -10,7 +10,10 @@ Prints markdown tables:
      stepper, at the same thread count;
   3. our thread scaling 1 -> 2, and our env steps/s on one core as a fraction of the physics limit (the same
      envs' frame_skip mj_steps alone, measured in the same run);
-  4. reset costs and (if an OpenGL backend exists) 128x128 rendering speed.
+  4. reset costs and (if an OpenGL backend exists) 128x128 rendering speed;
+  5. memory: RSS per env of pick-place-v3 and a mixed ML45 batch, now (views of one shared model per task) and
+     before (each env a full MetaWorld env with its own model, as MetaWorldVecEnv held them until issue #14),
+     and of a LIBERO suite when LIBERO is installed.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -30,8 +35,9 @@ from mujoco import rollout
 
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.metaworld_task_env import reference_env
-from ript_fast.envs.registry import GROUPS, resolve_tasks
+from ript_fast.envs.libero_setup import libero_available
+from ript_fast.envs.metaworld_task_env import make_task_env, reference_env, reset_task_env
+from ript_fast.envs.registry import GROUPS, is_libero, resolve_tasks
 
 warnings.filterwarnings("ignore")
 
@@ -61,7 +67,7 @@ def ours_steps_per_s(name: str, n: int, steps: int, threads: int, physics_only: 
     env = make_vec_env(name, num_envs=n, seed=0, terminate_on_success=False)
     env.reset()
     actions = random_actions(n, steps)
-    addresses = [e.model._address for e in env.envs], [e.data._address for e in env.envs]
+    addresses = [m._address for m in env.models], [d._address for d in env.datas]
 
     def run() -> None:
         if physics_only:
@@ -206,11 +212,76 @@ def render_table(n: int, steps: int) -> list[str]:
     return ["| rendering | speed |", "|---|---|", row]
 
 
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+def rss_probe(layout: str, name: str, n: int) -> None:
+    """Prints the RSS growth (MB) from making and resetting n envs of `name`, in this fresh interpreter, after a
+    warm-up batch of one env per task (kept alive) loaded the imports and the tasks' shared models. layout
+    "ours": make_vec_env (then 10 steps); "full": one full MetaWorld env per env (make_task_env, reset), what
+    MetaWorldVecEnv held per env before its envs shared their task's model."""
+    _C.set_num_threads(2)
+    tasks = resolve_tasks(name)
+    warm = make_vec_env(name, len(tasks), seed=0)
+    warm.reset()
+    base = rss_mb()
+    if layout == "full":
+        envs = [make_task_env(tasks[i % len(tasks)], True, i) for i in range(n)]
+        for env in envs:
+            reset_task_env(env)
+    else:
+        vec = make_vec_env(name, n, seed=1)
+        vec.reset()
+        for _ in range(10):
+            vec.step(np.zeros((n, vec.single_action_space.shape[0]), np.float32))
+    print(rss_mb() - base)
+
+
+def rss_growth_mb(layout: str, name: str, n: int) -> float:
+    command = [sys.executable, __file__, "--rss-probe", layout, name, str(n)]
+    return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()[-1])
+
+
+def memory_table(configs: list[tuple[str, int, int]]) -> list[str]:
+    """RSS per env: the growth between a batch of n1 and one of n2 envs (in separate fresh interpreters) over
+    n2 - n1, so a batch's fixed part (its reset samplers: a full model each) drops out and is given apart."""
+    rows = [
+        "| batch | envs | before: full env per env, MB/env | now: MB/env | now: fixed per batch, MB |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for name, n1, n2 in configs:
+        small, large = rss_growth_mb("ours", name, n1), rss_growth_mb("ours", name, n2)
+        per_env = (large - small) / (n2 - n1)
+        if is_libero(name):
+            before = "same (LIBERO envs always shared their task's model)"
+        else:
+            before = f"{(rss_growth_mb('full', name, n2) - rss_growth_mb('full', name, n1)) / (n2 - n1):.2f}"
+        rows.append(f"| {name} | {n1} -> {n2} | {before} | {per_env:.2f} | {small - n1 * per_env:.0f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def memory_configs(quick: bool) -> list[tuple[str, int, int]]:
+    configs = [("metaworld/pick-place-v3", 20, 80), ("metaworld/ML45", 45, 90)]
+    if not quick:
+        configs = [("metaworld/pick-place-v3", 50, 200), ("metaworld/ML45", 45, 225)]
+    if libero_available():
+        configs.append(("libero/spatial", 10, 20 if quick else 50))
+    return configs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="16-env configurations and fewer steps")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rss-probe", nargs=3, metavar=("LAYOUT", "NAME", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_probe:
+        layout, name, n = args.rss_probe
+        rss_probe(layout, name, int(n))
+        return
     steps = 40 if args.quick else 150
     sizes = [16] if args.quick else [16, 64]
     print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}, GROUPS ML45: {len(GROUPS['ML45'])} tasks")
@@ -222,6 +293,7 @@ def main() -> None:
         scaling_table(["metaworld/button-press-v3", "metaworld/pick-place-v3", "metaworld/ML45"], 64, steps),
         reset_table(16),
         render_table(16, 10),
+        memory_table(memory_configs(args.quick)),
     ]
     print(f"\nload average after: {os.getloadavg()}\n")
     for table in tables:

@@ -61,10 +61,10 @@ def test_finished_envs_are_frozen_without_autoreset() -> None:
         if terminated[0]:
             break
     assert terminated[0] and info["success"][0]
-    time_at_end = env.envs[0].data.time
+    time_at_end = env.datas[0].time
     frozen_obs = obs[0].copy()
     obs, reward, terminated, _, info = env.step(np.ones((2, 4), np.float32))
-    assert env.envs[0].data.time == time_at_end  # not stepped: no physics spent on it
+    assert env.datas[0].time == time_at_end  # not stepped: no physics spent on it
     np.testing.assert_array_equal(obs[0], frozen_obs)
     assert terminated[0] and reward[0] == 0 and not info["active"][0]
     obs, _ = env.reset(options={"reset_mask": np.array([True, False])})
@@ -98,12 +98,12 @@ def test_bad_actions_are_named(env, actions, error, message) -> None:
 
 def test_nan_action_changes_nothing(env) -> None:
     env.reset(seed=0)
-    time_before = [e.data.time for e in env.envs]
+    time_before = [d.time for d in env.datas]
     bad = np.zeros((3, 4), np.float32)
     bad[2, 1] = np.nan
     with pytest.raises(ValueError):
         env.step(bad)
-    assert [e.data.time for e in env.envs] == time_before
+    assert [d.time for d in env.datas] == time_before
 
 
 def test_unknown_task_lists_close_matches() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ript_fast.envs import TASK_NAMES, contexts, make_vec_env
+from ript_fast.envs.metaworld_task_env import make_task_env, reset_task_env
 
 MIXED = ["metaworld/pick-place-v3", "metaworld/basketball-v3", "metaworld/stick-push-v3"]
 
@@ -51,15 +52,19 @@ def test_context_moves_between_envs_of_a_task(mixed_env) -> None:
 
 
 def test_layout_is_self_describing(mixed_env) -> None:
+    """Each part of a row is what a MetaWorld env seeded as env i holds after its reset."""
     mixed_env.reset(seed=7)
     states = mixed_env.get_state()
     for i, task in enumerate(mixed_env.task_names):
         row = states[i]
         assert contexts.task_id(row) == TASK_NAMES.index(task)
         parts = contexts.sections(row)
-        env = mixed_env.envs[i]
+        env = make_task_env(task, True, 7 + i)
+        reset_task_env(env)
         np.testing.assert_array_equal(parts["target"], env._target_pos)
         np.testing.assert_array_equal(parts["body_pos"], env.model.body_pos.ravel())
+        np.testing.assert_array_equal(parts["body_pos"], mixed_env.models[i].body_pos.ravel())
+        np.testing.assert_array_equal(parts["site_pos"], env.model.site_pos.ravel())
         np.testing.assert_array_equal(parts["rand_vec"], env._last_rand_vec)
         assert np.all(row[int(row[2]) :] == 0)
 
@@ -106,10 +111,10 @@ def test_bad_init_state_is_named(mixed_env, value, message) -> None:
 def test_cut_short_rows_are_rejected_not_padded(mixed_env) -> None:
     mixed_env.reset(seed=10)
     states = mixed_env.get_state()
-    before = mixed_env.envs[0].model.body_pos.copy()
+    before = mixed_env.models[0].body_pos.copy()
     with pytest.raises(ValueError, match=r"init_state: row 0 is cut short: 30 values"):
         mixed_env.reset(options={"init_state": states[:, :30]})
-    np.testing.assert_array_equal(mixed_env.envs[0].model.body_pos, before)  # nothing was written
+    np.testing.assert_array_equal(mixed_env.models[0].body_pos, before)  # nothing was written
 
 
 def test_init_state_of_wrong_task_is_rejected(mixed_env) -> None:

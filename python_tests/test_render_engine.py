@@ -8,6 +8,7 @@ the GL error test runs everywhere (it breaks GL on purpose, in a subprocess).
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -49,15 +50,26 @@ def threads() -> Iterator[None]:
     _C.set_num_threads(before)
 
 
+def full_model_and_data(env: Any, i: int) -> tuple[mujoco.MjModel, mujoco.MjData]:
+    """Env i's model and data as a standalone env would hold them: LIBERO's task model; for MetaWorld a full copy
+    of the task's shared model with env i's own body and site positions (a frame that depended on them, and not
+    only on the data, would then differ from the engine's, drawn from one render model per task)."""
+    model = env.models[i]
+    if not isinstance(model, mujoco.MjModel):
+        full = copy.copy(model.template)
+        full.body_pos[:] = model.body_pos
+        full.site_pos[:] = model.site_pos
+        model = full
+    return model, env.datas[i]
+
+
 def reference_frames(env: Any, ids: np.ndarray, size: tuple[int, int]) -> dict[str, np.ndarray]:
     """What mujoco.Renderer draws for envs `ids` on the render model the env's renderer uses (the light profile:
     no shadows or reflections), rows bottom-up as the env returns them."""
     height, width = size
     frames: dict[str, list[np.ndarray]] = {key: [] for key in env.image_cameras}
     for i in ids.tolist():
-        env_model, data = (
-            (env.envs[i].model, env.envs[i].data) if hasattr(env, "envs") else (env.models[i], env.datas[i])
-        )
+        env_model, data = full_model_and_data(env, i)
         model, cam_ids = render_model(env_model, list(env.image_cameras.values()), width, height)
         with mujoco.Renderer(model, height, width) as renderer:
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
@@ -104,7 +116,8 @@ def test_metaworld_frames_equal_mujoco_renderer(size: tuple[int, int], num_threa
 def test_top_down_rows_when_asked() -> None:
     """flip_vertical=False gives upright images (top row first): the reference's rows in the other order."""
     env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False)
-    renderer = BatchRenderer(env.envs, env.task_names, (48, 64), "corner2", flip_vertical=False)
+    templates = [view.template for view in env.models]
+    renderer = BatchRenderer(templates, env.datas, env.task_names, (48, 64), "corner2", flip_vertical=False)
     try:
         env.reset(seed=0)
         renderer.render()
@@ -141,8 +154,8 @@ def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
     env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False)
     try:
         env.reset(seed=0)
-        with mujoco.Renderer(env.envs[0].model, 32, 32) as renderer:
-            renderer.update_scene(env.envs[0].data)
+        with mujoco.Renderer(env.models[0].template, 32, 32) as renderer:
+            renderer.update_scene(env.datas[0])
             renderer.render()  # makes its context current on this thread
             theirs = egl_ext.eglGetCurrentContext().address
             assert theirs
@@ -170,7 +183,7 @@ def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() 
     python_gl = GLContext(*size)
     try:
         python_gl.make_current()
-        python_side = mujoco.MjrContext(env.envs[0].model, mujoco.mjtFontScale.mjFONTSCALE_150)
+        python_side = mujoco.MjrContext(env.models[0].template, mujoco.mjtFontScale.mjFONTSCALE_150)
         doomed = GLContext(*size)
         doomed.make_current()
         collector = threading.Thread(target=doomed.free)

@@ -1,13 +1,13 @@
 // A batch of N MuJoCo simulations stepped together on the core's thread pool.
 //
-// Each env is an (mjModel*, mjData*) pair owned by the official `mujoco` Python objects (so users keep and
-// may edit them; models may differ per env: mixed tasks in one batch), plus a description of how to drive
-// it (a mocap arm: action -> mocap target + gripper control, frame_skip physics steps), what it observes and
-// when it succeeds (task_spec.h). A step of the batch runs, per env and independently of the others:
-// controller, frame_skip mj_step, mj_forward (as MetaWorld does: it also reseeds the solver's warm start, so
-// skipping it would change the trajectory), the observation into a preallocated buffer row, and the success
-// flag. Per-env work
-// never depends on which thread runs it, so results are bitwise identical for any thread count.
+// Each env is an (mjModel*, mjData*) pair owned by Python objects (a `mujoco.MjData`; a `mujoco.MjModel` or a
+// `_C.sim.ModelView` of its task's shared model, model_view.h; models differ per task: mixed tasks in one
+// batch), plus a description of how to drive it (a mocap arm: action -> mocap target + gripper control,
+// frame_skip physics steps), what it observes and when it succeeds (task_spec.h). A step of the batch runs,
+// per env and independently of the others: controller, frame_skip mj_step, mj_forward (as MetaWorld does: it
+// also reseeds the solver's warm start, so skipping it would change the trajectory), the observation into a
+// preallocated buffer row, and the success flag. Per-env work never depends on which thread runs it, so
+// results are bitwise identical for any thread count.
 #pragma once
 
 #include <mujoco/mujoco.h>

@@ -8,6 +8,7 @@
 #include "bindings.h"
 #include "sim/batch_sim.h"
 #include "sim/binding_helpers.h"
+#include "sim/model_view.h"
 #include "sim/raw_step.h"
 
 namespace py = pybind11;
@@ -48,6 +49,46 @@ class PyBatchSim : public sim_bindings::OutputArrays {
 
   std::unique_ptr<BatchSim> sim;
 };
+
+// A ModelView plus the mujoco.MjModel it borrows from, held so that the template outlives the view.
+struct PyModelView {
+  explicit PyModelView(py::object tpl)
+      : template_model(std::move(tpl)),
+        view(reinterpret_cast<const mjModel*>(template_model.attr("_address").cast<uintptr_t>())) {}
+
+  py::object template_model;
+  ModelView view;
+};
+
+// An (n, 3) float64 array over a view's private field, keeping the view alive.
+py::array_t<double> rows_of_3(const py::object& owner, double* field, int n) {
+  return py::array_t<double>({static_cast<py::ssize_t>(n), py::ssize_t{3}}, field, owner);
+}
+
+void bind_model_view(py::module_& m) {
+  py::class_<PyModelView>(m, "ModelView",
+                          "One env's view of a task's shared, read-only mujoco.MjModel: private body_pos and "
+                          "site_pos, every other field the template's (csrc/sim/model_view.h)")
+      .def(py::init<py::object>(), py::arg("template"))
+      .def_property_readonly(
+          "_address", [](PyModelView& v) { return reinterpret_cast<uintptr_t>(v.view.model()); },
+          "The view's mjModel* (as mujoco.MjModel._address): for the engine, never for mj_deleteModel/mj_copyModel")
+      .def_readonly("template", &PyModelView::template_model, "The mujoco.MjModel every other field is read from")
+      .def_property_readonly(
+          "body_pos",
+          [](py::object self) {
+            mjModel* v = self.cast<PyModelView&>().view.model();
+            return rows_of_3(self, v->body_pos, v->nbody);
+          },
+          "(nbody, 3) this env's body positions (writable, no copy)")
+      .def_property_readonly(
+          "site_pos",
+          [](py::object self) {
+            mjModel* v = self.cast<PyModelView&>().view.model();
+            return rows_of_3(self, v->site_pos, v->nsite);
+          },
+          "(nsite, 3) this env's site positions (writable, no copy)");
+}
 
 void bind_specs(py::module_& m) {
   py::enum_<PointKind>(m, "PointKind")
@@ -143,6 +184,7 @@ void bind_specs(py::module_& m) {
 void bind_sim(py::module_& root) {
   auto m = root.def_submodule("sim", "Batched MuJoCo stepping on the core's thread pool (GIL released)");
   bind_specs(m);
+  bind_model_view(m);
   py::class_<PyBatchSim>(m, "BatchSim")
       .def(py::init<std::vector<EnvConfig>>(), py::arg("envs"))
       .def_property_readonly("size", [](const PyBatchSim& s) { return s.sim->size(); })

@@ -63,14 +63,16 @@ class BatchVecEnv(gym.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
-    def _attach_renderer(self, scenes: Sequence[Any], size: tuple[int, int], image_cameras: dict[str, str]) -> None:
-        """In the image modes, a renderer of `scenes` (objects with .model and .data, one per env) whose camera
-        image_cameras[key] gives the observation's `key`."""
+    def _attach_renderer(
+        self, models: Sequence[Any], datas: Sequence[Any], size: tuple[int, int], image_cameras: dict[str, str]
+    ) -> None:
+        """In the image modes, a renderer of the envs (env i: its task's mujoco.MjModel models[i], its datas[i])
+        whose camera image_cameras[key] gives the observation's `key`."""
         self.image_cameras = dict(image_cameras)
         if self.obs_mode != "state":
             from ript_fast.envs.rendering import BatchRenderer
 
-            self._renderer = BatchRenderer(scenes, self.task_names, size, list(self.image_cameras.values()))
+            self._renderer = BatchRenderer(models, datas, self.task_names, size, list(self.image_cameras.values()))
 
     # ---- what a family provides --------------------------------------------------------------------
 

@@ -79,13 +79,6 @@ def task_template(task: LiberoTask) -> LiberoTemplate:
     return template
 
 
-class _Scene:
-    """What the renderer reads of an env: its model and data."""
-
-    def __init__(self, model: mujoco.MjModel, data: mujoco.MjData) -> None:
-        self.model, self.data = model, data
-
-
 class LiberoVecEnv(BatchVecEnv):
     """N LIBERO envs (any mix of tasks and suites) stepped as one batch in C++."""
 
@@ -121,7 +114,7 @@ class LiberoVecEnv(BatchVecEnv):
         self._free_qpos = [self._object_qpos(m) for m in self.models]
         self._rngs: list[np.random.Generator] = []
         self._seed_all(seed)
-        self._attach_renderer([_Scene(m, d) for m, d in scenes], render_size, CAMERAS)
+        self._attach_renderer(self.models, self.datas, render_size, CAMERAS)
         state = gym.spaces.Box(-np.inf, np.inf, shape=(self._sim.obs_dim,), dtype=np.float64)
         image = gym.spaces.Box(0, 255, shape=(*render_size, 3), dtype=np.uint8)
         images = {key: image for key in CAMERAS}

@@ -248,25 +248,28 @@ class BatchRenderer:
 
     def __init__(
         self,
-        envs: Sequence[Any],
+        models: Sequence[mujoco.MjModel],
+        datas: Sequence[mujoco.MjData],
         task_names: Sequence[str],
         size: tuple[int, int] = (128, 128),
         camera: str | Sequence[str] = "corner2",
         flip_vertical: bool = True,
         backend: str | None = None,
     ) -> None:
+        """Env i shows datas[i]; models[i] is its task's model (the first env's of each task is the one copied
+        for rendering: a frame reads positions from the data, never the model's body/site positions)."""
         height, width = check_render_size(size)
         self.cameras = (camera,) if isinstance(camera, str) else tuple(camera)
         self.backend = render_backend() if backend is None else backend
-        first_env: dict[str, Any] = {}
-        for task, env in zip(task_names, envs, strict=True):
-            first_env.setdefault(task, env)
-        tasks = list(first_env)
+        first_model: dict[str, mujoco.MjModel] = {}
+        for task, model in zip(task_names, models, strict=True):
+            first_model.setdefault(task, model)
+        tasks = list(first_model)
         # Held here: the C++ renderer reads these models and the envs' datas by address.
-        self._models = [render_model(first_env[t].model, self.cameras, width, height) for t in tasks]
-        self._datas = [env.data for env in envs]
-        self._current = np.zeros((len(envs), len(self.cameras)), dtype=bool)
-        self.images = {c: np.zeros((len(envs), height, width, 3), dtype=np.uint8) for c in self.cameras}
+        self._models = [render_model(first_model[t], self.cameras, width, height) for t in tasks]
+        self._datas = list(datas)
+        self._current = np.zeros((len(self._datas), len(self.cameras)), dtype=bool)
+        self.images = {c: np.zeros((len(self._datas), height, width, 3), dtype=np.uint8) for c in self.cameras}
         self.current = {c: self._current[:, k] for k, c in enumerate(self.cameras)}
         self.frames_drawn = 0
         self.seconds_drawing = 0.0

@@ -99,12 +99,22 @@ def live_goal(env: Any) -> Any:
 
 
 def compile_env(
-    spec: TaskSpec, env: Any, *, task_id: int, max_steps: int, terminate_on_success: bool, goal: Any
+    spec: TaskSpec,
+    env: Any,
+    engine_model: Any,
+    engine_data: mujoco.MjData,
+    *,
+    task_id: int,
+    max_steps: int,
+    terminate_on_success: bool,
+    goal: Any,
 ) -> Any:
-    """The EnvConfig of one MetaWorld env (its own model/data) for `spec`."""
+    """The EnvConfig of one env of a batch for `spec`: the engine steps (engine_model, engine_data) (a full model
+    or a `_C.sim.ModelView` of one, with an MjData of that size); `env`, a MetaWorld env of the task, gives the
+    names' ids and the task's constants (controller, observation space, random-vector size)."""
     model = env.model
     cfg = sim.EnvConfig()
-    cfg.model, cfg.data = model._address, env.data._address
+    cfg.model, cfg.data = engine_model._address, engine_data._address
     cfg.task_id = task_id
     control = sim.MocapControl()
     control.mocap = 0  # MetaWorld moves every mocap row by the action and clips row 0
