@@ -13,6 +13,8 @@ from safetensors.torch import save_file
 from ript_fast.config import ConfigError, load_config
 from ript_fast.data import ChunkDataset, write_demo_file
 from ript_fast.data.demo_file import read_demo_file
+from ript_fast.envs.metaworld_tasks import TASKS
+from ript_fast.envs.registry import resolve_tasks
 from ript_fast.policies.base import Observation
 from ript_fast.train.checkpoint import CheckpointError, load_policy, read_checkpoint_meta, save_policy
 from ript_fast.train.run_logger import read_metrics
@@ -143,6 +145,25 @@ def test_stage2_fine_tunes_a_multitask_policy_on_one_of_its_tasks(smooth_demos: 
     other = _relabelled(smooth_demos, tmp_path / "door.hdf5", "door-open-v3")
     with pytest.raises(ConfigError, match=r"the demos' tasks \['door-open-v3'\] must be among them"):
         run_sft(config(other, f"init_checkpoint={pretrained}"), tmp_path / "bad")
+
+
+def test_a_task_table_keeps_ids_for_tasks_without_demos(smooth_demos: Path, tmp_path: Path) -> None:
+    """QueST's held-out-task protocol: pretraining on reach-v3 alone with MT50's task table gives a policy that knows
+    all 50 tasks, so a stage 2 on another task's demos (its row untrained so far) runs with that task's id."""
+    pretrained = run_sft(config(smooth_demos, "task_table=metaworld/MT50"), tmp_path / "pre")
+    policy = load_policy(pretrained)
+    assert policy.spec.task_names == resolve_tasks("metaworld/MT50")
+    assert policy.spec.instructions[policy.spec.task_names.index("push-v3")] == TASKS["push-v3"].instruction
+    push = _relabelled(smooth_demos, tmp_path / "push.hdf5", "push-v3")
+    tuned = run_sft(config(push, f"init_checkpoint={pretrained}", "stages=[{name: prior, steps: 5}]"), tmp_path / "ft")
+    assert load_policy(tuned).spec.task_names == resolve_tasks("metaworld/MT50")
+    for table, message in (
+        ("metaworld/ML45-test", r"^task_table: metaworld/ML45-test has no task \['reach-v3'\]: the demos' tasks"),
+        ("metaworld/MT5O", r"^task_table: unknown environment 'metaworld/MT5O'"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            run_sft(config(smooth_demos, f"task_table={table}"), tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 CONFIGS = SMOKE.parent

@@ -66,6 +66,9 @@ class SftConfig:
     # named as its envs name them (`goal/open_the_...`); None keeps the text. A `train` run's SFT uses its env's.
     lerobot_benchmark: str | None = None
     collect: CollectConfig | None = None  # or scripted demos this run collects into <out>/demos/ (a prior's data)
+    # a benchmark (metaworld/MT50, libero/90) every task of which a new policy knows, demos or not: QueST's ML45
+    # pretraining keeps ids for the 5 held-out tasks, whose rows then train in a stage 2 on their few demos
+    task_table: str | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     stages: list[StageConfig] = field(default_factory=list)  # empty: every stage of the family, 1000 steps each
     out_dir: str = "runs/sft"
@@ -193,7 +196,24 @@ def load_chunk_dataset(cfg: SftConfig) -> ChunkDataset:
     obs = cfg.policy.obs
     keys = list(dict.fromkeys([*obs.state_keys, *obs.image_keys]))
     sets = [s for path in paths for s in read_demos(path, keys, cfg.num_demos, cfg.lerobot_keys, cfg.lerobot_benchmark)]
-    return ChunkDataset(sets, cfg.policy.chunk_size, obs.state_keys, obs.image_keys)
+    data = ChunkDataset(sets, cfg.policy.chunk_size, obs.state_keys, obs.image_keys)
+    if cfg.task_table is not None:
+        _use_benchmark_tasks(data, cfg.task_table)
+    return data
+
+
+def _use_benchmark_tasks(data: ChunkDataset, benchmark: str) -> None:
+    """The data's task ids re-expressed in `benchmark`'s task table (the one a new policy is built with)."""
+    from ript_fast.envs.registry import task_instructions
+
+    try:
+        table = task_instructions(benchmark)
+    except ValueError as err:
+        raise ConfigError(f"task_table: {str(err).removeprefix('name: ')}") from None
+    missing = sorted(set(data.task_names) - set(table))
+    if missing:
+        raise ConfigError(f"task_table: {benchmark} has no task {missing}: the demos' tasks must be among its tasks")
+    data.use_task_table(list(table), list(table.values()))
 
 
 def _initial_policy(cfg: SftConfig, data: ChunkDataset, out: Path, saved: dict[str, Any] | None) -> Policy:
