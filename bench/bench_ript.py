@@ -23,6 +23,12 @@ ablation), from the same SFT policy (made once per task by the first run and reu
 `--tag _B128 --set ript.batch_rollouts=128 ript.contexts_per_round=16` runs a variant of finished multitask
 runs into new folders (`<task>_B128__dynamic`), reusing their pretraining and stage 2.
 
+`multitask --pretrain-env metaworld/ML45 --tasks <ML45-test tasks>` is the cross-task few-shot protocol (Sec. 5.4's
+analogue): the prior sees ML45's 45 training tasks only (MT50's task table kept, so the held-out tasks have ids),
+then each held-out task gets --target-demos demos, a stage 2 and RIPT:
+  python bench/bench_ript.py multitask --pretrain-env metaworld/ML45 --target-demos 1 --out runs/ml45_transfer \
+      --tasks bin-picking-v3 box-close-v3 hand-insert-v3 door-lock-v3 door-unlock-v3
+
 `ml45` is Table 2's ML45 5-shot column (and Table 3's ablation) at CPU scale: `--target-demos` demos of each of
 ML45's 45 training tasks, one QueST policy SFT-trained on all of them (configs/sft_quest_mt50_cpu.yaml), then
 multi-task RIPT over the 45 tasks (`env=metaworld/ML45`, held-out contexts per task) from that one SFT policy,
@@ -112,15 +118,16 @@ def collect(task: str, num_demos: int, out: Path) -> Path:
 
 
 def pretrain(args: argparse.Namespace) -> Path:
-    """The MT50 prior (`ript-fast sft --config prior_quest_mt50_cpu.yaml`: it collects --target-demos demos of each
-    few-shot task and --pretrain-demos of every other MT50 task into `<out>/pretrain/demos/`, then trains one
-    QueST policy on all of them)."""
+    """The prior (`ript-fast sft --config prior_quest_mt50_cpu.yaml`): with no --pretrain-env, it collects
+    --target-demos demos of each few-shot task and --pretrain-demos of every other MT50 task into
+    `<out>/pretrain/demos/`, then trains one QueST policy on all of them; with --pretrain-env (metaworld/ML45), the
+    demos of that env's tasks alone, MT50's task table kept (the targets, held out, get their ids)."""
     targets = args.few_shot or [task_overrides(args, spec)[0] for spec in args.tasks]
-    collect = [
-        f"collect.num_demos={args.pretrain_demos}",
-        f"collect.few_shot=[{','.join(targets)}]",
-        f"collect.few_shot_demos={args.target_demos}",
-    ]
+    collect = [f"collect.num_demos={args.pretrain_demos}", f"collect.few_shot_demos={args.target_demos}"]
+    if args.pretrain_env:
+        collect += [f"collect.env={args.pretrain_env}", "collect.few_shot=[]", "task_table=metaworld/MT50"]
+    else:
+        collect += [f"collect.few_shot=[{','.join(targets)}]"]
     return run_sft(args.out / "pretrain", "configs/prior_quest_mt50_cpu.yaml", collect)
 
 
@@ -130,10 +137,13 @@ def multitask(args: argparse.Namespace) -> list[Path]:
     runs = []
     for spec in args.tasks:
         task, base = task_overrides(args, spec)
+        target = demos / f"{task}.hdf5"
+        if args.pretrain_env:  # a held-out task: its few demos were not in the pretraining
+            target = collect(task, args.target_demos, args.out / "demos" / f"{task}.hdf5")
         stage2 = run_sft(
             args.out / f"{task}__stage2",
             "configs/sft_quest_stage2_cpu.yaml",
-            [f"demos=[{demos / f'{task}.hdf5'}]", f"init_checkpoint={pretrained}"],
+            [f"demos=[{target}]", f"init_checkpoint={pretrained}"],
         )
         dyn, nodyn = args.out / f"{task}{args.tag}__dynamic", args.out / f"{task}{args.tag}__no-dynamic"
         run_train(dyn, args.config, base, stage2)
@@ -275,6 +285,9 @@ def main() -> None:
     parser.add_argument("--target-demos", type=int, default=1, help="multitask: demos of each few-shot task")
     parser.add_argument(
         "--few-shot", nargs="*", default=[], help="multitask: the tasks given only --target-demos (default: --tasks)"
+    )
+    parser.add_argument(
+        "--pretrain-env", default="", help="multitask: pretrain on this env's tasks alone (the targets held out)"
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="ml45: the RIPT runs' seeds")
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
