@@ -38,7 +38,8 @@ void apply_control(const MocapControl& c, const mjModel* m, mjData* d, const dou
 
 }  // namespace
 
-BatchSim::BatchSim(std::vector<EnvConfig> envs, Outputs out) : envs_(std::move(envs)), out_(out) {
+BatchSim::BatchSim(std::vector<EnvConfig> envs, Outputs out)
+    : BatchEngine(static_cast<int64_t>(envs.size()), 4, out), envs_(std::move(envs)) {
   if (envs_.empty()) throw std::invalid_argument("BatchSim: needs at least one env");
   obs_dim_ = envs_[0].obs.obs_dim();
   episodes_.resize(envs_.size());
@@ -57,8 +58,7 @@ BatchSim::BatchSim(std::vector<EnvConfig> envs, Outputs out) : envs_(std::move(e
     if (c.max_steps < 1) throw std::invalid_argument(who + ": max_steps must be >= 1");
     const mjModel* m = model_of(c);
     if (c.control.mocap < 0 || c.control.mocap >= m->nmocap) throw std::invalid_argument(who + ": bad mocap row");
-    layouts_.push_back(ContextLayout::of(m, c.task_id, c.n_params, c.obs.cur_dim(), c.n_rand));
-    context_dim_ = std::max(context_dim_, layouts_.back().length());
+    add_layout(ContextLayout::of(m, c.task_id, c.n_params, c.obs.cur_dim(), c.n_rand));
     Episode& e = episodes_[i];
     e.params.assign(static_cast<size_t>(c.n_params), 0.0);
     e.rand_vec.assign(static_cast<size_t>(c.n_rand), 0.0);
@@ -83,38 +83,20 @@ Vec3 BatchSim::goal_of(int64_t i) const {
   return eval_point(c.goal, model_of(c), data_of(c), ep);
 }
 
-void BatchSim::step(const void* actions, bool actions_are_float32, const bool* active) {
-  const int64_t n = size();
-  require_finite_actions(actions, actions_are_float32, active, n, 4);
-  parallel_for(n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      if (!active[i]) {
-        out_.reward[i] = 0.0;
-        continue;
-      }
-      const EnvConfig& c = envs_[static_cast<size_t>(i)];
-      double delta[3];
-      for (int k = 0; k < 3; ++k) {
-        delta[k] = actions_are_float32
-                       ? mocap_delta(static_cast<const float*>(actions)[4 * i + k], c.control.action_scale)
-                       : mocap_delta(static_cast<const double*>(actions)[4 * i + k], c.control.action_scale);
-      }
-      const double act[4] = {delta[0], delta[1], delta[2], action_value(actions, actions_are_float32, i, 4, 3)};
-      step_one(i, act);
-    }
-  });
-}
-
-void BatchSim::fail_one(int64_t i) {
-  out_.reward[i] = 0.0;
-  out_.terminated[i] = false;
-  out_.truncated[i] = true;
-  out_.success[i] = false;
-  out_.sim_error[i] = true;
+void BatchSim::step_one(int64_t i, const void* actions, bool actions_are_float32) {
+  const EnvConfig& c = envs_[static_cast<size_t>(i)];
+  double act[4];
+  for (int k = 0; k < 3; ++k) {
+    act[k] = actions_are_float32
+                 ? mocap_delta(static_cast<const float*>(actions)[4 * i + k], c.control.action_scale)
+                 : mocap_delta(static_cast<const double*>(actions)[4 * i + k], c.control.action_scale);
+  }
+  act[3] = action_value(actions, actions_are_float32, i, 4, 3);
+  advance(i, act);
 }
 
 // act = (mocap delta xyz, gripper command); the observation row keeps its last value if the physics fails.
-void BatchSim::step_one(int64_t i, const double act[4]) {
+void BatchSim::advance(int64_t i, const double act[4]) {
   const EnvConfig& c = envs_[static_cast<size_t>(i)];
   Episode& e = episodes_[static_cast<size_t>(i)];
   const mjModel* m = model_of(c);
@@ -140,11 +122,7 @@ void BatchSim::step_one(int64_t i, const double act[4]) {
   for (int64_t k = 0; k < obs_dim_; ++k) row[k] = std::min(std::max(row[k], c.obs.low[k]), c.obs.high[k]);
   bool success = !c.success.empty();
   for (const Term& t : c.success) success = success && eval_term(t, m, d, ep);
-  out_.success[i] = success;
-  out_.reward[i] = success ? 1.0 : 0.0;
-  out_.terminated[i] = success && c.terminate_on_success;
-  out_.truncated[i] = e.steps >= c.max_steps;
-  out_.sim_error[i] = false;
+  write_outcome(i, success, c.terminate_on_success, e.steps >= c.max_steps);
 }
 
 void BatchSim::write_reset_obs(int64_t i, const double* cur, const Vec3& goal) {
@@ -157,20 +135,16 @@ void BatchSim::write_reset_obs(int64_t i, const double* cur, const Vec3& goal) {
   Episode& e = episodes_[static_cast<size_t>(i)];
   std::copy(cur, cur + cur_dim, e.prev.begin());
   e.steps = 0;
-  out_.reward[i] = 0.0;
-  out_.terminated[i] = false;
-  out_.truncated[i] = false;
-  out_.success[i] = false;
-  out_.sim_error[i] = false;
+  clear_outcome(i);
 }
 
 void BatchSim::capture_context(int64_t i, const double* cur, const Vec3& goal) {
   const EnvConfig& c = envs_[static_cast<size_t>(i)];
   const Episode& e = episodes_[static_cast<size_t>(i)];
-  const ContextLayout& l = layouts_[static_cast<size_t>(i)];
+  const ContextLayout& l = layout(i);
   const mjModel* m = model_of(c);
-  double* row = out_.context + i * context_dim_;
-  std::fill(row, row + context_dim_, 0.0);
+  double* row = out_.context + i * context_dim();
+  std::fill(row, row + context_dim(), 0.0);
   l.write_header(row);
   std::copy(e.target.begin(), e.target.end(), row + l.target());
   std::copy(e.params.begin(), e.params.end(), row + l.params());
@@ -205,21 +179,13 @@ void BatchSim::begin_episode(int64_t i, const Vec3& target, const std::vector<do
   capture_context(i, cur.data(), goal);
 }
 
-void BatchSim::check_context(const double* row, int64_t stride, int64_t r, int64_t env) const {
-  if (env < 0 || env >= size()) {
-    throw std::invalid_argument("init_state: row " + std::to_string(r) + " targets env " + std::to_string(env) +
-                                ", outside the batch");
-  }
-  const std::string why = layouts_[static_cast<size_t>(env)].mismatch(row, stride);
-  if (!why.empty()) {
-    throw std::invalid_argument("init_state: row " + std::to_string(r) + " (for env " + std::to_string(env) +
-                                ") " + why);
-  }
+std::string BatchSim::unusable(int64_t env, const double* row, int64_t stride) const {
+  return layout(env).mismatch(row, stride);
 }
 
 void BatchSim::restore_one(int64_t env, const double* row) {
   const EnvConfig& c = envs_[static_cast<size_t>(env)];
-  const ContextLayout& l = layouts_[static_cast<size_t>(env)];
+  const ContextLayout& l = layout(env);
   Episode& e = episodes_[static_cast<size_t>(env)];
   mjModel* m = reinterpret_cast<mjModel*>(c.model);
   std::copy(row + l.body_pos(), row + l.body_pos() + 3 * l.nbody, m->body_pos);
@@ -230,22 +196,6 @@ void BatchSim::restore_one(int64_t env, const double* row) {
   std::copy(row + l.rand_vec(), row + l.rand_vec() + l.nrand, e.rand_vec.begin());
   const Vec3 goal{row[l.goal0()], row[l.goal0() + 1], row[l.goal0() + 2]};
   write_reset_obs(env, row + l.cur0(), goal);
-  double* ctx = out_.context + env * context_dim_;
-  std::fill(ctx, ctx + context_dim_, 0.0);
-  std::copy(row, row + l.length(), ctx);
-}
-
-void BatchSim::restore(const double* states, int64_t rows, int64_t stride, const int64_t* env_ids) {
-  std::vector<int> seen(envs_.size(), 0);
-  for (int64_t r = 0; r < rows; ++r) {
-    check_context(states + r * stride, stride, r, env_ids[r]);
-    if (seen[static_cast<size_t>(env_ids[r])]++) {
-      throw std::invalid_argument("init_state: env " + std::to_string(env_ids[r]) + " is given twice");
-    }
-  }
-  parallel_for(rows, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) restore_one(env_ids[r], states + r * stride);
-  });
 }
 
 void settle_mocap(const mjModel* m, mjData* d, int32_t mocap, const Vec3& pos, const Vec4& quat,

@@ -1,4 +1,4 @@
-// A batch of N MuJoCo simulations stepped together on the core's thread pool.
+// MetaWorld's family of the batch engine (batch_engine.h: the step loop, failures, outcomes and restarts).
 //
 // Each env is an (mjModel*, mjData*) pair owned by Python objects (a `mujoco.MjData`; a `mujoco.MjModel` or a
 // `_C.sim.ModelView` of its task's shared model, model_view.h; models differ per task: mixed tasks in one
@@ -14,8 +14,10 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "sim/batch_engine.h"
 #include "sim/context_layout.h"
 #include "sim/task_spec.h"
 
@@ -48,43 +50,23 @@ struct EnvConfig {
   bool terminate_on_success = true;
 };
 
-// Preallocated outputs, one row per env, written in place by every call (owned by the Python side).
-struct Outputs {
-  double* obs = nullptr;          // (N, obs_dim)
-  double* reward = nullptr;       // (N,)
-  bool* terminated = nullptr;     // (N,)
-  bool* truncated = nullptr;      // (N,)
-  bool* success = nullptr;        // (N,)
-  bool* sim_error = nullptr;      // (N,)
-  double* context = nullptr;      // (N, context_dim): each env's current episode as a context vector
-};
-
-class BatchSim {
+class BatchSim final : public BatchEngine {
  public:
   BatchSim(std::vector<EnvConfig> envs, Outputs out);
 
   // Widest context row over these envs (the second dimension of the context buffer).
   static int64_t context_dim_of(const std::vector<EnvConfig>& envs);
 
-  int64_t size() const { return static_cast<int64_t>(envs_.size()); }
   int64_t obs_dim() const { return obs_dim_; }
-  int64_t context_dim() const { return context_dim_; }
   const EnvConfig& config(int64_t i) const { return envs_.at(static_cast<size_t>(i)); }
-
-  // Steps every env with active[i] true; the others are not touched except reward[i] = 0.
-  // actions: (N, 4) C-contiguous float32 or float64. Throws std::invalid_argument before stepping anything
-  // if an active env's action is not finite.
-  void step(const void* actions, bool actions_are_float32, const bool* active);
 
   // Starts env i's episode from its mjData as it is now (right after the task's own reset): writes the reset
   // observation [cur, cur, goal] (unclipped, as MetaWorld's reset returns it) and captures the context.
   void begin_episode(int64_t i, const Vec3& target, const std::vector<double>& params,
                      const std::vector<double>& rand_vec);
 
-  // Restarts envs env_ids[r] from context rows states[r * stride ...]: physics state, model fields, goal,
-  // parameters and the reset observation, exactly as when the context was captured. Validates every row
-  // first (std::invalid_argument naming the row) and changes nothing if one is bad.
-  void restore(const double* states, int64_t rows, int64_t stride, const int64_t* env_ids);
+  // step(actions (N, 4), ...) and restore(...) are the engine's (batch_engine.h): a restore sets the physics
+  // state, the model fields, goal, parameters and the reset observation, exactly as when the context was captured.
 
  private:
   struct Episode {
@@ -93,20 +75,18 @@ class BatchSim {
     int32_t steps = 0;
   };
 
-  void step_one(int64_t i, const double action[4]);
-  void fail_one(int64_t i);
+  void step_one(int64_t i, const void* actions, bool actions_are_float32) override;
+  std::string unusable(int64_t env, const double* row, int64_t stride) const override;
+  void restore_one(int64_t env, const double* row) override;
+
+  void advance(int64_t i, const double act[4]);
   Vec3 goal_of(int64_t i) const;
   void write_reset_obs(int64_t i, const double* cur, const Vec3& goal);
   void capture_context(int64_t i, const double* cur, const Vec3& goal);
-  void check_context(const double* row, int64_t stride, int64_t r, int64_t env) const;
-  void restore_one(int64_t env, const double* row);
 
   std::vector<EnvConfig> envs_;
   std::vector<Episode> episodes_;
-  std::vector<ContextLayout> layouts_;
-  Outputs out_;
   int64_t obs_dim_ = 0;
-  int64_t context_dim_ = 0;
 };
 
 // MetaWorld's reset settling loop (SawyerXYZEnv._reset_hand) with the GIL released: `iterations` times, hold

@@ -46,7 +46,8 @@ void read_params(const double* in, OscState& s) {
 
 }  // namespace
 
-LiberoSim::LiberoSim(std::vector<LiberoEnvConfig> envs, Outputs out) : envs_(std::move(envs)), out_(out) {
+LiberoSim::LiberoSim(std::vector<LiberoEnvConfig> envs, Outputs out)
+    : BatchEngine(static_cast<int64_t>(envs.size()), kOscActionDim, out), envs_(std::move(envs)) {
   if (envs_.empty()) throw std::invalid_argument("LiberoSim: needs at least one env");
   const size_t n = envs_.size();
   states_.resize(n);
@@ -70,8 +71,7 @@ LiberoSim::LiberoSim(std::vector<LiberoEnvConfig> envs, Outputs out) : envs_(std
     if (c.max_steps < 1) throw std::invalid_argument(who + "max_steps must be >= 1");
     scratch_[i].size_for(m);
     states_[i] = c.initial;
-    layouts_.push_back(ContextLayout::of(m, c.task_id, kLiberoParams, kLiberoObsDim, 0));
-    context_dim_ = std::max(context_dim_, layouts_.back().length());
+    add_layout(ContextLayout::of(m, c.task_id, kLiberoParams, kLiberoObsDim, 0));
   }
 }
 
@@ -84,35 +84,13 @@ int64_t LiberoSim::context_dim_of(const std::vector<LiberoEnvConfig>& envs) {
   return dim;
 }
 
-void LiberoSim::step(const void* actions, bool actions_are_float32, const bool* active) {
-  const int64_t n = size();
-  require_finite_actions(actions, actions_are_float32, active, n, kOscActionDim);
-  parallel_for(n, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      if (!active[i]) {
-        out_.reward[i] = 0.0;
-        continue;
-      }
-      double act[kOscActionDim];
-      for (int k = 0; k < kOscActionDim; ++k) act[k] = action_value(actions, actions_are_float32, i, kOscActionDim, k);
-      step_one(i, act);
-    }
-  });
-}
-
-void LiberoSim::fail_one(int64_t i) {
-  out_.reward[i] = 0.0;
-  out_.terminated[i] = false;
-  out_.truncated[i] = true;
-  out_.success[i] = false;
-  out_.sim_error[i] = true;
-}
-
-void LiberoSim::step_one(int64_t i, const double action[kOscActionDim]) {
+void LiberoSim::step_one(int64_t i, const void* actions, bool actions_are_float32) {
+  double act[kOscActionDim];
+  for (int k = 0; k < kOscActionDim; ++k) act[k] = action_value(actions, actions_are_float32, i, kOscActionDim, k);
   const LiberoEnvConfig& c = envs_[static_cast<size_t>(i)];
   const mjModel* m = model_of(c);
   mjData* d = data_of(c);
-  Substep sub{&c.control, m, d, action, &states_[static_cast<size_t>(i)], &scratch_[static_cast<size_t>(i)]};
+  Substep sub{&c.control, m, d, act, &states_[static_cast<size_t>(i)], &scratch_[static_cast<size_t>(i)]};
   steps_[static_cast<size_t>(i)] += 1;
   if (!step_controlled_guarded(m, d, c.control.substeps, control_substep, &sub)) {
     fail_one(i);
@@ -126,11 +104,7 @@ void LiberoSim::step_one(int64_t i, const double action[kOscActionDim]) {
     return;
   }
   observe(i);
-  out_.success[i] = success;
-  out_.reward[i] = success ? 1.0 : 0.0;
-  out_.terminated[i] = success && c.terminate_on_success;
-  out_.truncated[i] = steps_[static_cast<size_t>(i)] >= c.max_steps;
-  out_.sim_error[i] = false;
+  write_outcome(i, success, c.terminate_on_success, steps_[static_cast<size_t>(i)] >= c.max_steps);
 }
 
 bool LiberoSim::goal_holds(int64_t i) const {
@@ -158,19 +132,15 @@ void LiberoSim::observe(int64_t i) {
 
 void LiberoSim::start_episode(int64_t i) {
   steps_[static_cast<size_t>(i)] = 0;
-  out_.reward[i] = 0.0;
-  out_.terminated[i] = false;
-  out_.truncated[i] = false;
-  out_.success[i] = false;
-  out_.sim_error[i] = false;
+  clear_outcome(i);
 }
 
 void LiberoSim::capture_context(int64_t i) {
   const LiberoEnvConfig& c = envs_[static_cast<size_t>(i)];
-  const ContextLayout& l = layouts_[static_cast<size_t>(i)];
+  const ContextLayout& l = layout(i);
   const mjModel* m = model_of(c);
-  double* row = out_.context + i * context_dim_;
-  std::fill(row, row + context_dim_, 0.0);
+  double* row = out_.context + i * context_dim();
+  std::fill(row, row + context_dim(), 0.0);
   l.write_header(row);
   write_params(states_[static_cast<size_t>(i)], row + l.params());
   std::copy(out_.obs + i * kLiberoObsDim, out_.obs + (i + 1) * kLiberoObsDim, row + l.cur0());
@@ -179,22 +149,8 @@ void LiberoSim::capture_context(int64_t i) {
   std::copy(m->site_pos, m->site_pos + 3 * m->nsite, row + l.site_pos());
 }
 
-void LiberoSim::check_ids(const int64_t* env_ids, int64_t count, const char* what) const {
-  std::vector<int> seen(envs_.size(), 0);
-  for (int64_t r = 0; r < count; ++r) {
-    const int64_t env = env_ids[r];
-    if (env < 0 || env >= size()) {
-      throw std::invalid_argument(std::string(what) + ": row " + std::to_string(r) + " targets env " +
-                                  std::to_string(env) + ", outside the batch");
-    }
-    if (seen[static_cast<size_t>(env)]++) {
-      throw std::invalid_argument(std::string(what) + ": env " + std::to_string(env) + " is given twice");
-    }
-  }
-}
-
 void LiberoSim::load_init_states(const double* rows, int64_t count, int64_t stride, const int64_t* env_ids) {
-  check_ids(env_ids, count, "init_state");
+  check_env_ids(env_ids, count, "init_state");
   for (int64_t r = 0; r < count; ++r) {
     const mjModel* m = model_of(envs_[static_cast<size_t>(env_ids[r])]);
     const int64_t need = 1 + m->nq + m->nv;
@@ -232,43 +188,30 @@ void LiberoSim::load_init_states(const double* rows, int64_t count, int64_t stri
   });
 }
 
-void LiberoSim::restore(const double* states, int64_t count, int64_t stride, const int64_t* env_ids) {
-  check_ids(env_ids, count, "init_state");
-  for (int64_t r = 0; r < count; ++r) {
-    const int64_t i = env_ids[r];
-    const double* row = states + r * stride;
-    const ContextLayout& l = layouts_[static_cast<size_t>(i)];
-    std::string why = l.mismatch(row, stride);
-    // Envs of a task share one model (a LIBERO model is ~200 MB, mostly textures), so a restart never edits
-    // it: the context's fixture placement must be the model's own.
-    const mjModel* m = model_of(envs_[static_cast<size_t>(i)]);
-    if (why.empty() && (!std::equal(m->body_pos, m->body_pos + 3 * m->nbody, row + l.body_pos()) ||
-                        !std::equal(m->site_pos, m->site_pos + 3 * m->nsite, row + l.site_pos()))) {
-      why = "was captured with other fixture placements (body_pos/site_pos) than this env's model";
-    }
-    if (!why.empty()) {
-      throw std::invalid_argument("init_state: row " + std::to_string(r) + " (for env " + std::to_string(i) + ") " +
-                                  why);
-    }
+std::string LiberoSim::unusable(int64_t env, const double* row, int64_t stride) const {
+  const ContextLayout& l = layout(env);
+  const std::string why = l.mismatch(row, stride);
+  if (!why.empty()) return why;
+  // Envs of a task share one model (a LIBERO model is ~200 MB, mostly textures), so a restart never edits it:
+  // the context's fixture placement must be the model's own.
+  const mjModel* m = model_of(envs_[static_cast<size_t>(env)]);
+  if (!std::equal(m->body_pos, m->body_pos + 3 * m->nbody, row + l.body_pos()) ||
+      !std::equal(m->site_pos, m->site_pos + 3 * m->nsite, row + l.site_pos())) {
+    return "was captured with other fixture placements (body_pos/site_pos) than this env's model";
   }
-  parallel_for(count, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t i = env_ids[r];
-      const LiberoEnvConfig& c = envs_[static_cast<size_t>(i)];
-      const ContextLayout& l = layouts_[static_cast<size_t>(i)];
-      const mjModel* m = model_of(c);
-      mjData* d = data_of(c);
-      const double* row = states + r * stride;
-      mj_setState(m, d, row + l.state(), kContextStateSpec);
-      read_params(row + l.params(), states_[static_cast<size_t>(i)]);
-      start_episode(i);
-      mj_kinematics(m, d);  // positions for the renderer; the physics state is exactly the captured one
-      std::copy(row + l.cur0(), row + l.cur0() + kLiberoObsDim, out_.obs + i * kLiberoObsDim);
-      double* ctx = out_.context + i * context_dim_;
-      std::fill(ctx, ctx + context_dim_, 0.0);
-      std::copy(row, row + l.length(), ctx);
-    }
-  });
+  return "";
+}
+
+void LiberoSim::restore_one(int64_t env, const double* row) {
+  const LiberoEnvConfig& c = envs_[static_cast<size_t>(env)];
+  const ContextLayout& l = layout(env);
+  const mjModel* m = model_of(c);
+  mjData* d = data_of(c);
+  mj_setState(m, d, row + l.state(), kContextStateSpec);
+  read_params(row + l.params(), states_[static_cast<size_t>(env)]);
+  start_episode(env);
+  mj_kinematics(m, d);  // positions for the renderer; the physics state is exactly the captured one
+  std::copy(row + l.cur0(), row + l.cur0() + kLiberoObsDim, out_.obs + env * kLiberoObsDim);
 }
 
 }  // namespace ript::sim

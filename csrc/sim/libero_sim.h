@@ -13,9 +13,10 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
-#include "sim/batch_sim.h"
+#include "sim/batch_engine.h"
 #include "sim/context_layout.h"
 #include "sim/goal_predicates.h"
 #include "sim/osc_control.h"
@@ -39,18 +40,14 @@ struct LiberoEnvConfig {
   bool terminate_on_success = true;
 };
 
-class LiberoSim {
+class LiberoSim final : public BatchEngine {
  public:
   LiberoSim(std::vector<LiberoEnvConfig> envs, Outputs out);
 
   static int64_t context_dim_of(const std::vector<LiberoEnvConfig>& envs);
 
-  int64_t size() const { return static_cast<int64_t>(envs_.size()); }
-  int64_t context_dim() const { return context_dim_; }
-
-  // actions: (N, 7) C-contiguous float32 or float64; envs with active[i] false are not touched (reward 0).
-  // Throws std::invalid_argument before stepping anything if an active env's action is not finite.
-  void step(const void* actions, bool actions_are_float32, const bool* active);
+  // step(actions (N, 7), ...) and restore(...) are the engine's (batch_engine.h). Models are never written (envs
+  // of a task share one), so a restore's row must carry the model's own body_pos/site_pos.
 
   // Starts envs env_ids[r] from LIBERO init states rows[r] = [time, qpos(nq), qvel(nv)] (LIBERO's
   // set_init_state: the rest of the data reset, then a forward pass), with the config's initial controller
@@ -60,25 +57,19 @@ class LiberoSim {
   // Whether env i's goal holds on its data as it is now (what step() evaluates after the physics).
   bool goal_holds(int64_t i) const;
 
-  // Restarts envs env_ids[r] from context rows (as get_state returned them), bit for bit. Models are never
-  // written (envs of a task may share one), so a row must carry the model's own body_pos/site_pos.
-  void restore(const double* states, int64_t count, int64_t stride, const int64_t* env_ids);
-
  private:
-  void step_one(int64_t i, const double action[kOscActionDim]);
-  void fail_one(int64_t i);
+  void step_one(int64_t i, const void* actions, bool actions_are_float32) override;
+  std::string unusable(int64_t env, const double* row, int64_t stride) const override;
+  void restore_one(int64_t env, const double* row) override;
+
   void observe(int64_t i);
   void start_episode(int64_t i);
   void capture_context(int64_t i);
-  void check_ids(const int64_t* env_ids, int64_t count, const char* what) const;
 
   std::vector<LiberoEnvConfig> envs_;
   std::vector<OscState> states_;
   std::vector<OscScratch> scratch_;
   std::vector<int32_t> steps_;
-  std::vector<ContextLayout> layouts_;
-  Outputs out_;
-  int64_t context_dim_ = 0;
 };
 
 }  // namespace ript::sim
