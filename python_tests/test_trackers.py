@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from python_tests.wandb_records import history, offline_runs, run_record
+from python_tests.wandb_records import history, offline_runs, record_types, run_record
 from ript_fast.cli import main
 from ript_fast.train.run_folder import claim_run_folder
 from ript_fast.train.run_logger import LoggingConfig, RunLogger, wandb_run_id
@@ -67,7 +67,7 @@ def test_an_sft_run_reports_to_wandb_what_metrics_jsonl_holds(tmp_path: Path, sm
     [run] = offline_runs(out)
     logged = history(run)
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert lines and sorted(logged) == sorted({r["step"] for r in lines})
+    assert lines and sorted(logged) == sorted({r["step"] for r in lines}), record_types(run)
     for r in lines:  # every number of every line, at its step
         numbers = {
             k: v for k, v in r.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)

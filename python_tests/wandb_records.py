@@ -40,8 +40,19 @@ def records(path: Path) -> list[Any]:
 
 
 def offline_runs(run_dir: Path) -> list[Path]:
-    """The run logs of every offline W&B run started in the run folder, oldest first."""
+    """The run logs of every offline W&B run started in the run folder, oldest first, once W&B's service process
+    has stopped: a finished run's log is read as `wandb sync` reads it after the process that wrote it exited (the
+    service may still be writing a run's last records when `finish()` has returned; seen twice in full test runs
+    on a loaded machine: a log without its history)."""
+    import wandb
+
+    wandb.teardown()
     return sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def record_types(path: Path) -> list[str]:
+    """The kinds of the records of one run log, in order (what a failed comparison shows)."""
+    return [record.WhichOneof("record_type") for record in records(path)]
 
 
 def history(path: Path) -> dict[int, dict[str, float]]:
