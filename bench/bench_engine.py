@@ -35,8 +35,8 @@ from mujoco import rollout
 
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.libero_setup import libero_available
-from ript_fast.envs.metaworld_task_env import make_task_env, reference_env, reset_task_env
+from ript_fast.envs.libero.setup import libero_available
+from ript_fast.envs.metaworld.task_env import make_task_env, reference_env, reset_task_env
 from ript_fast.envs.registry import GROUPS, is_libero, resolve_tasks
 
 warnings.filterwarnings("ignore")

@@ -124,7 +124,7 @@ def table(batches: list[tuple[str, int, int]], args: argparse.Namespace) -> list
 
 
 def libero_installed() -> bool:
-    from ript_fast.envs.libero_setup import libero_available
+    from ript_fast.envs.libero.setup import libero_available
 
     return libero_available()
 

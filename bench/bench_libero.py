@@ -27,8 +27,8 @@ from bench_engine import timed  # the same timer as the engine benchmark (bench/
 
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.libero_reference import reference_env
-from ript_fast.envs.libero_suites import SUITES, resolve, suite_tasks
+from ript_fast.envs.libero.reference import reference_env
+from ript_fast.envs.libero.suites import SUITES, resolve, suite_tasks
 
 warnings.filterwarnings("ignore")
 TASK = "libero/goal/0"
@@ -84,7 +84,7 @@ def libero_single(steps: int) -> float:
 
 @functools.cache
 def env_init_states() -> np.ndarray:
-    from ript_fast.envs.libero_suites import init_states
+    from ript_fast.envs.libero.suites import init_states
 
     return init_states(resolve(TASK)[0])
 

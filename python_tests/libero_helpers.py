@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from python_tests.test_env_rgb import _gl_available
-from ript_fast.envs.libero_setup import libero_available
+from ript_fast.envs.libero.setup import libero_available
 
 # Image tests skip where no OpenGL backend can be created (as the MetaWorld image tests do).
 requires_gl = pytest.mark.skipif(not _gl_available(), reason="no OpenGL backend (set MUJOCO_GL=egl with libegl1)")
@@ -67,8 +67,8 @@ def paired(name: str, init: int) -> tuple[Any, Any]:
     """One env of our engine and LIBERO's own env of task `name`, both started at the task's shipped init state
     `init`. Ours never terminates on success, so both can be stepped past it and compared there too."""
     from ript_fast.envs import make_vec_env
-    from ript_fast.envs.libero_reference import reference_env
-    from ript_fast.envs.libero_suites import resolve
+    from ript_fast.envs.libero.reference import reference_env
+    from ript_fast.envs.libero.suites import resolve
 
     env = make_vec_env(name, 1, seed=0, autoreset=False, terminate_on_success=False)
     ref = reference_env(resolve(name)[0])
@@ -78,7 +78,7 @@ def paired(name: str, init: int) -> tuple[Any, Any]:
 
 def restart(env: Any, ref: Any, state: np.ndarray) -> None:
     """Start a new episode of both `env` (ours, one env) and `ref` (LIBERO's) at LIBERO init state `state`."""
-    from ript_fast.envs.libero_reference import start
+    from ript_fast.envs.libero.reference import start
 
     start(ref, state)
     env.reset(options={"init_state": np.asarray(state)[None]})
@@ -225,6 +225,6 @@ def proprio_reference(ref: Any) -> np.ndarray:
 
 def proprio(state: np.ndarray) -> np.ndarray:
     """What a policy reads of our env's (16,) "state" row: the row, then the `ee_ori` view derived from it."""
-    from ript_fast.envs.libero_vec import proprio_views
+    from ript_fast.envs.libero.vec_env import proprio_views
 
     return np.concatenate([state, proprio_views(state[None])["ee_ori"][0]])

@@ -7,7 +7,7 @@ import pytest
 
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.metaworld_task_env import make_task_env
+from ript_fast.envs.metaworld.task_env import make_task_env
 
 MIXED = ["metaworld/pick-place-v3", "metaworld/door-open-v3", "metaworld/stick-pull-v3", "metaworld/hammer-v3"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ript_fast.envs import TASK_NAMES, contexts, make_vec_env
-from ript_fast.envs.metaworld_task_env import make_task_env, reset_task_env
+from ript_fast.envs.metaworld.task_env import make_task_env, reset_task_env
 
 MIXED = ["metaworld/pick-place-v3", "metaworld/basketball-v3", "metaworld/stick-push-v3"]
 

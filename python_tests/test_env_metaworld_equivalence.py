@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ript_fast.envs import TASK_NAMES, expert_actions, make_vec_env
-from ript_fast.envs.metaworld_task_env import reference_env
+from ript_fast.envs.metaworld.task_env import reference_env
 
 FAST_TASKS = [
     "reach-v3",

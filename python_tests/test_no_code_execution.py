@@ -19,7 +19,7 @@ import torch
 
 from ript_fast.data import Episode, write_demo_file
 from ript_fast.data.demo_file import DemoFileError, read_demo_file
-from ript_fast.envs.libero_suites import read_shipped_init_states
+from ript_fast.envs.libero.suites import read_shipped_init_states
 from ript_fast.train.checkpoint import CheckpointError, load_policy, read_checkpoint_meta
 from ript_fast.train.state_file import SFT_STATE_FORMAT, TRAINER_STATE_FORMAT, load_state
 from ript_fast.train.trainer_checkpoints import LEGACY_STATE_FILE, STATE_FILE, SavedIteration

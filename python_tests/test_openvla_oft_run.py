@@ -38,7 +38,7 @@ def folder(oft_folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ript_fast.envs.libero_demos import record_demos
+    from ript_fast.envs.libero.demos import record_demos
 
     rng = np.random.default_rng(0)
     actions = [np.clip(rng.normal(0, 0.3, (12, 7)), -1, 1) for _ in range(2)]

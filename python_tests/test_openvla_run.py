@@ -55,7 +55,7 @@ ARTIFACTS = [
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One short LIBERO demo file: the SFT section reads the data's shape from it (openvla trains no stage)."""
-    from ript_fast.envs.libero_demos import record_demos
+    from ript_fast.envs.libero.demos import record_demos
 
     actions = [np.clip(np.random.default_rng(0).normal(0, 0.3, (12, 7)), -1, 1)]
     return record_demos(TASK, actions, tmp_path_factory.mktemp("openvla_demos") / "spatial0.hdf5", render_size=(64, 64))

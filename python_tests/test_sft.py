@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from ript_fast.config import ConfigError, load_config
 from ript_fast.data import ChunkDataset, write_demo_file
 from ript_fast.data.demo_file import read_demo_file
-from ript_fast.envs.metaworld_tasks import TASKS
+from ript_fast.envs.metaworld.tasks import TASKS
 from ript_fast.envs.registry import resolve_tasks
 from ript_fast.policies.base import Observation
 from ript_fast.train.checkpoint import CheckpointError, load_policy, read_checkpoint_meta, save_policy

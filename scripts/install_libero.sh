@@ -30,5 +30,5 @@ if [ "$before" != "$after" ]; then
 fi
 # From outside the source tree: `python -m` puts the working directory first on sys.path, and the source
 # folder's ript_fast has no compiled _C (it lives in the installed package).
-(cd "${TMPDIR:-/tmp}" && python -m ript_fast.envs.libero_setup)
+(cd "${TMPDIR:-/tmp}" && python -m ript_fast.envs.libero.setup)
 echo "LIBERO installed in $(( $(date +%s) - start )) s (torch $after untouched)"

@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from ript_fast.envs.libero_demos import record_demos
+from ript_fast.envs.libero.demos import record_demos
 
 
 def smooth_actions(steps: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,5 +1,5 @@
 // LIBERO's goal predicates (BDDL `:goal` atoms: On, In, Open, Close, TurnOn, TurnOff, Up) as generic terms
-// over MuJoCo state, with no object or task names: ript_fast/envs/libero_goals.py reads each task's goal and
+// over MuJoCo state, with no object or task names: ript_fast/envs/libero/goals.py reads each task's goal and
 // LIBERO's object classes and compiles every atom into a conjunction of these terms.
 //
 //   kContact:    any current contact between a geom of `geoms_a` and one of `geoms_b` (robosuite's check_contact)

@@ -1,5 +1,5 @@
 // _C.sim.LiberoSim and its spec records (OscConfig, OscState, GoalTerm, LiberoEnvConfig), filled in by
-// ript_fast/envs/libero_compiler.py. The batch owns its numpy outputs and steps with the GIL released.
+// ript_fast/envs/libero/compiler.py. The batch owns its numpy outputs and steps with the GIL released.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 

@@ -1,6 +1,6 @@
 // A batch of N LIBERO scenes (a Panda under robosuite's OSC_POSE) stepped together on the core's thread pool.
 //
-// LIBERO's Python builds each task's MuJoCo model once (ript_fast/envs/libero_*.py); from then on one control
+// LIBERO's Python builds each task's MuJoCo model once (ript_fast/envs/libero/*.py); from then on one control
 // step of every env runs here, independently per env (so results do not depend on the thread count):
 // `substeps` x (mj_step1, OSC_POSE + gripper control, mj_step2), the goal predicates on the state the last
 // substep left (as LIBERO's check_success reads it), then a kinematics pass so that the observation and the

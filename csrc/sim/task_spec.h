@@ -1,6 +1,6 @@
 // Generic, name-free descriptions of what a task observes and when it succeeds.
 //
-// Python describes, C++ executes: ript_fast/envs/metaworld_tasks.py holds one declarative spec per task with
+// Python describes, C++ executes: ript_fast/envs/metaworld/tasks.py holds one declarative spec per task with
 // body/site/geom/joint *names*, resolves them to ids on the env's model, and hands these structs over. The
 // evaluators below know a handful of generic kinds (a frame position plus an offset, a quaternion read three
 // ways, a weighted distance compared with a threshold, a contact test) and no task names at all.

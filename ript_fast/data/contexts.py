@@ -16,7 +16,7 @@ import torch
 
 from ript_fast.data.demo_file import DemoFileError, DemoSet, check_stored_context
 from ript_fast.envs import contexts as context_layout
-from ript_fast.envs.metaworld_tasks import TASK_NAMES
+from ript_fast.envs.metaworld.tasks import TASK_NAMES
 
 
 @dataclass

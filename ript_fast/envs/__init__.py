@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ript_fast.envs.batch_vec_env import BatchVecEnv
-from ript_fast.envs.experts import expert_actions
-from ript_fast.envs.metaworld_tasks import TASK_NAMES
-from ript_fast.envs.metaworld_vec import MetaWorldVecEnv
+from ript_fast.envs.metaworld.experts import expert_actions
+from ript_fast.envs.metaworld.tasks import TASK_NAMES
+from ript_fast.envs.metaworld.vec_env import MetaWorldVecEnv
 from ript_fast.envs.registry import GROUPS, is_libero, resolve_libero, resolve_tasks
 
 
@@ -35,7 +35,7 @@ def make_vec_env(
       index in the suite), a whole suite "libero/<suite>", or a list of those (needs the LIBERO extra).
     seed: env i samples its episodes from seed + i.
     obs_mode: "state" -> MetaWorld (N, 39) / LIBERO (N, 16) float64; "rgb" -> MetaWorld (N, H, W, 3) uint8 /
-      LIBERO {"agentview_rgb", "eye_in_hand_rgb"}; "state+rgb" -> a dict of both (see libero_vec.py).
+      LIBERO {"agentview_rgb", "eye_in_hand_rgb"}; "state+rgb" -> a dict of both (see libero/vec_env.py).
     options: autoreset (True), terminate_on_success (True), max_episode_steps (MetaWorld 500; LIBERO the
       suite's: spatial 220, object 280, goal 300, 10 520, 90 400), render_size ((128, 128): (height, width)
       positive ints), copy (False), render_every_step (True: reset/step observations carry every env's images;
@@ -49,7 +49,7 @@ def make_vec_env(
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ValueError(f"seed: must be None or a non-negative int, got {seed!r}")
     if is_libero(name):
-        from ript_fast.envs.libero_vec import LiberoVecEnv
+        from ript_fast.envs.libero.vec_env import LiberoVecEnv
 
         libero_tasks = resolve_libero(name)
         return LiberoVecEnv([libero_tasks[i % len(libero_tasks)] for i in range(num_envs)], seed, obs_mode, **options)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from metaworld import env_dict
 
-from ript_fast.envs.metaworld_tasks import TASK_NAMES, TASKS
+from ript_fast.envs.metaworld.tasks import TASK_NAMES, TASKS
 
 PREFIX = "metaworld/"
 LIBERO_PREFIX = "libero/"
@@ -48,12 +48,12 @@ def is_libero(name: str | Sequence[str]) -> bool:
 
 
 def resolve_libero(name: str | Sequence[str]) -> list:
-    """The LIBERO tasks (ript_fast.envs.libero_suites.LiberoTask) a name or list of names stands for.
+    """The LIBERO tasks (ript_fast.envs.libero.suites.LiberoTask) a name or list of names stands for.
 
     Without LIBERO this raises LiberoNotInstalled (an ImportError and a ValueError) naming the env and the
     install script, whichever of make_vec_env, resolve_tasks or the trainer asked."""
-    from ript_fast.envs.libero_setup import LiberoNotInstalled
-    from ript_fast.envs.libero_suites import resolve
+    from ript_fast.envs.libero.setup import LiberoNotInstalled
+    from ript_fast.envs.libero.suites import resolve
 
     try:
         return [task for n in names_of(name) for task in resolve(n)]

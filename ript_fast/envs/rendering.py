@@ -80,7 +80,7 @@ _PYTHON_GL = ("osmesa", "glfw")  # MuJoCo's Python GL backends other than EGL: d
 
 def render_backend() -> str:
     """How frames are drawn (see the module docstring): RIPT_FAST_RENDER when set, else "python" where
-    MUJOCO_GL asks for OSMesa or GLFW and "engine" otherwise (EGL; with MUJOCO_GL=disable, as libero_setup sets
+    MUJOCO_GL asks for OSMesa or GLFW and "engine" otherwise (EGL; with MUJOCO_GL=disable, as libero/setup.py sets
     it where libEGL is missing, an image env then fails with the engine's GlError saying what to install)."""
     chosen = os.environ.get("RIPT_FAST_RENDER", "").strip().lower()
     if chosen and chosen not in ("engine", "python"):

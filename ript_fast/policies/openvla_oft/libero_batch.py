@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ript_fast.envs.libero_vec import PROPRIO_SLICES
+from ript_fast.envs.libero.vec_env import PROPRIO_SLICES
 from ript_fast.policies.openvla_oft.images import pixel_values
 from ript_fast.policies.openvla_oft.libero_inputs import env_actions, libero_proprio, policy_image
 from ript_fast.policies.openvla_oft.loader import OpenVLAOFTCheckpoint

@@ -29,7 +29,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from ript_fast.envs.libero_vec import quat_to_axis_angle
+from ript_fast.envs.libero.vec_env import quat_to_axis_angle
 
 POLICY_IMAGE_SIZE = 224
 CROP_AREA = 0.9

@@ -8,7 +8,7 @@ scale as the released code does. `ChunkSample.logprob` is (n, chunk_len): one va
 action dimensions (`sum_on_action_dim`).
 
 Observations are LIBERO's: the cameras named by `policy.obs.image_keys` (third-person first, then wrist), rendered as
-the env returns them; `Observation.state` is LIBERO's 16-d state (`libero_vec.PROPRIO_SLICES`) or an 8-d raw proprio
+the env returns them; `Observation.state` is LIBERO's 16-d state (`libero.vec_env.PROPRIO_SLICES`) or an 8-d raw proprio
 (eef position, axis-angle, gripper fingers). Executed actions are the official `process_action` of the un-normalized
 chunk (gripper to -1/+1), clipped to [-1, 1].
 
@@ -41,7 +41,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from ript_fast.envs.libero_vec import PROPRIO_SLICES
+from ript_fast.envs.libero.vec_env import PROPRIO_SLICES
 from ript_fast.policies.base import (
     ACTION_HIGH,
     ACTION_LOW,

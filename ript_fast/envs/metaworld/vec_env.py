@@ -4,7 +4,7 @@ Per step, one call into C++ (GIL released, envs spread over the core's thread po
 runs the physics, writes the observations into a preallocated (N, 39) buffer and computes the success flags.
 MetaWorld's Python only builds the tasks and samples their parameters at reset.
 
-Memory: the envs of a task share one read-only model (`metaworld_task_env.shared_model`, 21 MB for pick-place:
+Memory: the envs of a task share one read-only model (`task_env.shared_model`, 21 MB for pick-place:
 textures, meshes, BVHs). Env i owns only a `_C.sim.ModelView` of it (`models[i]`: private body_pos/site_pos,
 the two fields MetaWorld's resets write), an MjData (`datas[i]`) and its random streams. Its episodes are sampled
 by a few full MetaWorld envs of its task ("samplers", one per reset thread working on the task) that run
@@ -40,16 +40,16 @@ from gymnasium.utils import seeding
 from ript_fast._core import _C
 from ript_fast.envs import contexts
 from ript_fast.envs.batch_vec_env import BatchVecEnv
-from ript_fast.envs.metaworld_task_env import (
+from ript_fast.envs.metaworld.spec_compiler import compile_env, live_goal
+from ript_fast.envs.metaworld.task_env import (
     RandVecOverride,
     make_task_env,
     reset_on_behalf,
     reset_task_env,
     shared_model,
 )
-from ript_fast.envs.metaworld_tasks import TASK_NAMES, TASKS
+from ript_fast.envs.metaworld.tasks import TASK_NAMES, TASKS
 from ript_fast.envs.rendering import check_camera, check_render_size
-from ript_fast.envs.spec_compiler import compile_env, live_goal
 
 # (env index, the random vector to reset it with: None = MetaWorld's sampler draws it)
 ResetJob = tuple[int, RandVecOverride | None]

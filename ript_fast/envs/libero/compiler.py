@@ -3,7 +3,7 @@
 LIBERO's Python (BDDL parsing, object placement, robosuite's model assembly: 2-9 s a task) runs once per
 task. What the engine needs is read off the built env: the compiled MjModel (shared read-only by every env
 of the task), robosuite's OSC_POSE controller settings and the Panda gripper's actuators, the observation's ids and
-the goal (libero_goals.py). The robosuite env is then closed; stepping never touches it.
+the goal (goals.py). The robosuite env is then closed; stepping never touches it.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import mujoco
 import numpy as np
 
 from ript_fast._core import _C
-from ript_fast.envs.libero_goals import GoalCompiler
-from ript_fast.envs.libero_setup import ensure_libero
-from ript_fast.envs.libero_suites import LiberoTask, bddl_path, init_states
+from ript_fast.envs.libero.goals import GoalCompiler
+from ript_fast.envs.libero.setup import ensure_libero
+from ript_fast.envs.libero.suites import LiberoTask, bddl_path, init_states
 
 sim = _C.sim
 

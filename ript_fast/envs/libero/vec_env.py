@@ -1,6 +1,6 @@
 """Vectorized LIBERO on the C++ batch engine, with gymnasium's VectorEnv API.
 
-Each task is built once by LIBERO (libero_compiler.py); every env of the batch steps its own MjData on the
+Each task is built once by LIBERO (compiler.py); every env of the batch steps its own MjData on the
 task's shared MjModel in C++: robosuite's OSC_POSE controller and the Panda gripper per physics substep, the goal
 predicates after each control step (csrc/sim/libero_sim.h). Python runs only at reset (choosing init states)
 and for the images.
@@ -32,8 +32,8 @@ import numpy as np
 from ript_fast._core import _C
 from ript_fast.envs import contexts
 from ript_fast.envs.batch_vec_env import BatchVecEnv
-from ript_fast.envs.libero_compiler import LiberoTemplate, compile_task
-from ript_fast.envs.libero_suites import MAX_STEPS, LiberoTask
+from ript_fast.envs.libero.compiler import LiberoTemplate, compile_task
+from ript_fast.envs.libero.suites import MAX_STEPS, LiberoTask
 from ript_fast.envs.rendering import check_render_size
 
 PROPRIO_SLICES = {

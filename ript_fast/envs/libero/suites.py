@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ript_fast.envs.libero_setup import config_path, ensure_libero
+from ript_fast.envs.libero.setup import config_path, ensure_libero
 
 SUITES = ("spatial", "object", "goal", "10", "90")
 SUITE_ALIASES = {"long": "10", "libero_10": "10", "libero_90": "90"} | {f"libero_{s}": s for s in SUITES}

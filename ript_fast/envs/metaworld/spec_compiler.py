@@ -1,4 +1,4 @@
-"""Turns a task's named spec (metaworld_tasks.py) into the engine's id-based structs for one env's model.
+"""Turns a task's named spec (tasks.py) into the engine's id-based structs for one env's model.
 
 Names are resolved with mj_name2id on that env's own model, so every env of a mixed batch gets ids that fit
 its model. A name the model lacks is a bug in the table and fails loudly here, at construction.
@@ -12,7 +12,7 @@ import mujoco
 import numpy as np
 
 from ript_fast._core import _C
-from ript_fast.envs.metaworld_tasks import Cond, Pt, Qt, TaskSpec
+from ript_fast.envs.metaworld.tasks import Cond, Pt, Qt, TaskSpec
 
 sim = _C.sim
 

