@@ -13,7 +13,10 @@ Prints markdown tables:
   4. reset costs and (if an OpenGL backend exists) 128x128 rendering speed;
   5. memory: RSS per env of pick-place-v3 and a mixed ML45 batch, now (views of one shared model per task) and
      before (each env a full MetaWorld env with its own model, as MetaWorldVecEnv held them until issue #14),
-     and of a LIBERO suite when LIBERO is installed.
+     and of a LIBERO suite when LIBERO is installed;
+  6. with --envpool-python (a venv of its own: `pip install envpool==1.2.5`): state stepping beside EnvPool's native
+     C++ MetaWorld v3 (same tasks, envs and threads, random actions), run in that venv's interpreter
+     (`--envpool-only`: this table alone).
 """
 
 from __future__ import annotations
@@ -113,6 +116,46 @@ def env_table(configs: list[tuple[str, int]], steps: int, threads: int) -> list[
             f"| {ours / asyn:.1f}x |"
         )
         print(rows[-1], flush=True)
+    return rows
+
+
+ENVPOOL_RATE = """
+import sys, time
+import numpy as np, envpool
+task, n, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+env = envpool.make_gymnasium(task, num_envs=n, num_threads=threads, seed=0)
+env.reset()
+rng = np.random.default_rng(0)
+actions = [rng.uniform(-1, 1, size=(n, 4)).astype(np.float32) for _ in range(steps)]
+def run():
+    start = time.perf_counter()
+    for a in actions:
+        env.step(a)
+    return time.perf_counter() - start
+run()
+print(n * steps / run())
+"""
+
+
+def envpool_steps_per_s(python: str, task: str, n: int, steps: int, threads: int) -> float:
+    """EnvPool's native MetaWorld (`MetaWorld/ButtonPress-v3` for button-press-v3) stepped in its own venv."""
+    name = "MetaWorld/" + "".join(part.capitalize() for part in task.removesuffix("-v3").split("-")) + "-v3"
+    out = subprocess.run(
+        [python, "-c", ENVPOOL_RATE, name, str(n), str(steps), str(threads)], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def envpool_table(python: str, sizes: list[int], steps: int, threads: int) -> list[str]:
+    """Ours and EnvPool alternated per row (a load change hits both), the same steps after a warm-up pass."""
+    header = f"| task | envs | ours ({threads} thr) | EnvPool 1.2.5 ({threads} thr) | ours / EnvPool |"
+    rows = [header, "|---|---|---:|---:|---:|"]
+    for task in ("button-press-v3", "pick-place-v3", "assembly-v3"):
+        for n in sizes:
+            ours = ours_steps_per_s(f"metaworld/{task}", n, steps, threads)
+            theirs = envpool_steps_per_s(python, task, n, steps, threads)
+            rows.append(f"| {task} | {n} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f}x |")
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -276,6 +319,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="16-env configurations and fewer steps")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--envpool-python", help="the python of a venv with envpool==1.2.5 (adds table 6)")
+    parser.add_argument("--envpool-only", action="store_true", help="with --envpool-python: table 6 alone")
     parser.add_argument("--rss-probe", nargs=3, metavar=("LAYOUT", "NAME", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_probe:
@@ -285,6 +330,10 @@ def main() -> None:
     steps = 40 if args.quick else 150
     sizes = [16] if args.quick else [16, 64]
     print(f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}, GROUPS ML45: {len(GROUPS['ML45'])} tasks")
+    if args.envpool_python and args.envpool_only:
+        rows = envpool_table(args.envpool_python, sizes, steps, args.threads)
+        print(f"\nload average after: {os.getloadavg()}\n\n" + "\n".join(rows))
+        return
     configs = [(f"metaworld/{t}", n) for t in ("button-press-v3", "pick-place-v3") for n in sizes]
     configs += [("metaworld/ML45", n) for n in sizes]
     tables = [
@@ -295,6 +344,8 @@ def main() -> None:
         render_table(16, 10),
         memory_table(memory_configs(args.quick)),
     ]
+    if args.envpool_python:
+        tables.append(envpool_table(args.envpool_python, sizes, steps, args.threads))
     print(f"\nload average after: {os.getloadavg()}\n")
     for table in tables:
         print("\n".join(table), end="\n\n")
