@@ -96,6 +96,31 @@ def test_bad_actions_are_named(env, actions, error, message) -> None:
         env.step(actions)
 
 
+def test_stepping_some_envs_leaves_the_others_as_they_were() -> None:
+    """`step(actions, env_ids=...)` moves those envs only; an env that finished waits for the step that includes it
+    to be reset (autoreset), however many steps of other envs come first."""
+    env = make_vec_env("metaworld/reach-v3", num_envs=3, seed=0, max_episode_steps=2)
+    env.reset(seed=0)
+    actions = np.full((3, 4), 0.5, np.float32)
+    env.step(actions)
+    obs, _, _, truncated, info = env.step(actions)
+    assert truncated.all()  # all three are done: the next step that includes an env resets it
+    times = [d.time for d in env.datas]
+    finished_obs = obs.copy()
+    obs, reward, _, truncated, info = env.step(actions, env_ids=[0])
+    assert info["active"].tolist() == [False, False, False] and reward.tolist() == [0.0, 0.0, 0.0]
+    assert env.datas[0].time < times[0] and [d.time for d in env.datas[1:]] == times[1:]  # 0 reset, 1 and 2 not
+    np.testing.assert_array_equal(obs[1:], finished_obs[1:])
+    obs, _, _, _, info = env.step(actions, env_ids=np.array([0, 2]))
+    assert info["active"].tolist() == [True, False, False]  # 0 stepped, 2 reset, 1 still waiting
+    assert env.datas[1].time == times[1] and env.datas[2].time < times[2]
+    _, _, _, _, info = env.step(actions)
+    assert info["active"].tolist() == [True, False, True]  # 1 reset by the step that included it
+    with pytest.raises(ValueError, match=r"ids: env indices must be in \[0, 3\)"):
+        env.step(actions, env_ids=[3])
+    env.close()
+
+
 def test_nan_action_changes_nothing(env) -> None:
     env.reset(seed=0)
     time_before = [d.time for d in env.datas]
