@@ -199,6 +199,7 @@ def summarize(run: Path) -> dict:
         "reached_80": reached,
         "minutes": float(wall.read_text()) / 60 if wall.exists() else float("nan"),
         "curve": evals,
+        "episodes": [r.get("eval_episodes", 0) for r in records if r.get("eval_success") is not None],
         "rejected": sum(r.get("rejected_groups", 0) for r in records),
     }
 
@@ -250,10 +251,15 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ript_fast.train.binomial import wilson_interval
+
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     for r in rows:
         xs, ys = zip(*r["curve"], strict=True) if r["curve"] else ((), ())
-        ax.plot(xs, ys, marker="o", label=r["run"], linestyle="--" if "no-dynamic" in r["run"] else "-")
+        line = ax.plot(xs, ys, marker="o", label=r["run"], linestyle="--" if "no-dynamic" in r["run"] else "-")[0]
+        if all(r["episodes"]):  # 95% Wilson band of each evaluation
+            bands = [wilson_interval(round(y * n), n) for y, n in zip(ys, r["episodes"], strict=True)]
+            ax.fill_between(xs, *zip(*bands, strict=True), color=line.get_color(), alpha=0.12, linewidth=0)
     ax.axhline(TARGET, color="gray", linewidth=0.8)
     ax.set_xlabel("RIPT iteration")
     ax.set_ylabel("held-out success rate")
