@@ -62,10 +62,7 @@ void BatchEngine::check_env_ids(const int64_t* env_ids, int64_t count, const cha
 }
 
 void BatchEngine::fail_one(int64_t i) {
-  out_.reward[i] = 0.0;
-  out_.terminated[i] = false;
-  out_.truncated[i] = true;
-  out_.success[i] = false;
+  write_outcome(i, false, false, true);
   out_.sim_error[i] = true;
 }
 
@@ -77,13 +74,7 @@ void BatchEngine::write_outcome(int64_t i, bool success, bool terminate_on_succe
   out_.sim_error[i] = false;
 }
 
-void BatchEngine::clear_outcome(int64_t i) {
-  out_.reward[i] = 0.0;
-  out_.terminated[i] = false;
-  out_.truncated[i] = false;
-  out_.success[i] = false;
-  out_.sim_error[i] = false;
-}
+void BatchEngine::clear_outcome(int64_t i) { write_outcome(i, false, false, false); }
 
 void BatchEngine::write_context(int64_t i, const double* row) {
   double* ctx = out_.context + i * context_dim_;
