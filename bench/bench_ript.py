@@ -109,14 +109,6 @@ def run_sft(out: Path, config: str, overrides: list[str]) -> Path:
     return policy
 
 
-def collect(task: str, num_demos: int, out: Path) -> Path:
-    """`ript-fast collect-demos` of one task with QueST's action noise (cached)."""
-    if not out.exists():
-        cmd = [RIPT_FAST, "collect-demos", "--env", f"metaworld/{task}", "--num-demos", str(num_demos)]
-        subprocess.run([*cmd, "--noise", "0.2", "--seed", "1000", "--out", str(out)], check=True)
-    return out
-
-
 def pretrain(args: argparse.Namespace) -> Path:
     """The prior (`ript-fast sft --config prior_quest_mt50_cpu.yaml`): with no --pretrain-env, it collects
     --target-demos demos of each few-shot task and --pretrain-demos of every other MT50 task into
@@ -137,14 +129,11 @@ def multitask(args: argparse.Namespace) -> list[Path]:
     runs = []
     for spec in args.tasks:
         task, base = task_overrides(args, spec)
-        target = demos / f"{task}.hdf5"
-        if args.pretrain_env:  # a held-out task: its few demos were not in the pretraining
-            target = collect(task, args.target_demos, args.out / "demos" / f"{task}.hdf5")
-        stage2 = run_sft(
-            args.out / f"{task}__stage2",
-            "configs/sft_quest_stage2_cpu.yaml",
-            [f"demos=[{target}]", f"init_checkpoint={pretrained}"],
-        )
+        source = [f"demos=[{demos / f'{task}.hdf5'}]"]  # the few demos the prior saw
+        if args.pretrain_env:  # a held-out task: the stage 2 collects its few demos (seed 1000, noise 0.2)
+            source = [f"collect.env=metaworld/{task}", f"collect.num_demos={args.target_demos}"]
+        overrides = [*source, f"init_checkpoint={pretrained}"]
+        stage2 = run_sft(args.out / f"{task}__stage2", "configs/sft_quest_stage2_cpu.yaml", overrides)
         dyn, nodyn = args.out / f"{task}{args.tag}__dynamic", args.out / f"{task}{args.tag}__no-dynamic"
         run_train(dyn, args.config, base, stage2)
         run_train(nodyn, args.config, [*base, "ript.dynamic_sampling=false"], stage2)
@@ -153,13 +142,10 @@ def multitask(args: argparse.Namespace) -> list[Path]:
 
 
 def ml45(args: argparse.Namespace) -> list[Path]:
-    from ript_fast.envs.registry import resolve_tasks
-
-    demos = args.out / "demos"
-    files = [collect(task, args.target_demos, demos / f"{task}.hdf5") for task in resolve_tasks("metaworld/ML45")]
+    # --target-demos scripted demos of each training task, collected by the SFT run itself (seed 1000, noise 0.2);
     # one torch thread: the RIPT runs of another experiment often share the cores (OpenMP workers then spin)
-    demos_list = f"demos=[{','.join(map(str, files))}]"
-    sft = run_sft(args.out / "sft", "configs/sft_quest_mt50_cpu.yaml", [demos_list, "threads=1"])
+    collect = ["collect.env=metaworld/ML45", f"collect.num_demos={args.target_demos}", "threads=1"]
+    sft = run_sft(args.out / "sft", "configs/sft_quest_mt50_cpu.yaml", collect)
     runs = []
     for seed in args.seeds:
         base = ["env=metaworld/ML45", f"seed={seed}", *args.set]
