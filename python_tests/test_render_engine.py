@@ -9,6 +9,7 @@ the GL error test runs everywhere (it breaks GL on purpose, in a subprocess).
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import subprocess
 import sys
@@ -173,8 +174,7 @@ def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() 
     GL context's finalizer does; EGL defers it until released) cannot be made current again after a draw on
     this thread: the engine then leaves none current. It used to leave its own, and a MuJoCo render context
     freed here next (robosuite frees its MjrContext without making its GL context current) deleted the engine's
-    framebuffer and textures, which share the names: frames came out wrong (frozen), the likely cause of the
-    engine draw that crashed (SIGSEGV) in CI's full test run."""
+    framebuffer and textures, which share the names: frames came out wrong (frozen)."""
     from mujoco.egl import GLContext, egl_ext
 
     _C.set_num_threads(1)  # the engine draws on this thread
@@ -196,6 +196,86 @@ def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() 
         assert_equal_to_reference(env, size, steps=3)
     finally:
         python_gl.free()
+        env.close()
+
+
+def software_only_egl() -> bool:
+    """Whether every EGL device is Mesa's software rasterizer and Mesa's surfaceless platform is there (asked
+    through PyOpenGL, apart from the engine's own EGL loading)."""
+    import OpenGL.EGL as EGL
+    from mujoco.egl import egl_ext
+    from OpenGL.EGL.EXT.device_query import eglQueryDeviceStringEXT
+
+    devices = egl_ext.eglQueryDevicesEXT()
+    software = all(
+        b"EGL_MESA_device_software" in eglQueryDeviceStringEXT(d, EGL.EGL_EXTENSIONS).split() for d in devices
+    )
+    return (
+        software
+        and b"EGL_MESA_platform_surfaceless" in EGL.eglQueryString(EGL.EGL_NO_DISPLAY, EGL.EGL_EXTENSIONS).split()
+    )
+
+
+@requires_gl
+@requires_engine
+def test_engine_draws_on_a_display_of_its_own_where_mesa_rasterizes() -> None:
+    """On Mesa's software rasterizer the engine's contexts live on a display of their own (Mesa's surfaceless
+    platform), another llvmpipe screen than the device display that mujoco.egl and robosuite share; on a GPU,
+    the device display as mujoco.egl picks it."""
+    assert _C.render.display_platform() == ("surfaceless" if software_only_egl() else "device")
+
+
+@requires_gl
+@requires_engine
+@pytest.mark.usefixtures("threads")
+def test_frames_stay_right_while_python_renderers_come_and_go_on_another_thread() -> None:
+    """While the engine draws (its slots on two threads, the GIL released), another Python thread makes, draws
+    and drops mujoco.Renderers (some freed by the collector, on whichever thread it runs): the setting of the
+    stress that crashed llvmpipe inside an engine draw before the engine serialized its GL calls and drew on a
+    display of its own. Frames stay equal to the reference."""
+    _C.set_num_threads(2)
+    size = (64, 64)
+    env = make_vec_env(
+        ["metaworld/pick-place-v3", "metaworld/drawer-open-v3"],
+        4,
+        seed=0,
+        obs_mode="rgb",
+        render_every_step=False,
+        render_size=size,
+    )
+    stop = threading.Event()
+    made = []
+
+    def come_and_go() -> None:
+        model = env.models[0].template
+        data = mujoco.MjData(model)
+        mujoco.mj_forward(model, data)
+        while not stop.is_set():
+            renderer = mujoco.Renderer(model, 32, 32)
+            renderer.update_scene(data)
+            renderer.render()
+            cycle: dict[str, Any] = {"renderer": renderer}
+            cycle["self"] = cycle  # left to the collector
+            made.append(1)
+            if len(made) % 4 == 0:
+                gc.collect()
+
+    churn = threading.Thread(target=come_and_go)
+    churn.start()
+    try:
+        rng = np.random.default_rng(1)
+        env.reset(seed=0)
+        for _ in range(40):
+            env.step(rng.uniform(-1, 1, (env.num_envs, env.single_action_space.shape[0])))
+            env.render_observations()
+    finally:
+        stop.set()
+        churn.join()
+    try:
+        assert len(made) > 0
+        gc.collect()
+        assert_equal_to_reference(env, size, steps=3)
+    finally:
         env.close()
 
 

@@ -33,43 +33,51 @@ void make_task_context(void* p) {
   mjr_setBuffer(mjFB_OFFSCREEN, a->context);
 }
 
-// One env's frames: camera and light frames placed from the render model, then each wanted camera drawn
-// and read back into its destination (nullptr: not wanted).
-struct EnvFrames {
+// One camera's frame of one env. Placing the camera and light frames and building the scene is MuJoCo's CPU
+// work (no GL), done by the slots in parallel; drawing the scene and reading it back is GL, done under the
+// engine's GL lock (see egl.h).
+struct CameraFrame {
   const mjModel* model;
   mjData* data;
   mjvScene* scene;
   const mjrContext* context;
   const mjvOption* option;
-  const int32_t* camera_ids;
-  uint8_t* const* destinations;
-  int cameras;
+  int camera_id;
+  uint8_t* target;  // (height, width, 3) rows bottom-up
   int height, width;
-  bool bottom_up;
-  uint8_t* scratch;  // one frame, for top-down output
 };
+
+void place_cameras_and_lights(void* p) {
+  const CameraFrame* a = static_cast<const CameraFrame*>(p);
+  mj_camlight(a->model, a->data);
+}
+
+void build_scene(void* p) {
+  const CameraFrame* a = static_cast<const CameraFrame*>(p);
+  mjvCamera camera;
+  mjv_defaultCamera(&camera);
+  camera.type = mjCAMERA_FIXED;
+  camera.fixedcamid = a->camera_id;
+  mjv_updateScene(a->model, a->data, a->option, nullptr, &camera, mjCAT_ALL, a->scene);
+}
+
+void draw_and_read(void* p) {
+  const CameraFrame* a = static_cast<const CameraFrame*>(p);
+  mjr_setBuffer(mjFB_OFFSCREEN, const_cast<mjrContext*>(a->context));
+  const mjrRect viewport{0, 0, a->width, a->height};
+  mjr_render(viewport, a->scene, a->context);
+  mjr_readPixels(a->target, nullptr, viewport, a->context);
+}
 
 void flip_rows(const uint8_t* from, uint8_t* to, int height, int width) {
   const size_t row = static_cast<size_t>(width) * 3;
   for (int y = 0; y < height; ++y) std::memcpy(to + row * (height - 1 - y), from + row * y, row);
 }
 
-void draw_env_frames(void* p) {
-  const EnvFrames* a = static_cast<const EnvFrames*>(p);
-  mj_camlight(a->model, a->data);
-  mjr_setBuffer(mjFB_OFFSCREEN, const_cast<mjrContext*>(a->context));
-  const mjrRect viewport{0, 0, a->width, a->height};
-  for (int c = 0; c < a->cameras; ++c) {
-    if (a->destinations[c] == nullptr) continue;
-    mjvCamera camera;
-    mjv_defaultCamera(&camera);
-    camera.type = mjCAMERA_FIXED;
-    camera.fixedcamid = a->camera_ids[c];
-    mjv_updateScene(a->model, a->data, a->option, nullptr, &camera, mjCAT_ALL, a->scene);
-    mjr_render(viewport, a->scene, a->context);
-    uint8_t* target = a->bottom_up ? a->destinations[c] : a->scratch;
-    mjr_readPixels(target, nullptr, viewport, a->context);
-    if (!a->bottom_up) flip_rows(a->scratch, a->destinations[c], a->height, a->width);
+// Runs a drawing step under MuJoCo's error trap (a lock must be taken outside it: an error jumps over the body).
+void trapped(void (*body)(void*), CameraFrame& frame, int64_t env) {
+  if (const char* error = sim::call_trapped(body, &frame)) {
+    throw std::runtime_error("rendering env " + std::to_string(env) + ": MuJoCo error: " + error);
   }
 }
 
@@ -159,16 +167,25 @@ BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
   }
   const int32_t count = static_cast<int32_t>(std::min<int64_t>(std::max(slots, 1), size()));
   const std::vector<int32_t> slot_of_env = deal_envs(spec_.task_of_env, count);
-  for (int32_t k = 0; k < count; ++k) {
-    std::vector<bool> needed(spec_.models.size(), false);
-    for (size_t i = 0; i < slot_of_env.size(); ++i) {
-      if (slot_of_env[i] == k) needed[static_cast<size_t>(spec_.task_of_env[i])] = true;
+  std::lock_guard<std::mutex> gl(engine_gl_calls());
+  try {
+    for (int32_t k = 0; k < count; ++k) {
+      std::vector<bool> needed(spec_.models.size(), false);
+      for (size_t i = 0; i < slot_of_env.size(); ++i) {
+        if (slot_of_env[i] == k) needed[static_cast<size_t>(spec_.task_of_env[i])] = true;
+      }
+      slots_.push_back(std::make_unique<Slot>(spec_, needed));
     }
-    slots_.push_back(std::make_unique<Slot>(spec_, needed));
+  } catch (...) {
+    slots_.clear();  // freed here, under the lock
+    throw;
   }
 }
 
-BatchRenderer::~BatchRenderer() = default;
+BatchRenderer::~BatchRenderer() {
+  std::lock_guard<std::mutex> gl(engine_gl_calls());
+  slots_.clear();
+}
 
 std::vector<BatchRenderer::TaskQueue> BatchRenderer::stale_envs_by_task(const int64_t* rows, int64_t n,
                                                                         const bool* wanted) const {
@@ -190,53 +207,66 @@ std::vector<BatchRenderer::TaskQueue> BatchRenderer::stale_envs_by_task(const in
 }
 
 void BatchRenderer::draw_env(Slot& slot, int64_t env, const bool* wanted) {
-  const int32_t task = spec_.task_of_env[static_cast<size_t>(env)];
-  const size_t frame = static_cast<size_t>(spec_.height) * spec_.width * 3;
-  bool* current = out_.current + env * cameras();
-  std::vector<uint8_t*> destinations(static_cast<size_t>(cameras()), nullptr);
-  for (int64_t c = 0; c < cameras(); ++c) {
-    if (wanted[c] && !current[c]) {
-      destinations[static_cast<size_t>(c)] = out_.images[static_cast<size_t>(c)] + env * frame;
-    }
-  }
   static const mjvOption option = [] {
     mjvOption o;
     mjv_defaultOption(&o);
     return o;
   }();
-  EnvFrames frames{reinterpret_cast<const mjModel*>(spec_.models[static_cast<size_t>(task)]),
-                   reinterpret_cast<mjData*>(spec_.datas[static_cast<size_t>(env)]),
-                   &slot.scene(task),
-                   &slot.context(task),
-                   &option,
-                   spec_.camera_ids[static_cast<size_t>(task)].data(),
-                   destinations.data(),
-                   static_cast<int>(cameras()),
-                   spec_.height,
-                   spec_.width,
-                   spec_.bottom_up,
-                   slot.scratch()};
-  if (const char* error = sim::call_trapped(draw_env_frames, &frames)) {
-    throw std::runtime_error("rendering env " + std::to_string(env) + ": MuJoCo error: " + error);
+  const int32_t task = spec_.task_of_env[static_cast<size_t>(env)];
+  const size_t frame_size = static_cast<size_t>(spec_.height) * spec_.width * 3;
+  bool* current = out_.current + env * cameras();
+  CameraFrame frame{reinterpret_cast<const mjModel*>(spec_.models[static_cast<size_t>(task)]),
+                    reinterpret_cast<mjData*>(spec_.datas[static_cast<size_t>(env)]),
+                    &slot.scene(task),
+                    &slot.context(task),
+                    &option,
+                    -1,
+                    nullptr,
+                    spec_.height,
+                    spec_.width};
+  trapped(place_cameras_and_lights, frame, env);
+  for (int64_t c = 0; c < cameras(); ++c) {
+    if (!wanted[c] || current[c]) continue;
+    uint8_t* destination = out_.images[static_cast<size_t>(c)] + env * frame_size;
+    frame.camera_id = spec_.camera_ids[static_cast<size_t>(task)][static_cast<size_t>(c)];
+    frame.target = spec_.bottom_up ? destination : slot.scratch();
+    trapped(build_scene, frame, env);
+    {
+      std::lock_guard<std::mutex> gl(engine_gl_calls());
+      trapped(draw_and_read, frame, env);
+    }
+    if (!spec_.bottom_up) flip_rows(slot.scratch(), destination, spec_.height, spec_.width);
+    current[c] = true;
   }
-  for (int64_t c = 0; c < cameras(); ++c) current[c] = current[c] || wanted[c];
 }
 
 void BatchRenderer::draw_slot(Slot& slot, std::vector<TaskQueue>& queues, const bool* wanted) {
   std::optional<CurrentBinding> keep;  // the thread's own binding (the caller's context, on the Python thread)
-  for (int32_t task : slot.tasks()) {
-    TaskQueue& queue = queues[static_cast<size_t>(task)];
-    for (size_t j = queue.next.fetch_add(1); j < queue.envs.size(); j = queue.next.fetch_add(1)) {
-      if (!keep) {
-        keep.emplace();
-        if (!slot.gl().make_current()) {
-          throw std::runtime_error("OpenGL (EGL): cannot make a render context current (" + EglContext::last_error() +
-                                   ")");
+  const auto put_back = [&keep] {
+    if (!keep) return;
+    std::lock_guard<std::mutex> gl(engine_gl_calls());
+    keep.reset();
+  };
+  try {
+    for (int32_t task : slot.tasks()) {
+      TaskQueue& queue = queues[static_cast<size_t>(task)];
+      for (size_t j = queue.next.fetch_add(1); j < queue.envs.size(); j = queue.next.fetch_add(1)) {
+        if (!keep) {
+          std::lock_guard<std::mutex> gl(engine_gl_calls());
+          keep.emplace();
+          if (!slot.gl().make_current()) {
+            throw std::runtime_error("OpenGL (EGL): cannot make a render context current (" +
+                                     EglContext::last_error() + ")");
+          }
         }
+        draw_env(slot, queue.envs[j], wanted);
       }
-      draw_env(slot, queue.envs[j], wanted);
     }
+  } catch (...) {
+    put_back();
+    throw;
   }
+  put_back();
 }
 
 void BatchRenderer::render(const int64_t* rows, int64_t n, const bool* wanted) {

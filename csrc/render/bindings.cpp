@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -77,9 +78,14 @@ void bind_render(py::module_& root) {
       "check_gl",
       [] {
         py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> gl(render::engine_gl_calls());
         render::EglContext probe;
       },
       "Make and free one EGL context: raises GlError (saying what to install or set) where GL is not usable");
+  m.def(
+      "display_platform", [] { return render::display_platform(); },
+      "The EGL platform the engine draws on: 'surfaceless' (its own display on Mesa's software rasterizer) or "
+      "'device'; raises GlError where GL is not usable");
   py::class_<RenderSpec>(m, "RenderSpec")
       .def(py::init<>())
       .def_readwrite("models", &RenderSpec::models)

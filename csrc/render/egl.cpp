@@ -27,6 +27,8 @@ constexpr EGLint kRenderableType = 0x3040, kOpenglBit = 0x0008;
 constexpr EGLint kDraw = 0x3059, kRead = 0x305A;
 constexpr EGLenum kOpenglApi = 0x30A2;
 constexpr EGLenum kPlatformDeviceExt = 0x313F;
+constexpr EGLenum kPlatformSurfacelessMesa = 0x31DD;
+constexpr EGLint kExtensions = 0x3055;
 
 // What to do about a missing or broken stack, appended to every setup error.
 constexpr const char* kHint =
@@ -48,9 +50,12 @@ struct Library {
   Handle (*GetCurrentContext)() = nullptr;
   Handle (*GetCurrentDisplay)() = nullptr;
   Handle (*GetCurrentSurface)(EGLint) = nullptr;
+  const char* (*QueryString)(Handle, EGLint) = nullptr;
   EGLBoolean (*QueryDevices)(EGLint, Handle*, EGLint*) = nullptr;
+  const char* (*QueryDeviceString)(Handle, EGLint) = nullptr;
   Handle (*GetPlatformDisplay)(EGLenum, Handle, const EGLint*) = nullptr;
   Handle display = nullptr;
+  const char* platform = "";  // which EGL platform the display is on: "surfaceless" or "device"
   Handle config = nullptr;
   std::string error;  // set when loading failed: every later request fails with the same message
 };
@@ -83,7 +88,38 @@ bool load_symbols(Library& lib) {
          resolve(lib.handle, "eglMakeCurrent", lib.MakeCurrent) &&
          resolve(lib.handle, "eglGetCurrentContext", lib.GetCurrentContext) &&
          resolve(lib.handle, "eglGetCurrentDisplay", lib.GetCurrentDisplay) &&
-         resolve(lib.handle, "eglGetCurrentSurface", lib.GetCurrentSurface);
+         resolve(lib.handle, "eglGetCurrentSurface", lib.GetCurrentSurface) &&
+         resolve(lib.handle, "eglQueryString", lib.QueryString);
+}
+
+// Whether a space-separated EGL extension string names `name`.
+bool has_extension(const char* extensions, const std::string& name) {
+  if (extensions == nullptr) return false;
+  const std::string all = std::string(" ") + extensions + " ";
+  return all.find(" " + name + " ") != std::string::npos;
+}
+
+// Whether every device EGL reports is Mesa's software rasterizer (a machine without a GPU driver's EGL).
+bool only_software_devices(const Library& lib) {
+  EGLint count = 0;
+  if (lib.QueryDeviceString == nullptr || !lib.QueryDevices(0, nullptr, &count) || count < 1) return false;
+  std::vector<Handle> devices(static_cast<size_t>(count));
+  lib.QueryDevices(count, devices.data(), &count);
+  devices.resize(static_cast<size_t>(count));
+  for (Handle device : devices) {
+    if (!has_extension(lib.QueryDeviceString(device, kExtensions), "EGL_MESA_device_software")) return false;
+  }
+  return true;
+}
+
+// The display for `device`: on Mesa's software rasterizer one of the engine's own (see egl.h), else the device's.
+Handle display_for(Library& lib, Handle device, bool software) {
+  if (software && has_extension(lib.QueryString(nullptr, kExtensions), "EGL_MESA_platform_surfaceless")) {
+    lib.platform = "surfaceless";
+    return lib.GetPlatformDisplay(kPlatformSurfacelessMesa, nullptr, nullptr);
+  }
+  lib.platform = "device";
+  return lib.GetPlatformDisplay(kPlatformDeviceExt, device, nullptr);
 }
 
 // The devices EGL reports, narrowed to MUJOCO_EGL_DEVICE_ID when set (as mujoco.egl reads it).
@@ -111,8 +147,9 @@ std::vector<Handle> candidate_devices(const Library& lib, std::string& error) {
 // The first candidate device whose display initializes, and a config as mujoco.egl asks for one.
 bool open_display(Library& lib) {
   const std::vector<Handle> devices = candidate_devices(lib, lib.error);
+  const bool software = only_software_devices(lib);
   for (Handle device : devices) {
-    Handle display = lib.GetPlatformDisplay(kPlatformDeviceExt, device, nullptr);
+    Handle display = display_for(lib, device, software);
     if (display != nullptr && lib.Initialize(display, nullptr, nullptr)) {
       lib.display = display;
       break;
@@ -148,6 +185,7 @@ Library load() {
              !resolve_extension(lib, "eglGetPlatformDisplayEXT", lib.GetPlatformDisplay)) {
     lib.error = "EGL lacks the device extensions (EGL_EXT_device_enumeration, EGL_EXT_platform_device).";
   } else {
+    resolve_extension(lib, "eglQueryDeviceStringEXT", lib.QueryDeviceString);  // optional: GPU drivers may lack it
     open_display(lib);
   }
   return lib;
@@ -161,6 +199,13 @@ const Library& egl() {
 }
 
 }  // namespace
+
+std::string display_platform() { return egl().platform; }
+
+std::mutex& engine_gl_calls() {
+  static std::mutex lock;
+  return lock;
+}
 
 CurrentBinding::CurrentBinding() {
   const Library& lib = egl();

@@ -7,12 +7,16 @@
 // (no library, no device, no config, no context) is a GlError thrown on the thread that asked for a context.
 //
 // The display is EGL's device platform on the first usable device (or MUJOCO_EGL_DEVICE_ID), as MuJoCo's
-// Python `mujoco.egl` picks it: in one process both end up on the same EGLDisplay. Contexts are surfaceless
-// (MuJoCo renders into its own offscreen framebuffer). A context may be made current on any thread, one
-// thread at a time; EGL's current-context state (and the client API) is per thread.
+// Python `mujoco.egl` picks it, except on a machine whose only devices are Mesa's software rasterizer: there
+// the engine takes a display of its own on Mesa's surfaceless platform (same driver, same pixels). Each EGL
+// display is its own llvmpipe screen, so other libraries' contexts (mujoco.egl's, robosuite's: the device
+// display) drawing on other threads stay off the screen whose GL the engine serializes (engine_gl_calls).
+// Contexts are surfaceless (MuJoCo renders into its own offscreen framebuffer). A context may be made current on
+// any thread, one thread at a time; EGL's current-context state (and the client API) is per thread.
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -43,7 +47,18 @@ class CurrentBinding {
   uint32_t api_;
 };
 
-// One OpenGL (compatibility profile) context on the shared device display.
+// The EGL platform of the engine's display: "surfaceless" (Mesa's, on a machine whose only devices are Mesa's
+// software rasterizer) or "device"; GlError where EGL is not usable.
+std::string display_platform();
+
+// Held around every GL call the engine makes (making, binding and freeing contexts; drawing and reading a
+// frame), so that the engine's contexts never run GL at the same time: two contexts drawing at once on one
+// llvmpipe screen crash inside Mesa 22.3 now and then (SIGSEGV in a draw, about once per 5-10 minutes of two
+// threads drawing LIBERO frames). MuJoCo's CPU side of a frame (placing cameras, building the scene) runs
+// outside it, in parallel.
+std::mutex& engine_gl_calls();
+
+// One OpenGL (compatibility profile) context on the engine's display.
 class EglContext {
  public:
   EglContext();  // throws GlError
