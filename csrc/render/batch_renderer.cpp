@@ -167,7 +167,7 @@ BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
   }
   const int32_t count = static_cast<int32_t>(std::min<int64_t>(std::max(slots, 1), size()));
   const std::vector<int32_t> slot_of_env = deal_envs(spec_.task_of_env, count);
-  std::lock_guard<std::mutex> gl(engine_gl_calls());
+  const std::unique_lock<std::mutex> gl = gl_turn();
   try {
     for (int32_t k = 0; k < count; ++k) {
       std::vector<bool> needed(spec_.models.size(), false);
@@ -183,7 +183,8 @@ BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
 }
 
 BatchRenderer::~BatchRenderer() {
-  std::lock_guard<std::mutex> gl(engine_gl_calls());
+  if (slots_.empty()) return;
+  const std::unique_lock<std::mutex> gl = gl_turn();
   slots_.clear();
 }
 
@@ -232,7 +233,7 @@ void BatchRenderer::draw_env(Slot& slot, int64_t env, const bool* wanted) {
     frame.target = spec_.bottom_up ? destination : slot.scratch();
     trapped(build_scene, frame, env);
     {
-      std::lock_guard<std::mutex> gl(engine_gl_calls());
+      const std::unique_lock<std::mutex> gl = gl_turn();
       trapped(draw_and_read, frame, env);
     }
     if (!spec_.bottom_up) flip_rows(slot.scratch(), destination, spec_.height, spec_.width);
@@ -244,7 +245,7 @@ void BatchRenderer::draw_slot(Slot& slot, std::vector<TaskQueue>& queues, const 
   std::optional<CurrentBinding> keep;  // the thread's own binding (the caller's context, on the Python thread)
   const auto put_back = [&keep] {
     if (!keep) return;
-    std::lock_guard<std::mutex> gl(engine_gl_calls());
+    const std::unique_lock<std::mutex> gl = gl_turn();
     keep.reset();
   };
   try {
@@ -252,7 +253,7 @@ void BatchRenderer::draw_slot(Slot& slot, std::vector<TaskQueue>& queues, const 
       TaskQueue& queue = queues[static_cast<size_t>(task)];
       for (size_t j = queue.next.fetch_add(1); j < queue.envs.size(); j = queue.next.fetch_add(1)) {
         if (!keep) {
-          std::lock_guard<std::mutex> gl(engine_gl_calls());
+          const std::unique_lock<std::mutex> gl = gl_turn();
           keep.emplace();
           if (!slot.gl().make_current()) {
             throw std::runtime_error("OpenGL (EGL): cannot make a render context current (" +

@@ -78,7 +78,7 @@ void bind_render(py::module_& root) {
       "check_gl",
       [] {
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> gl(render::engine_gl_calls());
+        const std::unique_lock<std::mutex> gl = render::gl_turn();
         render::EglContext probe;
       },
       "Make and free one EGL context: raises GlError (saying what to install or set) where GL is not usable");

@@ -56,6 +56,7 @@ struct Library {
   Handle (*GetPlatformDisplay)(EGLenum, Handle, const EGLint*) = nullptr;
   Handle display = nullptr;
   const char* platform = "";  // which EGL platform the display is on: "surfaceless" or "device"
+  bool software = false;      // every device is Mesa's software rasterizer (llvmpipe)
   Handle config = nullptr;
   std::string error;  // set when loading failed: every later request fails with the same message
 };
@@ -147,9 +148,9 @@ std::vector<Handle> candidate_devices(const Library& lib, std::string& error) {
 // The first candidate device whose display initializes, and a config as mujoco.egl asks for one.
 bool open_display(Library& lib) {
   const std::vector<Handle> devices = candidate_devices(lib, lib.error);
-  const bool software = only_software_devices(lib);
+  lib.software = only_software_devices(lib);
   for (Handle device : devices) {
-    Handle display = display_for(lib, device, software);
+    Handle display = display_for(lib, device, lib.software);
     if (display != nullptr && lib.Initialize(display, nullptr, nullptr)) {
       lib.display = display;
       break;
@@ -202,9 +203,10 @@ const Library& egl() {
 
 std::string display_platform() { return egl().platform; }
 
-std::mutex& engine_gl_calls() {
+std::unique_lock<std::mutex> gl_turn() {
   static std::mutex lock;
-  return lock;
+  if (egl().software) return std::unique_lock<std::mutex>(lock);
+  return std::unique_lock<std::mutex>(lock, std::defer_lock);
 }
 
 CurrentBinding::CurrentBinding() {

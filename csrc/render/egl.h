@@ -10,7 +10,7 @@
 // Python `mujoco.egl` picks it, except on a machine whose only devices are Mesa's software rasterizer: there
 // the engine takes a display of its own on Mesa's surfaceless platform (same driver, same pixels). Each EGL
 // display is its own llvmpipe screen, so other libraries' contexts (mujoco.egl's, robosuite's: the device
-// display) drawing on other threads stay off the screen whose GL the engine serializes (engine_gl_calls).
+// display) drawing on other threads stay off the screen whose GL the engine serializes (gl_turn).
 // Contexts are surfaceless (MuJoCo renders into its own offscreen framebuffer). A context may be made current on
 // any thread, one thread at a time; EGL's current-context state (and the client API) is per thread.
 #pragma once
@@ -51,12 +51,13 @@ class CurrentBinding {
 // software rasterizer) or "device"; GlError where EGL is not usable.
 std::string display_platform();
 
-// Held around every GL call the engine makes (making, binding and freeing contexts; drawing and reading a
-// frame), so that the engine's contexts never run GL at the same time: two contexts drawing at once on one
-// llvmpipe screen crash inside Mesa 22.3 now and then (SIGSEGV in a draw, about once per 5-10 minutes of two
-// threads drawing LIBERO frames). MuJoCo's CPU side of a frame (placing cameras, building the scene) runs
-// outside it, in parallel.
-std::mutex& engine_gl_calls();
+// The engine's turn at GL, taken around every GL call it makes (making, binding and freeing contexts; drawing
+// and reading a frame). On Mesa's software rasterizer it is one lock, so the engine's contexts never run GL at
+// the same time: two contexts drawing at once on one llvmpipe screen crash inside Mesa 22.3 now and then
+// (SIGSEGV in a draw, about once in 5-10 minutes of two threads drawing LIBERO frames; scripts/render_stress.py).
+// On a GPU's EGL it is an empty lock: the slots' contexts draw at once. MuJoCo's CPU side of a frame (placing
+// cameras, building the scene) runs outside it, in parallel. GlError where EGL is not usable.
+std::unique_lock<std::mutex> gl_turn();
 
 // One OpenGL (compatibility profile) context on the engine's display.
 class EglContext {
