@@ -8,7 +8,8 @@
 // (not tasks x slots: a LIBERO task's textures are ~390 MB per context). In a render call each slot runs on
 // a pool thread and claims, one at a time, the stale envs of the tasks it holds: the slots sharing a task (all
 // of them in a one-task batch) balance its envs between them, so a thread the OS delays leaves its share to
-// the others.
+// the others. On Mesa's software rasterizer the slots take turns at GL (egl.h's gl_turn: llvmpipe crashed with two
+// contexts drawing at once); their MuJoCo work (cameras, scene building) still runs in parallel.
 //
 // A frame is MuJoCo's own pipeline, as mujoco.Renderer runs it: mj_camlight with the render model (whose
 // cameras the caller may have moved), mjv_updateScene from a fixed camera, mjr_render into the offscreen
