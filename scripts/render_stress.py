@@ -2,8 +2,8 @@
 drops GL users (mujoco.Renderers, image envs never closed, collections), so that GL contexts come and go on other
 threads during engine draws, as in a long one-process test run.
 
-How CI's SIGSEGV inside an engine draw was reproduced and the fix checked (bench/RESULTS.md, "Engine renderer:
-the llvmpipe crash"); run it under gdb to get the native stacks of a crash:
+How CI's SIGSEGV inside an engine draw was reproduced and the fix checked (bench/RESULTS.md, "The engine
+renderer on Mesa's software rasterizer"); run it under gdb to get the native stacks of a crash:
 
     MUJOCO_GL=egl gdb -q -batch -ex run -ex "thread apply all bt 30" --args \\
         python scripts/render_stress.py --seconds 900
