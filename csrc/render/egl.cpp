@@ -100,43 +100,36 @@ bool has_extension(const char* extensions, const std::string& name) {
   return all.find(" " + name + " ") != std::string::npos;
 }
 
-// Whether every device EGL reports is Mesa's software rasterizer (a machine without a GPU driver's EGL).
-bool only_software_devices(const Library& lib) {
+// Every device EGL reports (none when it reports none).
+std::vector<Handle> all_devices(const Library& lib) {
   EGLint count = 0;
-  if (lib.QueryDeviceString == nullptr || !lib.QueryDevices(0, nullptr, &count) || count < 1) return false;
+  if (!lib.QueryDevices(0, nullptr, &count) || count < 1) return {};
   std::vector<Handle> devices(static_cast<size_t>(count));
   lib.QueryDevices(count, devices.data(), &count);
   devices.resize(static_cast<size_t>(count));
+  return devices;
+}
+
+// Whether all `devices` are Mesa's software rasterizer (a machine without a GPU driver's EGL).
+bool only_software(const Library& lib, const std::vector<Handle>& devices) {
+  if (lib.QueryDeviceString == nullptr || devices.empty()) return false;
   for (Handle device : devices) {
     if (!has_extension(lib.QueryDeviceString(device, kExtensions), "EGL_MESA_device_software")) return false;
   }
   return true;
 }
 
-// The display for `device`: on Mesa's software rasterizer one of the engine's own (see egl.h), else the device's.
-Handle display_for(Library& lib, Handle device, bool software) {
-  if (software && has_extension(lib.QueryString(nullptr, kExtensions), "EGL_MESA_platform_surfaceless")) {
-    lib.platform = "surfaceless";
-    return lib.GetPlatformDisplay(kPlatformSurfacelessMesa, nullptr, nullptr);
-  }
-  lib.platform = "device";
-  return lib.GetPlatformDisplay(kPlatformDeviceExt, device, nullptr);
-}
-
-// The devices EGL reports, narrowed to MUJOCO_EGL_DEVICE_ID when set (as mujoco.egl reads it).
-std::vector<Handle> candidate_devices(const Library& lib, std::string& error) {
-  EGLint count = 0;
-  if (!lib.QueryDevices(0, nullptr, &count) || count < 1) {
+// `devices` narrowed to MUJOCO_EGL_DEVICE_ID when set (as mujoco.egl reads it).
+std::vector<Handle> candidate_devices(const std::vector<Handle>& devices, std::string& error) {
+  if (devices.empty()) {
     error = "EGL reports no device: libEGL is there but no vendor library drives a device.";
     return {};
   }
-  std::vector<Handle> devices(static_cast<size_t>(count));
-  lib.QueryDevices(count, devices.data(), &count);
-  devices.resize(static_cast<size_t>(count));
   const char* chosen = std::getenv("MUJOCO_EGL_DEVICE_ID");
   if (chosen == nullptr || *chosen == '\0') return devices;
   char* end = nullptr;
   const long index = std::strtol(chosen, &end, 10);
+  const long count = static_cast<long>(devices.size());
   if (*end != '\0' || index < 0 || index >= count) {
     error = "MUJOCO_EGL_DEVICE_ID must be an integer between 0 and " + std::to_string(count - 1) + ", got '" +
             chosen + "'.";
@@ -147,10 +140,15 @@ std::vector<Handle> candidate_devices(const Library& lib, std::string& error) {
 
 // The first candidate device whose display initializes, and a config as mujoco.egl asks for one.
 bool open_display(Library& lib) {
-  const std::vector<Handle> devices = candidate_devices(lib, lib.error);
-  lib.software = only_software_devices(lib);
-  for (Handle device : devices) {
-    Handle display = display_for(lib, device, lib.software);
+  const std::vector<Handle> devices = all_devices(lib);
+  lib.software = only_software(lib, devices);
+  // On Mesa's software rasterizer a display of the engine's own (see egl.h), else each candidate device's.
+  const bool own_display =
+      lib.software && has_extension(lib.QueryString(nullptr, kExtensions), "EGL_MESA_platform_surfaceless");
+  lib.platform = own_display ? "surfaceless" : "device";
+  for (Handle device : candidate_devices(devices, lib.error)) {
+    Handle display = own_display ? lib.GetPlatformDisplay(kPlatformSurfacelessMesa, nullptr, nullptr)
+                                 : lib.GetPlatformDisplay(kPlatformDeviceExt, device, nullptr);
     if (display != nullptr && lib.Initialize(display, nullptr, nullptr)) {
       lib.display = display;
       break;
