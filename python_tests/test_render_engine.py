@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from python_tests.conftest import GL_SKIP_REASON, gl_error
-from python_tests.libero_helpers import requires_libero
+from python_tests.libero_helpers import libero_available, requires_libero
 from ript_fast._core import _C
 from ript_fast.envs import make_vec_env
 from ript_fast.envs.rendering import BatchRenderer, render_backend, render_model, render_threads
@@ -31,15 +31,15 @@ from ript_fast.envs.rendering import BatchRenderer, render_backend, render_model
 requires_gl = pytest.mark.skipif(
     gl_error() is not None, reason=f"{GL_SKIP_REASON} (set MUJOCO_GL=egl with libegl1): {gl_error()}"
 )
-requires_engine = pytest.mark.skipif(
-    os.environ.get("MUJOCO_GL", "egl").lower() in ("osmesa", "glfw"), reason="the engine draws with EGL only"
-)
+MUJOCO_GL = os.environ.get("MUJOCO_GL", "egl").lower()
+requires_engine = pytest.mark.skipif(MUJOCO_GL == "glfw", reason="the engine draws with EGL or OSMesa, not GLFW")
+requires_egl = pytest.mark.skipif(MUJOCO_GL == "osmesa", reason="about the engine's EGL contexts")
 
 
 @pytest.fixture(autouse=True)
 def engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """These tests ask for the engine, whatever RIPT_FAST_RENDER the suite runs with (e.g. =python)."""
-    if os.environ.get("MUJOCO_GL", "egl").lower() not in ("osmesa", "glfw"):
+    if MUJOCO_GL != "glfw":
         monkeypatch.setenv("RIPT_FAST_RENDER", "engine")
 
 
@@ -145,6 +145,7 @@ def test_libero_frames_equal_mujoco_renderer(size: tuple[int, int]) -> None:
 
 @requires_gl
 @requires_engine
+@requires_egl
 @pytest.mark.usefixtures("threads")
 def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
     """With one thread the engine draws on the calling (Python) thread: the context the caller had current
@@ -168,6 +169,7 @@ def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
 
 @requires_gl
 @requires_engine
+@requires_egl
 @pytest.mark.usefixtures("threads")
 def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() -> None:
     """The context current on the calling thread destroyed by another thread (as a collector running a Python
@@ -219,10 +221,38 @@ def software_only_egl() -> bool:
 @requires_gl
 @requires_engine
 def test_engine_draws_on_a_display_of_its_own_where_mesa_rasterizes() -> None:
-    """On Mesa's software rasterizer the engine's contexts live on a display of their own (Mesa's surfaceless
+    """On Mesa's software rasterizer the engine's EGL contexts live on a display of their own (Mesa's surfaceless
     platform), another llvmpipe screen than the device display that mujoco.egl and robosuite share; on a GPU,
-    the device display as mujoco.egl picks it."""
-    assert _C.render.display_platform() == ("surfaceless" if software_only_egl() else "device")
+    the device display as mujoco.egl picks it. MUJOCO_GL=osmesa: OSMesa's contexts."""
+    expected = "osmesa" if MUJOCO_GL == "osmesa" else "surfaceless" if software_only_egl() else "device"
+    assert _C.render.gl_platform() == expected
+
+
+@requires_gl
+@requires_engine
+@pytest.mark.skipif(MUJOCO_GL != "osmesa", reason="about the engine's OSMesa contexts (MUJOCO_GL=osmesa)")
+@pytest.mark.usefixtures("threads")
+def test_osmesa_draw_on_the_callers_thread_leaves_no_context_current() -> None:
+    """OSMesa cannot tell a context destroyed elsewhere from a live one, so a draw on the calling thread leaves
+    none current (never the engine's); a mujoco.Renderer makes its own current again when it draws, and its
+    frames and the engine's stay right."""
+    from OpenGL import osmesa
+
+    _C.set_num_threads(1)
+    size = (64, 64)
+    env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False, render_size=size)
+    try:
+        env.reset(seed=0)
+        with mujoco.Renderer(env.models[0].template, 32, 32) as renderer:
+            renderer.update_scene(env.datas[0])
+            before = renderer.render().copy()
+            assert osmesa.OSMesaGetCurrentContext()
+            env.render_observations()
+            assert not osmesa.OSMesaGetCurrentContext()
+            np.testing.assert_array_equal(renderer.render(), before)
+        assert_equal_to_reference(env, size, steps=3)
+    finally:
+        env.close()
 
 
 @requires_gl
@@ -279,22 +309,22 @@ def test_frames_stay_right_while_python_renderers_come_and_go_on_another_thread(
         env.close()
 
 
-def test_engine_is_the_default_where_egl_draws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without RIPT_FAST_RENDER: the engine for MUJOCO_GL unset or egl (or anything but MuJoCo's other Python
-    backends), the Python loop for osmesa and glfw; RIPT_FAST_RENDER overrides, within what MUJOCO_GL allows."""
+def test_engine_is_the_default_unless_glfw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without RIPT_FAST_RENDER: the engine for MUJOCO_GL unset, egl or osmesa (or anything but glfw), the
+    Python loop for glfw (a window system's GL); RIPT_FAST_RENDER overrides, within what MUJOCO_GL allows."""
     monkeypatch.delenv("RIPT_FAST_RENDER", raising=False)
-    for gl, expected in [(None, "engine"), ("egl", "engine"), ("osmesa", "python"), ("glfw", "python")]:
+    for gl, expected in [(None, "engine"), ("egl", "engine"), ("osmesa", "engine"), ("glfw", "python")]:
         if gl is None:
             monkeypatch.delenv("MUJOCO_GL", raising=False)
         else:
             monkeypatch.setenv("MUJOCO_GL", gl)
         assert render_backend() == expected, gl
-    monkeypatch.setenv("MUJOCO_GL", "egl")
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
     monkeypatch.setenv("RIPT_FAST_RENDER", "python")
     assert render_backend() == "python"
-    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    monkeypatch.setenv("MUJOCO_GL", "glfw")
     monkeypatch.setenv("RIPT_FAST_RENDER", "engine")
-    with pytest.raises(ValueError, match="MUJOCO_GL='osmesa'"):
+    with pytest.raises(ValueError, match="MUJOCO_GL='glfw'"):
         render_backend()
 
 
@@ -309,6 +339,98 @@ def test_render_threads_knob(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("RIPT_FAST_RENDER_THREADS", bad)
         with pytest.raises(ValueError, match="RIPT_FAST_RENDER_THREADS"):
             render_threads()
+
+
+def osmesa_installed() -> bool:
+    import ctypes.util
+
+    return ctypes.util.find_library("OSMesa") is not None
+
+
+def run_python(code: str, env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter (a process picks its GL backend once), cwd outside the source tree: `python
+    -c` puts the cwd first on sys.path, and the source's ript_fast has no _C."""
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def environment(**changes: str) -> dict[str, str]:
+    """This process's environment without the GL choices it runs with (mujoco.egl sets PYOPENGL_PLATFORM), plus
+    `changes`."""
+    inherited = ("RIPT_FAST_RENDER", "MUJOCO_GL", "MUJOCO_EGL_DEVICE_ID", "PYOPENGL_PLATFORM")
+    return {k: v for k, v in os.environ.items() if k not in inherited} | changes
+
+
+@pytest.mark.skipif(MUJOCO_GL == "osmesa", reason="runs this module under MUJOCO_GL=osmesa (it is that run)")
+@pytest.mark.skipif(not osmesa_installed(), reason=f"{GL_SKIP_REASON}: no libOSMesa (Debian/Ubuntu: libosmesa6)")
+def test_engine_tests_pass_with_osmesa() -> None:
+    """This module's tests again, in a process with MUJOCO_GL=osmesa: the engine's OSMesa contexts draw frames
+    pixel-equal to mujoco.Renderer's (MuJoCo's Python OSMesa backend), MetaWorld and LIBERO, the callers' GL
+    left as documented. CI installs libosmesa6, and there (CI=true) a skip for want of GL fails."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(Path(__file__)), "-v", "-p", "no:cacheprovider", "-x"],
+        env=environment(MUJOCO_GL="osmesa"),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert " passed" in summary and "failed" not in summary, summary
+    passed = {line.split("::")[1].split()[0].split("[")[0] for line in done.stdout.splitlines() if " PASSED" in line}
+    expected = {
+        "test_osmesa_draw_on_the_callers_thread_leaves_no_context_current",
+        "test_metaworld_frames_equal_mujoco_renderer",
+        "test_top_down_rows_when_asked",
+        "test_frames_stay_right_while_python_renderers_come_and_go_on_another_thread",
+    }
+    if libero_available():
+        expected.add("test_libero_frames_equal_mujoco_renderer")
+    assert expected <= passed, sorted(expected - passed)
+
+
+_GL_PLATFORM = """
+from ript_fast.envs import make_vec_env
+from ript_fast._core import _C
+env = make_vec_env("metaworld/reach-v3", 2, obs_mode="rgb")
+print(_C.render.gl_platform(), int(env.reset(seed=0)[0].std() > 10))
+"""
+
+
+@pytest.mark.skipif(not osmesa_installed(), reason=f"{GL_SKIP_REASON}: no libOSMesa (Debian/Ubuntu: libosmesa6)")
+def test_osmesa_where_egl_is_not_usable_and_not_asked_for(tmp_path: Path) -> None:
+    """EGL where it is usable, OSMesa otherwise: with MUJOCO_GL unset and EGL without a device, image envs draw
+    with OSMesa; with MUJOCO_GL=egl they do not (the error test below)."""
+    done = run_python(_GL_PLATFORM, environment(__EGL_VENDOR_LIBRARY_FILENAMES="/nonexistent/vendor.json"), tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["osmesa", "1"], done.stdout
+
+
+_OSMESA_AFTER_EGL = """
+import ctypes
+ctypes.CDLL("libEGL.so.1", mode=ctypes.RTLD_GLOBAL)  # as PyOpenGL's EGL platform loads it
+from ript_fast.envs import make_vec_env
+try:
+    make_vec_env("metaworld/reach-v3", 1, obs_mode="rgb")
+except Exception as err:
+    print(type(err).__name__, err)
+else:
+    print("no error")
+"""
+
+
+@pytest.mark.skipif(not osmesa_installed(), reason=f"{GL_SKIP_REASON}: no libOSMesa (Debian/Ubuntu: libosmesa6)")
+def test_osmesa_after_egl_in_one_process_is_one_clear_error(tmp_path: Path) -> None:
+    """MuJoCo takes its GL functions from EGL when a library loaded libEGL globally: OSMesa contexts would draw
+    with EGL's functions (garbage or a crash), so the engine refuses, naming the cause and MUJOCO_GL."""
+    done = run_python(_OSMESA_AFTER_EGL, environment(MUJOCO_GL="osmesa"), tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    message = done.stdout.strip().splitlines()[-1]
+    for part in ("GlError", "OSMesa", "already has EGL loaded", "MUJOCO_GL"):
+        assert part in message, message
 
 
 # Makes a state env (no GL needed), then an image env, which must raise; prints the exception's type and text.
@@ -337,13 +459,7 @@ def test_broken_gl_is_one_clear_error_at_env_creation(
 ) -> None:
     """A broken GL stack: state envs still work, an image env raises at creation one exception naming
     MUJOCO_GL (and what to install), in a subprocess that neither crashes nor hangs."""
-    inherited = ("RIPT_FAST_RENDER", "MUJOCO_EGL_DEVICE_ID", "PYOPENGL_PLATFORM")  # mujoco.egl sets the last
-    env = {k: v for k, v in os.environ.items() if k not in inherited}
-    env |= {"MUJOCO_GL": "egl", "RIPT_FAST_RENDER": "engine"} | broken
-    # cwd outside the source tree: `python -c` puts it first on sys.path, and the source's ript_fast has no _C
-    done = subprocess.run(
-        [sys.executable, "-c", _MAKE_ENVS], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+    done = run_python(_MAKE_ENVS, environment(MUJOCO_GL="egl", RIPT_FAST_RENDER="engine", **broken), tmp_path, 120)
     assert done.returncode == 0, done.stderr[-2000:]
     message = done.stdout.strip().splitlines()[-1]
     for part in [*expected, "MUJOCO_GL"]:

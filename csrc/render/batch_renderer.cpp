@@ -35,7 +35,7 @@ void make_task_context(void* p) {
 
 // One camera's frame of one env. Placing the camera and light frames and building the scene is MuJoCo's CPU
 // work (no GL), done by the slots in parallel; drawing the scene and reading it back is GL, done under the
-// engine's GL lock (see egl.h).
+// engine's GL lock (see gl.h).
 struct CameraFrame {
   const mjModel* model;
   mjData* data;
@@ -95,7 +95,7 @@ class BatchRenderer::Slot {
     for (auto& s : scenes_) mjv_defaultScene(&s);
     CurrentBinding keep;
     if (!gl_.make_current()) {
-      throw GlError("OpenGL (EGL): a new context cannot be made current (" + gl_.last_error() + ")");
+      throw GlError("OpenGL: a new context cannot be made current (" + gl_.last_error() + ")");
     }
     for (size_t t = 0; t < spec.models.size(); ++t) {
       if (!needed[t]) continue;
@@ -116,14 +116,14 @@ class BatchRenderer::Slot {
     }
   }
 
-  const EglContext& gl() const { return gl_; }
+  const GlContext& gl() const { return gl_; }
   const std::vector<int32_t>& tasks() const { return tasks_; }
   const mjrContext& context(int32_t task) const { return contexts_[static_cast<size_t>(task)]; }
   mjvScene& scene(int32_t task) { return scenes_[static_cast<size_t>(task)]; }
   uint8_t* scratch() { return scratch_.data(); }
 
  private:
-  EglContext gl_;
+  GlContext gl_;
   std::vector<mjrContext> contexts_;
   std::vector<mjvScene> scenes_;
   std::vector<uint8_t> scratch_;
@@ -256,8 +256,8 @@ void BatchRenderer::draw_slot(Slot& slot, std::vector<TaskQueue>& queues, const 
           const std::unique_lock<std::mutex> gl = gl_turn();
           keep.emplace();
           if (!slot.gl().make_current()) {
-            throw std::runtime_error("OpenGL (EGL): cannot make a render context current (" +
-                                     EglContext::last_error() + ")");
+            throw std::runtime_error("OpenGL: cannot make a render context current (" +
+                                     GlContext::last_error() + ")");
           }
         }
         draw_env(slot, queue.envs[j], wanted);

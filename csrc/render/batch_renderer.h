@@ -2,14 +2,14 @@
 //
 // Why in C++: a CPU rasteriser (Mesa's llvmpipe) spends most of a small frame in per-draw work on the thread
 // that issues it, so one GL context driven from Python renders one frame at a time on one core. Here the batch
-// is split into "slots", one per pool thread that may draw at once: a slot is an EGL context with MuJoCo's
-// render context (meshes and textures uploaded) and a scene for each task among its envs. Envs are dealt to
-// slots once, sorted by task in contiguous runs, so the slots hold about tasks + slots render contexts in all
-// (not tasks x slots: a LIBERO task's textures are ~390 MB per context). In a render call each slot runs on
-// a pool thread and claims, one at a time, the stale envs of the tasks it holds: the slots sharing a task (all
+// is split into "slots", one per pool thread that may draw at once: a slot is a GL context (EGL or OSMesa) with
+// MuJoCo's render context (meshes and textures uploaded) and a scene for each task among its envs. Envs are
+// dealt to slots once, sorted by task in contiguous runs, so the slots hold about tasks + slots render contexts
+// in all (not tasks x slots: a LIBERO task's textures are ~390 MB per context). In a render call each slot runs
+// on a pool thread and claims, one at a time, the stale envs of the tasks it holds: the slots sharing a task (all
 // of them in a one-task batch) balance its envs between them, so a thread the OS delays leaves its share to
-// the others. On Mesa's software rasterizer the slots take turns at GL (egl.h's gl_turn: llvmpipe crashed with two
-// contexts drawing at once); their MuJoCo work (cameras, scene building) still runs in parallel.
+// the others. On Mesa's software rasterizer the slots take turns at GL (gl.h's gl_turn: llvmpipe crashed with
+// two contexts drawing at once); their MuJoCo work (cameras, scene building) still runs in parallel.
 //
 // A frame is MuJoCo's own pipeline, as mujoco.Renderer runs it: mj_camlight with the render model (whose
 // cameras the caller may have moved), mjv_updateScene from a fixed camera, mjr_render into the offscreen
@@ -25,7 +25,7 @@
 #include <mutex>
 #include <vector>
 
-#include "render/egl.h"
+#include "render/gl.h"
 
 namespace ript::render {
 

@@ -72,20 +72,20 @@ class PyBatchRenderer {
 }  // namespace
 
 void bind_render(py::module_& root) {
-  auto m = root.def_submodule("render", "Batched offscreen MuJoCo rendering on the core's thread pool (EGL)");
+  auto m = root.def_submodule("render", "Batched offscreen MuJoCo rendering on the core's thread pool (EGL or OSMesa)");
   py::register_exception<render::GlError>(m, "GlError", PyExc_RuntimeError);
   m.def(
       "check_gl",
       [] {
         py::gil_scoped_release nogil;
         const std::unique_lock<std::mutex> gl = render::gl_turn();
-        render::EglContext probe;
+        render::GlContext probe;
       },
-      "Make and free one EGL context: raises GlError (saying what to install or set) where GL is not usable");
+      "Make and free one GL context: raises GlError (saying what to install or set) where GL is not usable");
   m.def(
-      "display_platform", [] { return render::display_platform(); },
-      "The EGL platform the engine draws on: 'surfaceless' (its own display on Mesa's software rasterizer) or "
-      "'device'; raises GlError where GL is not usable");
+      "gl_platform", [] { return render::gl_platform(); },
+      "Where the engine draws: 'surfaceless' (EGL, a display of its own on Mesa's software rasterizer), 'device' "
+      "(EGL) or 'osmesa'; raises GlError where GL is not usable");
   py::class_<RenderSpec>(m, "RenderSpec")
       .def(py::init<>())
       .def_readwrite("models", &RenderSpec::models)

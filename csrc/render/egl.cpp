@@ -1,11 +1,17 @@
-#include "render/egl.h"
-
+// The EGL backend (gl_backend.h): EGL's device platform on the first usable device (or MUJOCO_EGL_DEVICE_ID), as
+// MuJoCo's Python `mujoco.egl` picks it, except on a machine whose only devices are Mesa's software rasterizer:
+// there the engine takes a display of its own on Mesa's surfaceless platform (same driver, same pixels). Each
+// EGL display is its own llvmpipe screen, so other libraries' contexts (mujoco.egl's, robosuite's: the device
+// display) drawing on other threads stay off the screen whose GL the engine serializes (gl.h's gl_turn).
+// EGL's current-context state (and the client API) is per thread.
 #include <dlfcn.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
+
+#include "render/gl_backend.h"
 
 namespace ript::render {
 namespace {
@@ -30,11 +36,6 @@ constexpr EGLenum kPlatformDeviceExt = 0x313F;
 constexpr EGLenum kPlatformSurfacelessMesa = 0x31DD;
 constexpr EGLint kExtensions = 0x3055;
 
-// What to do about a missing or broken stack, appended to every setup error.
-constexpr const char* kHint =
-    " Image observations render with EGL (MUJOCO_GL unset or MUJOCO_GL=egl). On Debian/Ubuntu install the "
-    "system packages libegl1 libegl-mesa0 libgl1-mesa-dri (software rendering), or your GPU driver's EGL; "
-    "MUJOCO_EGL_DEVICE_ID picks a device.";
 
 struct Library {
   void* handle = nullptr;
@@ -142,7 +143,7 @@ std::vector<Handle> candidate_devices(const std::vector<Handle>& devices, std::s
 bool open_display(Library& lib) {
   const std::vector<Handle> devices = all_devices(lib);
   lib.software = only_software(lib, devices);
-  // On Mesa's software rasterizer a display of the engine's own (see egl.h), else each candidate device's.
+  // On Mesa's software rasterizer a display of the engine's own (see above), else each candidate device's.
   const bool own_display =
       lib.software && has_extension(lib.QueryString(nullptr, kExtensions), "EGL_MESA_platform_surfaceless");
   lib.platform = own_display ? "surfaceless" : "device";
@@ -174,6 +175,7 @@ bool open_display(Library& lib) {
 
 Library load() {
   Library lib;
+  // Local until it works: a libEGL without a usable device must not be the one MuJoCo's GL loader finds.
   lib.handle = dlopen("libEGL.so.1", RTLD_NOW | RTLD_LOCAL);
   if (lib.handle == nullptr) {
     const char* why = dlerror();
@@ -185,70 +187,67 @@ Library load() {
     lib.error = "EGL lacks the device extensions (EGL_EXT_device_enumeration, EGL_EXT_platform_device).";
   } else {
     resolve_extension(lib, "eglQueryDeviceStringEXT", lib.QueryDeviceString);  // optional: GPU drivers may lack it
-    open_display(lib);
+    // Usable: made global, where MuJoCo's GL loader looks for eglGetProcAddress (gl_backend.h).
+    if (open_display(lib)) dlopen("libEGL.so.1", RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL);
   }
   return lib;
 }
 
-// The process's EGL, loaded on first use; GlError (the same message every time) if it cannot be used.
-const Library& egl() {
-  static const Library lib = load();
-  if (!lib.error.empty()) throw GlError("OpenGL (EGL) is not usable: " + lib.error + kHint);
-  return lib;
-}
+class EglBackend final : public GlBackend {
+ public:
+  explicit EglBackend(const Library& lib) : lib_(lib) {}
+
+  const char* name() const override { return "EGL"; }
+  const char* platform() const override { return lib_.platform; }
+  bool software() const override { return lib_.software; }
+
+  void* create_context() const override {
+    const Binding keep = current();  // eglBindAPI is per thread: bind OpenGL for the creation, then put it back
+    void* context = lib_.CreateContext(lib_.display, lib_.config, nullptr, nullptr);
+    lib_.BindAPI(keep.api);
+    return context;
+  }
+
+  void destroy_context(void* context) const override { lib_.DestroyContext(lib_.display, context); }
+
+  bool make_current(void* context) const override {
+    return lib_.MakeCurrent(lib_.display, nullptr, nullptr, context) != 0;
+  }
+
+  std::string last_error() const override {
+    const EGLint code = lib_.GetError();
+    return code == kSuccess ? "no EGL error" : "EGL error " + hex(code);
+  }
+
+  // Also binds OpenGL as the thread's client API: it decides which of the thread's contexts make/release act on.
+  Binding current() const override {
+    Binding b{lib_.GetCurrentDisplay(), lib_.GetCurrentSurface(kDraw), lib_.GetCurrentSurface(kRead),
+              lib_.GetCurrentContext(), lib_.QueryAPI()};
+    lib_.BindAPI(kOpenglApi);
+    return b;
+  }
+
+  // The caller's context cannot be restored when it was destroyed meanwhile: another thread destroyed it while
+  // it was current here (a collector running a Python GL context's finalizer; EGL defers that until it is
+  // released, which making ours current did). Then release instead of keeping ours current on this thread.
+  void restore(const Binding& b) const override {
+    if (b.context == nullptr || !lib_.MakeCurrent(b.display, b.draw, b.read, b.context)) {
+      lib_.MakeCurrent(lib_.display, nullptr, nullptr, nullptr);
+    }
+    lib_.BindAPI(b.api);
+  }
+
+ private:
+  const Library& lib_;
+};
 
 }  // namespace
 
-std::string display_platform() { return egl().platform; }
-
-std::unique_lock<std::mutex> gl_turn() {
-  static std::mutex lock;
-  if (egl().software) return std::unique_lock<std::mutex>(lock);
-  return std::unique_lock<std::mutex>(lock, std::defer_lock);
-}
-
-CurrentBinding::CurrentBinding() {
-  const Library& lib = egl();
-  display_ = lib.GetCurrentDisplay();
-  draw_ = lib.GetCurrentSurface(kDraw);
-  read_ = lib.GetCurrentSurface(kRead);
-  context_ = lib.GetCurrentContext();
-  api_ = lib.QueryAPI();
-  lib.BindAPI(kOpenglApi);  // the thread's API decides which of its contexts make/release current act on
-}
-
-CurrentBinding::~CurrentBinding() {
-  const Library& lib = egl();
-  // The caller's context cannot be restored when it was destroyed meanwhile: another thread destroyed it while
-  // it was current here (a collector running a Python GL context's finalizer; EGL defers that until it is
-  // released, which making ours current did). Then release instead of keeping ours current on this thread:
-  // Python code run here later frees MuJoCo render contexts in whatever context is current (MjrContext's
-  // destructor, robosuite's finalizer), which would delete the GL objects of ours that share their names.
-  if (context_ == nullptr || !lib.MakeCurrent(display_, draw_, read_, context_)) {
-    lib.MakeCurrent(lib.display, nullptr, nullptr, nullptr);
-  }
-  lib.BindAPI(api_);
-}
-
-EglContext::EglContext() {
-  const Library& lib = egl();
-  CurrentBinding keep;  // eglBindAPI is per thread: bind OpenGL for the creation, then put the caller's back
-  context_ = lib.CreateContext(lib.display, lib.config, nullptr, nullptr);
-  if (context_ == nullptr) {
-    throw GlError("OpenGL (EGL) is not usable: eglCreateContext failed (EGL error " + hex(lib.GetError()) + ")." +
-                  kHint);
-  }
-}
-
-EglContext::~EglContext() {
-  if (context_ != nullptr) egl().DestroyContext(egl().display, context_);
-}
-
-bool EglContext::make_current() const { return egl().MakeCurrent(egl().display, nullptr, nullptr, context_) != 0; }
-
-std::string EglContext::last_error() {
-  const EGLint code = egl().GetError();
-  return code == kSuccess ? "no EGL error" : "EGL error " + hex(code);
+const GlBackend* egl_backend(std::string& why) {
+  static const Library lib = load();
+  static const EglBackend backend(lib);
+  why = lib.error;
+  return lib.error.empty() ? &backend : nullptr;
 }
 
 }  // namespace ript::render

@@ -1,19 +1,19 @@
 """Offscreen RGB rendering of a batch, in a light profile for CPU rendering.
 
 Two ways to draw the same frames, chosen when the renderer is made (`render_backend`):
-  * "engine" (the default unless MUJOCO_GL is "osmesa" or "glfw"): `_C.render.BatchRenderer`
-    draws in the core's thread pool with the GIL released, one EGL context per thread that may draw at once,
-    the envs dealt to them by task (each context holds MuJoCo's render context of its envs' tasks only), and
-    reads pixels straight into `images`. An engine context is current only inside an engine call: a draw on
-    the calling thread puts back the caller's context, or none if that one was destroyed meanwhile (by another
-    thread while current here), never its own, whose framebuffer and textures Python code freeing a MuJoCo
-    render context on that thread would otherwise delete (wrong frames; likely the SIGSEGV once seen in
+  * "engine" (the default unless MUJOCO_GL is "glfw"): `_C.render.BatchRenderer` draws in the core's thread
+    pool with the GIL released, one GL context per thread that may draw at once (EGL; OSMesa where
+    MUJOCO_GL=osmesa asks for it, or where EGL is not usable and MUJOCO_GL does not ask for EGL), the envs dealt
+    to them by task (each context holds MuJoCo's render context of its envs' tasks only), and reads pixels
+    straight into `images`. An engine context is current only inside an engine call: a draw on the calling
+    thread puts back the caller's context (EGL; none if that one was destroyed meanwhile by another thread while
+    current here; OSMesa always leaves none), never its own, whose framebuffer and textures Python code freeing a
+    MuJoCo render context on that thread would otherwise delete (wrong frames; likely the SIGSEGV once seen in
     CI's full test run).
     A missing or broken GL stack is one GlError (a RuntimeError naming MUJOCO_GL and the system packages) when
     the env is made.
   * "python": one OpenGL context from MuJoCo's Python backend of MUJOCO_GL (egl, osmesa, glfw) and a Python loop
-    over envs; the path for MUJOCO_GL=osmesa (Debian/Ubuntu: libosmesa6) or glfw, and the baseline
-    bench/bench_image_rollouts.py measures.
+    over envs; the path for MUJOCO_GL=glfw, and the baseline bench/bench_image_rollouts.py measures.
 RIPT_FAST_RENDER=python|engine overrides the choice; RIPT_FAST_RENDER_THREADS caps the engine's GL contexts
 (default: the pool's threads), each of which holds its tasks' textures (~390 MB per LIBERO task). Both run
 MuJoCo's own pipeline (mj_camlight with the render model, mjv_updateScene from a fixed camera, mjr_render,
@@ -75,19 +75,17 @@ def _mujoco_gl() -> str:
     return os.environ.get("MUJOCO_GL", "").strip().lower()
 
 
-_PYTHON_GL = ("osmesa", "glfw")  # MuJoCo's Python GL backends other than EGL: drawn by the Python loop
-
-
 def render_backend() -> str:
-    """How frames are drawn (see the module docstring): RIPT_FAST_RENDER when set, else "python" where
-    MUJOCO_GL asks for OSMesa or GLFW and "engine" otherwise (EGL; with MUJOCO_GL=disable, as libero/setup.py sets
-    it where libEGL is missing, an image env then fails with the engine's GlError saying what to install)."""
+    """How frames are drawn (see the module docstring): RIPT_FAST_RENDER when set, else "python" where MUJOCO_GL
+    asks for GLFW (a window system's GL, which the engine does not make) and "engine" otherwise (EGL or OSMesa;
+    with MUJOCO_GL=disable, as libero/setup.py sets it where libEGL is missing, OSMesa if installed, else an image
+    env fails with the engine's GlError saying what to install)."""
     chosen = os.environ.get("RIPT_FAST_RENDER", "").strip().lower()
     if chosen and chosen not in ("engine", "python"):
         raise ValueError(f"RIPT_FAST_RENDER: must be 'engine' or 'python', got {chosen!r}")
-    if chosen == "engine" and _mujoco_gl() in _PYTHON_GL:
-        raise ValueError(f"RIPT_FAST_RENDER=engine draws with EGL, but MUJOCO_GL={_mujoco_gl()!r}: unset one of them")
-    return chosen or ("python" if _mujoco_gl() in _PYTHON_GL else "engine")
+    if chosen == "engine" and _mujoco_gl() == "glfw":
+        raise ValueError("RIPT_FAST_RENDER=engine draws with EGL or OSMesa, but MUJOCO_GL='glfw': unset one of them")
+    return chosen or ("python" if _mujoco_gl() == "glfw" else "engine")
 
 
 def render_threads() -> int:
@@ -142,8 +140,8 @@ def render_model(
 
 
 class _EngineDraw:
-    """Frames drawn by `_C.render.BatchRenderer` in the core's thread pool (one EGL context per thread that may
-    draw at once), straight into the images; GlError at construction if GL is missing or broken."""
+    """Frames drawn by `_C.render.BatchRenderer` in the core's thread pool (one EGL or OSMesa context per thread
+    that may draw at once), straight into the images; GlError at construction if GL is missing or broken."""
 
     def __init__(
         self,
@@ -173,7 +171,7 @@ class _EngineDraw:
 
 class _PythonDraw:
     """Frames drawn one at a time from Python on one GL context of MuJoCo's MUJOCO_GL backend, with a render
-    context and a scene per task (the path before the engine's; the one for MUJOCO_GL=osmesa or glfw)."""
+    context and a scene per task (the path before the engine's; the one for MUJOCO_GL=glfw)."""
 
     def __init__(
         self,
