@@ -157,6 +157,11 @@ BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
   if (spec_.datas.empty() || spec_.datas.size() != spec_.task_of_env.size()) {
     throw std::invalid_argument("datas and task_of_env: one entry per env, at least one env");
   }
+  if (spec_.geom_groups.size() != mjNGROUP) {
+    throw std::invalid_argument("geom_groups: one flag per MuJoCo geom group (" + std::to_string(mjNGROUP) + ")");
+  }
+  mjv_defaultOption(&option_);
+  for (int g = 0; g < mjNGROUP; ++g) option_.geomgroup[g] = spec_.geom_groups[static_cast<size_t>(g)] ? 1 : 0;
   for (const auto& ids : spec_.camera_ids) {
     if (ids.size() != out_.images.size()) throw std::invalid_argument("camera_ids: one id per camera and task");
   }
@@ -208,11 +213,6 @@ std::vector<BatchRenderer::TaskQueue> BatchRenderer::stale_envs_by_task(const in
 }
 
 void BatchRenderer::draw_env(Slot& slot, int64_t env, const bool* wanted) {
-  static const mjvOption option = [] {
-    mjvOption o;
-    mjv_defaultOption(&o);
-    return o;
-  }();
   const int32_t task = spec_.task_of_env[static_cast<size_t>(env)];
   const size_t frame_size = static_cast<size_t>(spec_.height) * spec_.width * 3;
   bool* current = out_.current + env * cameras();
@@ -220,7 +220,7 @@ void BatchRenderer::draw_env(Slot& slot, int64_t env, const bool* wanted) {
                     reinterpret_cast<mjData*>(spec_.datas[static_cast<size_t>(env)]),
                     &slot.scene(task),
                     &slot.context(task),
-                    &option,
+                    &option_,
                     -1,
                     nullptr,
                     spec_.height,

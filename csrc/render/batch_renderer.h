@@ -36,6 +36,8 @@ struct RenderSpec {
   std::vector<uintptr_t> datas;                  // (N,) each env's mjData address
   int32_t height = 128, width = 128;
   bool bottom_up = true;  // keep OpenGL's row order (QueST's and LIBERO's convention); false: top-down
+  // The geom groups drawn (mjNGROUP flags, mjvOption.geomgroup): LIBERO's renderer hides group 0 (collision).
+  std::vector<uint8_t> geom_groups = {1, 1, 1, 0, 0, 0};
 };
 
 // The caller's buffers, written in place: images[c] is camera c's (N, height, width, 3) C-contiguous uint8
@@ -71,6 +73,7 @@ class BatchRenderer {
   void draw_env(Slot& slot, int64_t env, const bool* wanted);
 
   RenderSpec spec_;
+  mjvOption option_;  // MuJoCo's defaults with spec_.geom_groups
   RenderOutputs out_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::mutex calls_;

@@ -94,7 +94,8 @@ void bind_render(py::module_& root) {
       .def_readwrite("datas", &RenderSpec::datas)
       .def_readwrite("height", &RenderSpec::height)
       .def_readwrite("width", &RenderSpec::width)
-      .def_readwrite("bottom_up", &RenderSpec::bottom_up);
+      .def_readwrite("bottom_up", &RenderSpec::bottom_up)
+      .def_readwrite("geom_groups", &RenderSpec::geom_groups);
   py::class_<PyBatchRenderer>(m, "BatchRenderer")
       .def(py::init<RenderSpec, const std::vector<py::array>&, const py::array&, int>(), py::arg("spec"),
            py::arg("images"), py::arg("current"), py::arg("slots"),

@@ -64,15 +64,23 @@ class BatchVecEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
     def _attach_renderer(
-        self, models: Sequence[Any], datas: Sequence[Any], size: tuple[int, int], image_cameras: dict[str, str]
+        self,
+        models: Sequence[Any],
+        datas: Sequence[Any],
+        size: tuple[int, int],
+        image_cameras: dict[str, str],
+        geom_groups: Sequence[bool] | None = None,
     ) -> None:
         """In the image modes, a renderer of the envs (env i: its task's mujoco.MjModel models[i], its datas[i])
-        whose camera image_cameras[key] gives the observation's `key`."""
+        whose camera image_cameras[key] gives the observation's `key`, drawing the geom groups the family's own
+        renderer draws (default: MuJoCo's)."""
         self.image_cameras = dict(image_cameras)
         if self.obs_mode != "state":
-            from ript_fast.envs.rendering import BatchRenderer
+            from ript_fast.envs.rendering import DEFAULT_GEOM_GROUPS, BatchRenderer
 
-            self._renderer = BatchRenderer(models, datas, self.task_names, size, list(self.image_cameras.values()))
+            cameras = list(self.image_cameras.values())
+            groups = DEFAULT_GEOM_GROUPS if geom_groups is None else geom_groups
+            self._renderer = BatchRenderer(models, datas, self.task_names, size, cameras, geom_groups=groups)
 
     # ---- what a family provides --------------------------------------------------------------------
 

@@ -48,6 +48,8 @@ import numpy as np
 from ript_fast._core import _C
 
 QUEST_CORNER2_POS = (0.75, 0.075, 0.7)  # QueST's metaworld wrapper moves camera corner2 here
+# The geom groups drawn (mjvOption.geomgroup): MuJoCo's defaults (groups 0-2), as MetaWorld's renderer draws.
+DEFAULT_GEOM_GROUPS: tuple[bool, ...] = tuple(bool(g) for g in mujoco.MjvOption().geomgroup)
 
 
 def check_render_size(size: Any) -> tuple[int, int]:
@@ -150,6 +152,7 @@ class _EngineDraw:
         datas: Sequence[mujoco.MjData],
         size: tuple[int, int],
         bottom_up: bool,
+        geom_groups: Sequence[bool],
         images: Sequence[np.ndarray],
         current: np.ndarray,
     ) -> None:
@@ -160,6 +163,7 @@ class _EngineDraw:
         spec.datas = [data._address for data in datas]
         spec.height, spec.width = size
         spec.bottom_up = bottom_up
+        spec.geom_groups = [int(g) for g in geom_groups]
         self._renderer = _C.render.BatchRenderer(spec, list(images), current, render_threads())
 
     def draw(self, rows: np.ndarray, wanted: np.ndarray) -> None:
@@ -180,6 +184,7 @@ class _PythonDraw:
         datas: Sequence[mujoco.MjData],
         size: tuple[int, int],
         bottom_up: bool,
+        geom_groups: Sequence[bool],
         images: Sequence[np.ndarray],
         current: np.ndarray,
     ) -> None:
@@ -190,6 +195,7 @@ class _PythonDraw:
         self._gl.make_current()
         self._rect = mujoco.MjrRect(0, 0, width, height)
         self._option = mujoco.MjvOption()
+        self._option.geomgroup[:] = [int(g) for g in geom_groups]
         self._frame = np.empty((height, width, 3), dtype=np.uint8)
         self._scenes, self._contexts = [], []
         for model, _ in models:
@@ -253,10 +259,16 @@ class BatchRenderer:
         camera: str | Sequence[str] = "corner2",
         flip_vertical: bool = True,
         backend: str | None = None,
+        geom_groups: Sequence[bool] = DEFAULT_GEOM_GROUPS,
     ) -> None:
         """Env i shows datas[i]; models[i] is its task's model (the first env's of each task is the one copied
-        for rendering: a frame reads positions from the data, never the model's body/site positions)."""
+        for rendering: a frame reads positions from the data, never the model's body/site positions).
+        geom_groups: which of MuJoCo's geom groups are drawn (LIBERO's renderer hides group 0, the collision
+        meshes)."""
         height, width = check_render_size(size)
+        if len(geom_groups) != mujoco.mjNGROUP:
+            raise ValueError(f"geom_groups: one flag per MuJoCo geom group ({mujoco.mjNGROUP}), got {geom_groups!r}")
+        self.geom_groups = tuple(bool(g) for g in geom_groups)
         self.cameras = (camera,) if isinstance(camera, str) else tuple(camera)
         self.backend = render_backend() if backend is None else backend
         first_model: dict[str, mujoco.MjModel] = {}
@@ -280,6 +292,7 @@ class BatchRenderer:
             self._datas,
             (height, width),
             flip_vertical,
+            self.geom_groups,
             [self.images[c] for c in self.cameras],
             self._current,
         )

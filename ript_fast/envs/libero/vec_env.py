@@ -62,6 +62,9 @@ def proprio_views(state: np.ndarray) -> dict[str, np.ndarray]:
 
 
 CAMERAS = {"agentview_rgb": "agentview", "eye_in_hand_rgb": "robot0_eye_in_hand"}
+# The geom groups LIBERO's images show: robosuite's offscreen renderer hides group 0 (the collision meshes;
+# LIBERO's envs pass render_collision_mesh=False) and draws group 1 (visual meshes), MuJoCo's defaults otherwise.
+GEOM_GROUPS = (False, True, True, False, False, False)
 ACTION_DIM = 7
 
 
@@ -114,7 +117,7 @@ class LiberoVecEnv(BatchVecEnv):
         self._free_qpos = [self._object_qpos(m) for m in self.models]
         self._rngs: list[np.random.Generator] = []
         self._seed_all(seed)
-        self._attach_renderer(self.models, self.datas, render_size, CAMERAS)
+        self._attach_renderer(self.models, self.datas, render_size, CAMERAS, GEOM_GROUPS)
         state = gym.spaces.Box(-np.inf, np.inf, shape=(self._sim.obs_dim,), dtype=np.float64)
         image = gym.spaces.Box(0, 255, shape=(*render_size, 3), dtype=np.uint8)
         images = {key: image for key in CAMERAS}
