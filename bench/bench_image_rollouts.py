@@ -3,6 +3,7 @@ never asserts).
 
     python bench/bench_image_rollouts.py          # MetaWorld pick-place 128, LIBERO goal/0 128 + 224; 16 and 64 envs
     python bench/bench_image_rollouts.py --quick  # 16 envs, shorter episodes, 128 only
+    python bench/bench_image_rollouts.py --families libero   # the LIBERO batches only
 
 The trainer's own loop (`collect_rollouts`, rendering on demand: a step renders nothing, a query renders the
 images of the envs it queries) runs episodes of `--steps` env steps with a stand-in policy that reads every
@@ -138,15 +139,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--subproc-max-envs", type=int, default=16, help="larger LIBERO batches skip SubprocVectorEnv")
     parser.add_argument("--subproc-steps", type=int, default=12, help="SubprocVectorEnv steps timed per env")
+    parser.add_argument("--families", nargs="+", choices=["metaworld", "libero"], default=["metaworld", "libero"])
     args = parser.parse_args()
     args.steps = steps = 32 if args.quick else args.steps
     sizes = [16] if args.quick else [16, 64]
     _C.set_num_threads(args.threads)
-    batches = [("metaworld/pick-place-v3", n, 128) for n in sizes]
-    if libero_installed():
+    batches = [("metaworld/pick-place-v3", n, 128) for n in sizes] if "metaworld" in args.families else []
+    if "libero" in args.families and libero_installed():
         batches += [("libero/goal/0", n, size) for size in ([128] if args.quick else [128, 224]) for n in sizes]
-    else:
-        print("LIBERO is not installed: MetaWorld only (bash scripts/install_libero.sh adds it)")
+    elif "libero" in args.families:
+        print("LIBERO is not installed: its batches are left out (bash scripts/install_libero.sh adds it)")
     print(
         f"load average before: {os.getloadavg()}, cores: {os.cpu_count()}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}, "
         f"{steps} steps per episode, a query every {args.horizon}, best of {args.repeats}, {args.threads} threads"
