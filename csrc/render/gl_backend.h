@@ -2,9 +2,9 @@
 // EGL (egl.cpp) and Mesa's OSMesa (osmesa.cpp). Each library is loaded at run time (dlopen), so the module
 // imports and state envs run on machines with neither; a backend that cannot be used says why in one sentence.
 //
-// Both are loaded RTLD_GLOBAL: MuJoCo's GL loader (mjr_makeContext) looks up eglGetProcAddress, then
-// OSMesaGetProcAddress, in the process's global symbols, once per process; the engine's contexts must be of
-// the kind whose functions it found.
+// Each is made global (RTLD_GLOBAL) once usable: MuJoCo's GL loader (mjr_makeContext) looks up eglGetProcAddress,
+// then OSMesaGetProcAddress, in the process's global symbols, once per process; the engine's contexts must be
+// of the kind whose functions it found.
 #pragma once
 
 #include <cstdint>
