@@ -28,6 +28,9 @@ analogue): the prior sees ML45's 45 training tasks only (MT50's task table kept,
 then each held-out task gets --target-demos demos, a stage 2 and RIPT:
   python bench/bench_ript.py multitask --pretrain-env metaworld/ML45 --target-demos 1 --out runs/ml45_transfer \
       --tasks bin-picking-v3 box-close-v3 hand-insert-v3 door-lock-v3 door-unlock-v3
+`--pretrain-env held-out` pretrains on MT50's tasks other than the targets, e.g. QueST's ML45 split:
+  python bench/bench_ript.py multitask --pretrain-env held-out --target-demos 1 --out runs/quest_split_transfer \
+      --tasks box-close-v3 disassemble-v3 hand-insert-v3 pick-place-wall-v3 stick-pull-v3
 
 `ml45` is Table 2's ML45 5-shot column (and Table 3's ablation) at CPU scale: `--target-demos` demos of each of
 ML45's 45 training tasks, one QueST policy SFT-trained on all of them (configs/sft_quest_mt50_cpu.yaml), then
@@ -53,6 +56,7 @@ import time
 from pathlib import Path
 
 TARGET = 0.8
+HELD_OUT = "held-out"  # --pretrain-env: MT50's tasks other than the targets
 # The installed console script: `python -m ript_fast.cli` from the checkout would import the source folder's
 # ript_fast, which has no compiled _C.
 RIPT_FAST = shutil.which("ript-fast", path=str(Path(sys.executable).parent)) or "ript-fast"
@@ -116,7 +120,12 @@ def pretrain(args: argparse.Namespace) -> Path:
     demos of that env's tasks alone, MT50's task table kept (the targets, held out, get their ids)."""
     targets = args.few_shot or [task_overrides(args, spec)[0] for spec in args.tasks]
     collect = [f"collect.num_demos={args.pretrain_demos}", f"collect.few_shot_demos={args.target_demos}"]
-    if args.pretrain_env:
+    if args.pretrain_env == HELD_OUT:  # MT50 without the targets (e.g. QueST's ML45 split)
+        from ript_fast.envs.registry import resolve_tasks
+
+        rest = [f"metaworld/{t}" for t in resolve_tasks("metaworld/MT50") if t not in targets]
+        collect += [f"collect.env=[{','.join(rest)}]", "collect.few_shot=[]", "task_table=metaworld/MT50"]
+    elif args.pretrain_env:
         collect += [f"collect.env={args.pretrain_env}", "collect.few_shot=[]", "task_table=metaworld/MT50"]
     else:
         collect += [f"collect.few_shot=[{','.join(targets)}]"]
@@ -279,7 +288,9 @@ def main() -> None:
         "--few-shot", nargs="*", default=[], help="multitask: the tasks given only --target-demos (default: --tasks)"
     )
     parser.add_argument(
-        "--pretrain-env", default="", help="multitask: pretrain on this env's tasks alone (the targets held out)"
+        "--pretrain-env",
+        default="",
+        help=f"multitask: pretrain on this env's tasks alone (targets held out); '{HELD_OUT}': MT50 minus the targets",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="ml45: the RIPT runs' seeds")
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
