@@ -475,6 +475,15 @@ ctypes.CDLL("libEGL.so.1", mode=ctypes.RTLD_GLOBAL)  # as PyOpenGL's EGL platfor
 )
 
 
+def test_egl_device_id_asks_for_egl(tmp_path: Path) -> None:
+    """MUJOCO_EGL_DEVICE_ID set (MUJOCO_GL unset) asks for EGL: a bad one is its error, not a quiet OSMesa."""
+    done = run_python(_IMAGE_ENV_ERROR, environment(MUJOCO_EGL_DEVICE_ID="99"), tmp_path, 120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    message = done.stdout.strip().splitlines()[-1]
+    for part in ("GlError", "MUJOCO_EGL_DEVICE_ID must be an integer", "MUJOCO_GL"):
+        assert part in message, message
+
+
 @pytest.mark.skipif(not osmesa_installed(), reason=f"{GL_SKIP_REASON}: no libOSMesa (Debian/Ubuntu: libosmesa6)")
 def test_osmesa_after_egl_in_one_process_is_one_clear_error(tmp_path: Path) -> None:
     """MuJoCo takes its GL functions from EGL when a library loaded libEGL globally: OSMesa contexts would draw

@@ -26,17 +26,19 @@ std::string mujoco_gl() {
   return text;
 }
 
-// MUJOCO_GL=osmesa: OSMesa; =egl: EGL; otherwise (unset, or "disable" as LIBERO's setup may leave it) EGL where
-// it is usable, else OSMesa. The process keeps its choice: MuJoCo loads its GL functions once.
+// MUJOCO_GL=osmesa: OSMesa; =egl (or MUJOCO_EGL_DEVICE_ID set): EGL; otherwise (unset, or "disable" as LIBERO's
+// setup may leave it) EGL where it is usable, else OSMesa. The process keeps its choice: MuJoCo loads its GL
+// functions once.
 Choice choose() {
-  const std::string asked = mujoco_gl();
+  const char* device = std::getenv("MUJOCO_EGL_DEVICE_ID");
+  const std::string asked = mujoco_gl().empty() && device != nullptr && *device != '\0' ? "egl" : mujoco_gl();
   std::string egl_why, osmesa_why;
   if (asked == "osmesa") {
     if (const GlBackend* osmesa = osmesa_backend(osmesa_why)) return {osmesa, ""};
     return {nullptr, "OpenGL (OSMesa, as MUJOCO_GL=osmesa asks) is not usable: " + osmesa_why + kHint};
   }
   if (const GlBackend* egl = egl_backend(egl_why)) return {egl, ""};
-  if (asked == "egl") return {nullptr, "OpenGL (EGL, as MUJOCO_GL=egl asks) is not usable: " + egl_why + kHint};
+  if (asked == "egl") return {nullptr, "OpenGL (EGL) is not usable: " + egl_why + kHint};
   if (const GlBackend* osmesa = osmesa_backend(osmesa_why)) return {osmesa, ""};
   return {nullptr, "OpenGL is not usable: EGL: " + egl_why + " OSMesa: " + osmesa_why + kHint};
 }
