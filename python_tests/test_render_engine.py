@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import gc
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -388,6 +389,11 @@ def test_render_threads_knob(monkeypatch: pytest.MonkeyPatch) -> None:
             render_threads()
 
 
+# The installed console script: `python -m pytest` from the checkout would import the source folder's ript_fast,
+# which has no compiled _C, ahead of the installed package.
+PYTEST = shutil.which("pytest", path=str(Path(sys.executable).parent)) or "pytest"
+
+
 def osmesa_installed() -> bool:
     import ctypes.util
 
@@ -417,7 +423,7 @@ def test_engine_tests_pass_with_osmesa() -> None:
     left as documented. CI installs libosmesa6, and there (CI=true) a skip for want of GL fails."""
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", str(Path(__file__)), "-v", "-p", "no:cacheprovider", "-x"],
+        [PYTEST, str(Path(__file__)), "-v", "-p", "no:cacheprovider", "-x"],
         env=environment(MUJOCO_GL="osmesa"),
         cwd=root,
         capture_output=True,
