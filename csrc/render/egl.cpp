@@ -36,7 +36,6 @@ constexpr EGLenum kPlatformDeviceExt = 0x313F;
 constexpr EGLenum kPlatformSurfacelessMesa = 0x31DD;
 constexpr EGLint kExtensions = 0x3055;
 
-
 struct Library {
   void* handle = nullptr;
   void* (*GetProcAddress)(const char*) = nullptr;
@@ -61,12 +60,6 @@ struct Library {
   Handle config = nullptr;
   std::string error;  // set when loading failed: every later request fails with the same message
 };
-
-template <typename Fn>
-bool resolve(void* handle, const char* name, Fn& fn) {
-  fn = reinterpret_cast<Fn>(dlsym(handle, name));
-  return fn != nullptr;
-}
 
 template <typename Fn>
 bool resolve_extension(const Library& lib, const char* name, Fn& fn) {
@@ -202,9 +195,10 @@ class EglBackend final : public GlBackend {
   bool software() const override { return lib_.software; }
 
   void* create_context() const override {
-    const Binding keep = current();  // eglBindAPI is per thread: bind OpenGL for the creation, then put it back
+    const EGLenum api = lib_.QueryAPI();  // eglBindAPI is per thread: OpenGL for the creation, then the caller's
+    lib_.BindAPI(kOpenglApi);
     void* context = lib_.CreateContext(lib_.display, lib_.config, nullptr, nullptr);
-    lib_.BindAPI(keep.api);
+    lib_.BindAPI(api);
     return context;
   }
 

@@ -31,7 +31,8 @@ std::string mujoco_gl() {
 // functions once.
 Choice choose() {
   const char* device = std::getenv("MUJOCO_EGL_DEVICE_ID");
-  const std::string asked = mujoco_gl().empty() && device != nullptr && *device != '\0' ? "egl" : mujoco_gl();
+  std::string asked = mujoco_gl();
+  if (asked.empty() && device != nullptr && *device != '\0') asked = "egl";
   std::string egl_why, osmesa_why;
   if (asked == "osmesa") {
     if (const GlBackend* osmesa = osmesa_backend(osmesa_why)) return {osmesa, ""};

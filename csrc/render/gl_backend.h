@@ -7,6 +7,8 @@
 // of the kind whose functions it found.
 #pragma once
 
+#include <dlfcn.h>
+
 #include <cstdint>
 #include <string>
 
@@ -40,6 +42,13 @@ class GlBackend {
   virtual Binding current() const = 0;
   virtual void restore(const Binding& binding) const = 0;
 };
+
+// `fn` set to the library's function `name`; false where the library lacks it.
+template <typename Fn>
+bool resolve(void* library, const char* name, Fn& fn) {
+  fn = reinterpret_cast<Fn>(dlsym(library, name));
+  return fn != nullptr;
+}
 
 // The process's EGL or OSMesa backend, loaded on first use; nullptr and `why` (one sentence) if unusable.
 const GlBackend* egl_backend(std::string& why);

@@ -33,12 +33,6 @@ struct Library {
   std::string error;  // set when loading failed
 };
 
-template <typename Fn>
-bool resolve(void* handle, const char* name, Fn& fn) {
-  fn = reinterpret_cast<Fn>(dlsym(handle, name));
-  return fn != nullptr;
-}
-
 Library load() {
   Library lib;
   // MuJoCo's GL loader looks up eglGetProcAddress before OSMesaGetProcAddress (gl_backend.h): where another
