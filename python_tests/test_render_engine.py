@@ -400,12 +400,25 @@ def osmesa_installed() -> bool:
     return ctypes.util.find_library("OSMesa") is not None
 
 
+requires_osmesa = pytest.mark.skipif(
+    not osmesa_installed(), reason=f"{GL_SKIP_REASON}: no libOSMesa (Debian/Ubuntu: libosmesa6)"
+)
+
+
 def run_python(code: str, env: dict[str, str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """`code` in a fresh interpreter (a process picks its GL backend once), cwd outside the source tree: `python
     -c` puts the cwd first on sys.path, and the source's ript_fast has no _C."""
     return subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
+
+
+def printed_error(code: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> str:
+    """The last line `code` printed (the exception an image env raised, as the snippets below print it), after
+    checking that the interpreter neither crashed nor hung."""
+    done = run_python(code, env, cwd, timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
 
 
 def environment(**changes: str) -> dict[str, str]:
@@ -416,7 +429,7 @@ def environment(**changes: str) -> dict[str, str]:
 
 
 @pytest.mark.skipif(MUJOCO_GL == "osmesa", reason="runs this module under MUJOCO_GL=osmesa (it is that run)")
-@pytest.mark.skipif(not osmesa_installed(), reason=f"{GL_SKIP_REASON}: no libOSMesa (Debian/Ubuntu: libosmesa6)")
+@requires_osmesa
 def test_engine_tests_pass_with_osmesa() -> None:
     """This module's tests again, in a process with MUJOCO_GL=osmesa: the engine's OSMesa contexts draw frames
     pixel-equal to mujoco.Renderer's (MuJoCo's Python OSMesa backend), MetaWorld and LIBERO, the callers' GL
@@ -453,7 +466,7 @@ print(_C.render.gl_platform(), int(env.reset(seed=0)[0].std() > 10))
 """
 
 
-@pytest.mark.skipif(not osmesa_installed(), reason=f"{GL_SKIP_REASON}: no libOSMesa (Debian/Ubuntu: libosmesa6)")
+@requires_osmesa
 def test_osmesa_where_egl_is_not_usable_and_not_asked_for(tmp_path: Path) -> None:
     """EGL where it is usable, OSMesa otherwise: with MUJOCO_GL unset and EGL without a device, image envs draw
     with OSMesa; with MUJOCO_GL=egl they do not (the error test below)."""
@@ -483,20 +496,16 @@ ctypes.CDLL("libEGL.so.1", mode=ctypes.RTLD_GLOBAL)  # as PyOpenGL's EGL platfor
 
 def test_egl_device_id_asks_for_egl(tmp_path: Path) -> None:
     """MUJOCO_EGL_DEVICE_ID set (MUJOCO_GL unset) asks for EGL: a bad one is its error, not a quiet OSMesa."""
-    done = run_python(_IMAGE_ENV_ERROR, environment(MUJOCO_EGL_DEVICE_ID="99"), tmp_path, 120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    message = done.stdout.strip().splitlines()[-1]
+    message = printed_error(_IMAGE_ENV_ERROR, environment(MUJOCO_EGL_DEVICE_ID="99"), tmp_path)
     for part in ("GlError", "MUJOCO_EGL_DEVICE_ID must be an integer", "MUJOCO_GL"):
         assert part in message, message
 
 
-@pytest.mark.skipif(not osmesa_installed(), reason=f"{GL_SKIP_REASON}: no libOSMesa (Debian/Ubuntu: libosmesa6)")
+@requires_osmesa
 def test_osmesa_after_egl_in_one_process_is_one_clear_error(tmp_path: Path) -> None:
     """MuJoCo takes its GL functions from EGL when a library loaded libEGL globally: OSMesa contexts would draw
     with EGL's functions (garbage or a crash), so the engine refuses, naming the cause and MUJOCO_GL."""
-    done = run_python(_OSMESA_AFTER_EGL, environment(MUJOCO_GL="osmesa"), tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    message = done.stdout.strip().splitlines()[-1]
+    message = printed_error(_OSMESA_AFTER_EGL, environment(MUJOCO_GL="osmesa"), tmp_path)
     for part in ("GlError", "OSMesa", "already has EGL loaded", "MUJOCO_GL"):
         assert part in message, message
 
@@ -524,8 +533,6 @@ def test_broken_gl_is_one_clear_error_at_env_creation(
 ) -> None:
     """A broken GL stack: state envs still work, an image env raises at creation one exception naming
     MUJOCO_GL (and what to install), in a subprocess that neither crashes nor hangs."""
-    done = run_python(_MAKE_ENVS, environment(MUJOCO_GL="egl", RIPT_FAST_RENDER="engine", **broken), tmp_path, 120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    message = done.stdout.strip().splitlines()[-1]
+    message = printed_error(_MAKE_ENVS, environment(MUJOCO_GL="egl", RIPT_FAST_RENDER="engine", **broken), tmp_path)
     for part in [*expected, "MUJOCO_GL"]:
         assert part in message, message

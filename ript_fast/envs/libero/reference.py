@@ -51,10 +51,6 @@ def start(env: Any, state: np.ndarray) -> Any:
     return env.set_init_state(np.asarray(state, dtype=np.float64))
 
 
-# Our observation keys and LIBERO's for the same cameras.
-CAMERA_KEYS = {"agentview_rgb": "agentview_image", "eye_in_hand_rgb": "robot0_eye_in_hand_image"}
-
-
 def image_distances(name: str, size: int, init: int = 0) -> dict[str, tuple[float, float]]:
     """How far our camera images are from LIBERO's own (robosuite's renderer, its default quality) at task `name`'s
     shipped init state `init`: per camera (our key), the mean absolute difference per channel (0-255) and the
@@ -62,6 +58,7 @@ def image_distances(name: str, size: int, init: int = 0) -> dict[str, tuple[floa
     are close, not equal; the scene (which geoms are drawn) must be the same."""
     from ript_fast.envs import make_vec_env
     from ript_fast.envs.libero.suites import resolve
+    from ript_fast.envs.libero.vec_env import CAMERAS
 
     options = {"autoreset": False, "terminate_on_success": False, "render_size": (size, size)}
     env = make_vec_env(name, 1, seed=0, obs_mode="rgb", **options)
@@ -71,8 +68,8 @@ def image_distances(name: str, size: int, init: int = 0) -> dict[str, tuple[floa
         their_obs = start(theirs, state)
         our_obs, _ = env.reset(options={"init_state": state[None]})
         out = {}
-        for key, their_key in CAMERA_KEYS.items():
-            diff = np.abs(our_obs[key][0].astype(np.int32) - np.asarray(their_obs[their_key]).astype(np.int32))
+        for key, camera in CAMERAS.items():  # robosuite's observation of a camera: "<camera>_image"
+            diff = np.abs(our_obs[key][0].astype(np.int32) - np.asarray(their_obs[f"{camera}_image"]).astype(np.int32))
             out[key] = (float(diff.mean()), float((diff.max(-1) > 48).mean()))
         return out
     finally:
