@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,16 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def threads() -> Iterator[None]:
-    """Restores the pool's size after a test that changes it."""
+def threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], None]]:
+    """`threads(n)`: the pool's size and the engine's GL contexts set to n (pinned: by default a software
+    rasterizer gets one context whatever the pool); the pool's size restored after the test."""
     before = _C.num_threads()
-    yield
+
+    def use(n: int) -> None:
+        _C.set_num_threads(n)
+        monkeypatch.setenv("RIPT_FAST_RENDER_THREADS", str(n))
+
+    yield use
     _C.set_num_threads(before)
 
 
@@ -103,14 +109,16 @@ def assert_equal_to_reference(env: Any, size: tuple[int, int], steps: int) -> No
 @requires_gl
 @requires_engine
 @pytest.mark.parametrize(("size", "num_threads"), [((128, 128), 2), ((64, 95), 1), ((128, 128), 3)])
-@pytest.mark.usefixtures("threads")
-def test_metaworld_frames_equal_mujoco_renderer(size: tuple[int, int], num_threads: int) -> None:
+def test_metaworld_frames_equal_mujoco_renderer(
+    size: tuple[int, int], num_threads: int, threads: Callable[[int], None]
+) -> None:
     """Two tasks, five envs (so a render thread's slot holds envs of both tasks), QueST's corner2; any thread
     count (3: more render threads than this machine's cores), an odd width (rows not 4-byte aligned)."""
-    _C.set_num_threads(num_threads)
+    threads(num_threads)
     tasks = ["metaworld/pick-place-v3", "metaworld/drawer-open-v3"]
     env = make_vec_env(tasks, 5, seed=0, obs_mode="rgb", render_every_step=False, render_size=size)
     try:
+        assert env._renderer.gl_contexts == num_threads
         assert_equal_to_reference(env, size, steps=3)
     finally:
         env.close()
@@ -194,13 +202,12 @@ def test_libero_images_are_close_to_libero_own(name: str) -> None:
 @requires_gl
 @requires_engine
 @requires_egl
-@pytest.mark.usefixtures("threads")
-def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
+def test_drawing_on_the_callers_thread_keeps_its_gl_context(threads: Callable[[int], None]) -> None:
     """With one thread the engine draws on the calling (Python) thread: the context the caller had current
     there (here a mujoco.Renderer's) is current again afterwards, so Python-side GL code is undisturbed."""
     from mujoco.egl import egl_ext
 
-    _C.set_num_threads(1)
+    threads(1)
     env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False)
     try:
         env.reset(seed=0)
@@ -218,8 +225,7 @@ def test_drawing_on_the_callers_thread_keeps_its_gl_context() -> None:
 @requires_gl
 @requires_engine
 @requires_egl
-@pytest.mark.usefixtures("threads")
-def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() -> None:
+def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current(threads: Callable[[int], None]) -> None:
     """The context current on the calling thread destroyed by another thread (as a collector running a Python
     GL context's finalizer does; EGL defers it until released) cannot be made current again after a draw on
     this thread: the engine then leaves none current. It used to leave its own, and a MuJoCo render context
@@ -227,7 +233,7 @@ def test_callers_context_destroyed_elsewhere_leaves_no_engine_context_current() 
     framebuffer and textures, which share the names: frames came out wrong (frozen)."""
     from mujoco.egl import GLContext, egl_ext
 
-    _C.set_num_threads(1)  # the engine draws on this thread
+    threads(1)  # the engine draws on this thread
     size = (64, 64)
     env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False, render_size=size)
     python_gl = GLContext(*size)
@@ -279,14 +285,13 @@ def test_engine_draws_on_a_display_of_its_own_where_mesa_rasterizes() -> None:
 @requires_gl
 @requires_engine
 @pytest.mark.skipif(MUJOCO_GL != "osmesa", reason="about the engine's OSMesa contexts (MUJOCO_GL=osmesa)")
-@pytest.mark.usefixtures("threads")
-def test_osmesa_draw_on_the_callers_thread_leaves_no_context_current() -> None:
+def test_osmesa_draw_on_the_callers_thread_leaves_no_context_current(threads: Callable[[int], None]) -> None:
     """OSMesa cannot tell a context destroyed elsewhere from a live one, so a draw on the calling thread leaves
     none current (never the engine's); a mujoco.Renderer makes its own current again when it draws, and its
     frames and the engine's stay right."""
     from OpenGL import osmesa
 
-    _C.set_num_threads(1)
+    threads(1)
     size = (64, 64)
     env = make_vec_env("metaworld/reach-v3", 2, seed=0, obs_mode="rgb", render_every_step=False, render_size=size)
     try:
@@ -305,13 +310,12 @@ def test_osmesa_draw_on_the_callers_thread_leaves_no_context_current() -> None:
 
 @requires_gl
 @requires_engine
-@pytest.mark.usefixtures("threads")
-def test_frames_stay_right_while_python_renderers_come_and_go_on_another_thread() -> None:
+def test_frames_stay_right_while_python_renderers_come_and_go_on_another_thread(threads: Callable[[int], None]) -> None:
     """While the engine draws (its slots on two threads, the GIL released), another Python thread makes, draws
     and drops mujoco.Renderers (some freed by the collector, on whichever thread it runs): the setting of the
     stress that crashed llvmpipe inside an engine draw before the engine serialized its GL calls and drew on a
     display of its own. Frames stay equal to the reference."""
-    _C.set_num_threads(2)
+    threads(2)
     size = (64, 64)
     env = make_vec_env(
         ["metaworld/pick-place-v3", "metaworld/drawer-open-v3"],
@@ -378,15 +382,37 @@ def test_engine_is_the_default_unless_glfw(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_render_threads_knob(monkeypatch: pytest.MonkeyPatch) -> None:
     """RIPT_FAST_RENDER_THREADS caps the engine's GL contexts (memory: each holds its tasks' textures); unset,
-    the pool's size; anything but a positive integer is a ValueError naming the variable."""
+    0 (the engine's default); anything but a positive integer is a ValueError naming the variable."""
     monkeypatch.delenv("RIPT_FAST_RENDER_THREADS", raising=False)
-    assert render_threads() == _C.num_threads()
+    assert render_threads() == 0
     monkeypatch.setenv("RIPT_FAST_RENDER_THREADS", "3")
     assert render_threads() == 3
     for bad in ("0", "-1", "two"):
         monkeypatch.setenv("RIPT_FAST_RENDER_THREADS", bad)
         with pytest.raises(ValueError, match="RIPT_FAST_RENDER_THREADS"):
             render_threads()
+
+
+@requires_gl
+@requires_engine
+def test_one_gl_context_by_default_on_a_software_rasterizer(
+    threads: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unpinned, the engine draws with one GL context on Mesa's software rasterizer (its GL takes turns there, so
+    a second would only hold a second copy of the textures), whatever the pool's size; pinned, with as many as
+    asked (at most one per env)."""
+    threads(2)
+    platform = _C.render.gl_platform()
+    if platform == "device":
+        pytest.skip("a GPU's EGL: one context per pool thread")
+    monkeypatch.delenv("RIPT_FAST_RENDER_THREADS")
+    assert _C.render.default_slots() == 1
+    env = make_vec_env("metaworld/reach-v3", 3, seed=0, obs_mode="rgb", render_every_step=False, render_size=(32, 32))
+    try:
+        assert env._renderer.gl_contexts == 1
+        assert_equal_to_reference(env, (32, 32), steps=2)
+    finally:
+        env.close()
 
 
 # The installed console script: `python -m pytest` from the checkout would import the source folder's ript_fast,

@@ -170,7 +170,7 @@ BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
       throw std::invalid_argument("task_of_env: out of range");
     }
   }
-  const int32_t count = static_cast<int32_t>(std::min<int64_t>(std::max(slots, 1), size()));
+  const int32_t count = static_cast<int32_t>(std::min<int64_t>(slots > 0 ? slots : default_slots(), size()));
   const std::vector<int32_t> slot_of_env = deal_envs(spec_.task_of_env, count);
   const std::unique_lock<std::mutex> gl = gl_turn();
   try {
@@ -186,6 +186,8 @@ BatchRenderer::BatchRenderer(RenderSpec spec, RenderOutputs out, int slots)
     throw;
   }
 }
+
+int BatchRenderer::default_slots() { return gl_software() ? 1 : num_threads(); }
 
 BatchRenderer::~BatchRenderer() {
   if (slots_.empty()) return;

@@ -50,13 +50,19 @@ struct RenderOutputs {
 class BatchRenderer {
  public:
   // Makes min(slots, N) GL contexts and their render contexts on the calling thread; GlError if the GL stack
-  // or MuJoCo's render setup fails (nothing is left allocated then).
+  // or MuJoCo's render setup fails (nothing is left allocated then). slots <= 0: default_slots().
   BatchRenderer(RenderSpec spec, RenderOutputs out, int slots);
   ~BatchRenderer();
   BatchRenderer(const BatchRenderer&) = delete;
   BatchRenderer& operator=(const BatchRenderer&) = delete;
 
+  // One slot on Mesa's software rasterizer, whose GL takes turns (gl_turn): more contexts there draw no faster
+  // (1 vs 2 slots within 4% on 2 cores, bench/RESULTS.md) and each holds its tasks' textures; on a GPU's EGL, one
+  // per pool thread. Makes the process's GL backend choice (gl.h) if none was made yet.
+  static int default_slots();
+
   int64_t size() const { return static_cast<int64_t>(spec_.datas.size()); }
+  int64_t slots() const { return static_cast<int64_t>(slots_.size()); }
   int64_t cameras() const { return static_cast<int64_t>(out_.images.size()); }
 
   // Draws, for each env in rows[0..n) (duplicates allowed), every camera c with wanted[c] whose frame is not

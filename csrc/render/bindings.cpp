@@ -63,6 +63,11 @@ class PyBatchRenderer {
     renderer_.reset();
   }
 
+  int64_t slots() const {
+    require(renderer_ != nullptr, "slots: this renderer was closed");
+    return renderer_->slots();
+  }
+
  private:
   std::vector<py::array> images_;
   py::array current_;
@@ -86,6 +91,14 @@ void bind_render(py::module_& root) {
       "gl_platform", [] { return render::gl_platform(); },
       "Where the engine draws: 'surfaceless' (EGL, a display of its own on Mesa's software rasterizer), 'device' "
       "(EGL) or 'osmesa'; raises GlError where GL is not usable");
+  m.def(
+      "default_slots",
+      [] {
+        py::gil_scoped_release nogil;
+        return BatchRenderer::default_slots();
+      },
+      "GL contexts a renderer makes unless told: 1 on Mesa's software rasterizer (its GL takes turns, so more "
+      "contexts only cost memory), else the pool's threads; raises GlError where GL is not usable");
   py::class_<RenderSpec>(m, "RenderSpec")
       .def(py::init<>())
       .def_readwrite("models", &RenderSpec::models)
@@ -99,11 +112,13 @@ void bind_render(py::module_& root) {
   py::class_<PyBatchRenderer>(m, "BatchRenderer")
       .def(py::init<RenderSpec, const std::vector<py::array>&, const py::array&, int>(), py::arg("spec"),
            py::arg("images"), py::arg("current"), py::arg("slots"),
-           "Up to `slots` GL contexts (one per thread that may draw at once; envs dealt to them by task) with MuJoCo's "
-           "render contexts of their envs' tasks; raises GlError if the GL stack is missing or broken")
+           "Up to `slots` GL contexts (one per thread that may draw at once; envs dealt to them by task; 0: "
+           "default_slots()) with MuJoCo's render contexts of their envs' tasks; raises GlError if the GL stack is "
+           "missing or broken")
       .def("render", &PyBatchRenderer::render, py::arg("rows"), py::arg("cameras"),
            "Draw the non-current frames of envs `rows` from the cameras flagged in `cameras` into the images")
-      .def("close", &PyBatchRenderer::close, "Free the GL and render contexts (render then raises)");
+      .def("close", &PyBatchRenderer::close, "Free the GL and render contexts (render then raises)")
+      .def_property_readonly("slots", &PyBatchRenderer::slots, "How many GL contexts it draws with");
 }
 
 }  // namespace ript

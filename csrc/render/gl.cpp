@@ -55,9 +55,11 @@ const GlBackend& backend() {
 
 std::string gl_platform() { return backend().platform(); }
 
+bool gl_software() { return backend().software(); }
+
 std::unique_lock<std::mutex> gl_turn() {
   static std::mutex lock;
-  if (backend().software()) return std::unique_lock<std::mutex>(lock);
+  if (gl_software()) return std::unique_lock<std::mutex>(lock);
   return std::unique_lock<std::mutex>(lock, std::defer_lock);
 }
 

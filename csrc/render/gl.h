@@ -45,6 +45,10 @@ class CurrentBinding {
 // a device display, as mujoco.egl picks it) or "osmesa"; GlError where no backend is usable.
 std::string gl_platform();
 
+// Whether the engine draws on Mesa's software rasterizer (llvmpipe: EGL without a GPU driver, and OSMesa), whose
+// GL it serializes (gl_turn); GlError where no backend is usable.
+bool gl_software();
+
 // The engine's turn at GL, taken around every GL call it makes (making, binding and freeing contexts; drawing
 // and reading a frame). On Mesa's software rasterizer (llvmpipe: EGL without a GPU driver, and OSMesa) it is one
 // lock, so the engine's contexts never run GL at the same time: two contexts drawing at once on one llvmpipe

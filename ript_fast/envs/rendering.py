@@ -14,8 +14,10 @@ Two ways to draw the same frames, chosen when the renderer is made (`render_back
     the env is made.
   * "python": one OpenGL context from MuJoCo's Python backend of MUJOCO_GL (egl, osmesa, glfw) and a Python loop
     over envs; the path for MUJOCO_GL=glfw, and the baseline bench/bench_image_rollouts.py measures.
-RIPT_FAST_RENDER=python|engine overrides the choice; RIPT_FAST_RENDER_THREADS caps the engine's GL contexts
-(default: the pool's threads), each of which holds its tasks' textures (~390 MB per LIBERO task). Both run
+RIPT_FAST_RENDER=python|engine overrides the choice; RIPT_FAST_RENDER_THREADS sets how many GL contexts the engine
+draws with, each of which holds its tasks' textures (~390 MB per LIBERO task). Default: one on Mesa's software
+rasterizer (llvmpipe), whose GL the engine serializes, so that more contexts would cost memory and draw no faster;
+on a GPU's EGL one per pool thread, drawing at once. Both run
 MuJoCo's own pipeline (mj_camlight with the render model, mjv_updateScene from a fixed camera, mjr_render,
 mjr_readPixels) on the same render models and give the same pixels (python_tests/test_render_engine.py).
 
@@ -92,10 +94,11 @@ def render_backend() -> str:
 
 def render_threads() -> int:
     """How many threads the engine's renderer may draw with at once (one GL context each): RIPT_FAST_RENDER_THREADS
-    when set, else the core's pool size. A memory knob: every context uploads its tasks' textures."""
+    when set, else 0, the engine's default (`_C.render.default_slots()`: 1 on a software rasterizer, else the
+    pool's size). A memory knob: every context uploads its tasks' textures."""
     value = os.environ.get("RIPT_FAST_RENDER_THREADS", "").strip()
     if not value:
-        return _C.num_threads()
+        return 0
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"RIPT_FAST_RENDER_THREADS: must be a positive integer, got {value!r}")
     return int(value)
@@ -166,6 +169,10 @@ class _EngineDraw:
         spec.geom_groups = [int(g) for g in geom_groups]
         self._renderer = _C.render.BatchRenderer(spec, list(images), current, render_threads())
 
+    @property
+    def contexts(self) -> int:
+        return self._renderer.slots
+
     def draw(self, rows: np.ndarray, wanted: np.ndarray) -> None:
         self._renderer.render(rows, wanted)
 
@@ -176,6 +183,8 @@ class _EngineDraw:
 class _PythonDraw:
     """Frames drawn one at a time from Python on one GL context of MuJoCo's MUJOCO_GL backend, with a render
     context and a scene per task (the path before the engine's; the one for MUJOCO_GL=glfw)."""
+
+    contexts = 1
 
     def __init__(
         self,
@@ -300,6 +309,11 @@ class BatchRenderer:
         # Also at exit, before the exit hooks of libraries imported earlier (atexit runs last-in first-out):
         # robosuite's and mujoco.egl's terminate the EGL display, after which no context can be freed.
         atexit.register(self._finalizer)
+
+    @property
+    def gl_contexts(self) -> int:
+        """How many GL contexts draw the frames (RIPT_FAST_RENDER_THREADS; the Python loop has one)."""
+        return self._draw.contexts
 
     def invalidate(self, rows: np.ndarray) -> None:
         """The envs at `rows` (indices or an (N,) bool mask) changed state: their frames must be drawn again."""
