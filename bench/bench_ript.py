@@ -133,21 +133,23 @@ def pretrain(args: argparse.Namespace) -> Path:
 
 
 def multitask(args: argparse.Namespace) -> list[Path]:
+    """Every task's stage 2 and dynamic-sampling run first, then the ablation's runs: a stopped experiment has the
+    default RIPT's result on each task before any ablation."""
     demos = args.out / "pretrain" / "demos"
     pretrained = pretrain(args)
-    runs = []
-    for spec in args.tasks:
-        task, base = task_overrides(args, spec)
-        source = [f"demos=[{demos / f'{task}.hdf5'}]"]  # the few demos the prior saw
-        if args.pretrain_env:  # a held-out task: the stage 2 collects its few demos (seed 1000, noise 0.2)
-            source = [f"collect.env=metaworld/{task}", f"collect.num_demos={args.target_demos}"]
-        overrides = [*source, f"init_checkpoint={pretrained}"]
-        stage2 = run_sft(args.out / f"{task}__stage2", "configs/sft_quest_stage2_cpu.yaml", overrides)
-        dyn, nodyn = args.out / f"{task}{args.tag}__dynamic", args.out / f"{task}{args.tag}__no-dynamic"
-        run_train(dyn, args.config, base, stage2)
-        run_train(nodyn, args.config, [*base, "ript.dynamic_sampling=false"], stage2)
-        runs += [dyn, nodyn]
-    return runs
+    runs: dict[str, list[Path]] = {}
+    for label, extra in (("dynamic", []), ("no-dynamic", ["ript.dynamic_sampling=false"])):
+        for spec in args.tasks:
+            task, base = task_overrides(args, spec)
+            source = [f"demos=[{demos / f'{task}.hdf5'}]"]  # the few demos the prior saw
+            if args.pretrain_env:  # a held-out task: the stage 2 collects its few demos (seed 1000, noise 0.2)
+                source = [f"collect.env=metaworld/{task}", f"collect.num_demos={args.target_demos}"]
+            overrides = [*source, f"init_checkpoint={pretrained}"]
+            stage2 = run_sft(args.out / f"{task}__stage2", "configs/sft_quest_stage2_cpu.yaml", overrides)
+            out = args.out / f"{task}{args.tag}__{label}"
+            run_train(out, args.config, [*base, *extra], stage2)
+            runs.setdefault(task, []).append(out)
+    return [run for task_runs in runs.values() for run in task_runs]
 
 
 def ml45(args: argparse.Namespace) -> list[Path]:
