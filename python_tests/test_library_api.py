@@ -68,9 +68,15 @@ def _all_failed_round(policy, seed: int):
     return dataclasses.replace(batch, success=torch.zeros(len(batch), dtype=torch.bool))
 
 
-def _trainer(policy, env, iterations: int = 1, **kwargs: Any) -> RiptTrainer:
+def _trainer(policy, env, iterations: int = 1, dynamic_sampling: bool = True, **kwargs: Any) -> RiptTrainer:
     config = RiptConfig(
-        iterations=iterations, group_size=K, batch_rollouts=K * GROUPS, contexts_per_round=GROUPS, max_rounds=2, lr=1e-3
+        iterations=iterations,
+        group_size=K,
+        batch_rollouts=K * GROUPS,
+        contexts_per_round=GROUPS,
+        max_rounds=2,
+        lr=1e-3,
+        dynamic_sampling=dynamic_sampling,
     )
     contexts = ContextDataset.from_env(TASK, 4, seed=1_000)
     return RiptTrainer(policy, env, contexts, config, seed=5, **kwargs)
@@ -100,16 +106,38 @@ def test_the_reward_decides_what_trains(env) -> None:
 
     record = _one_iteration(_trainer(policy, env), rounds)
     assert record["kept_groups"] == 0 and record["rejected_groups"] == 2 * GROUPS and record["sampling_cap_hit"]
+    assert record["informative_groups"] == 0
     assert all(torch.equal(p, before[n]) for n, p in policy.named_parameters())
 
     def speed(batch):
         return -batch.episode_steps.float() / 100
 
     record = _one_iteration(_trainer(policy, env, reward_fn=speed), rounds)
-    assert record["kept_groups"] == GROUPS and record["rounds"] == 1
+    assert record["kept_groups"] == GROUPS and record["informative_groups"] == GROUPS and record["rounds"] == 1
     assert record["train_success"] == 0.0
     assert record["train_reward"] == pytest.approx(float(speed(rounds[0]).mean()))
     assert any(not torch.equal(p, before[n]) for n, p in policy.named_parameters())
+
+
+@pytest.mark.parametrize("dynamic_sampling", [True, False])
+def test_a_run_without_any_success_says_so_once(env, dynamic_sampling: bool) -> None:
+    """Iterations in which every rollout failed change nothing (no group's rewards differ, with or without
+    dynamic sampling): the record counts 0 informative groups and the trainer warns once, saying why and what to
+    do, rather than spending the run on a flat curve in silence."""
+    policy = smoke_policy()
+    trainer = _trainer(policy, env, iterations=3, dynamic_sampling=dynamic_sampling)
+    trainer._collect = lambda rows, seed: (_all_failed_round(policy, seed), RolloutTiming())
+    with pytest.warns(RuntimeWarning) as caught:
+        records = trainer.train()
+    assert [r["informative_groups"] for r in records] == [0, 0, 0]
+    assert [r["kept_groups"] for r in records] == ([0, 0, 0] if dynamic_sampling else [GROUPS] * 3)
+    told = [str(w.message) for w in caught if "learning signal" in str(w.message)]
+    rollouts = records[0]["train_rollouts"]
+    assert told == [
+        f"RIPT iteration 1: no group had a learning signal (none of its {rollouts} rollouts succeeded), so the "
+        "policy did not change. RIPT learns from contexts where some of the K rollouts succeed and some fail: "
+        "start from a policy that succeeds sometimes (more demos, a longer SFT, a stronger prior)."
+    ]
 
 
 @pytest.mark.parametrize(
@@ -210,6 +238,7 @@ class _Recorder(TrainerCallback):
         self.calls.append("done")
 
 
+@pytest.mark.filterwarnings("ignore:RIPT iteration 1. no group had a learning signal")  # its rounds all fail
 def test_callbacks_see_the_run_in_order(env) -> None:
     """Evaluation before training and at the last iteration (eval_every 2 of 3 iterations: after 2 and 3), each
     record logged before its iteration ends, the end once; `train` returns the records the callbacks saw."""

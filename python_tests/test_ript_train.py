@@ -76,6 +76,9 @@ def test_the_smoke_run_learns(smoke_run: Path) -> None:
     records = [json.loads(line) for line in (smoke_run / "metrics.jsonl").read_text().splitlines()]
     for r in records[1:]:
         assert r["kept_groups"] >= 1 and r["loss"] != 0.0 and r["grad_norm"] > 0.0, r
+        assert r["informative_groups"] == r["kept_groups"], r
+    lines = (smoke_run.parent / "stdout.txt").read_text().splitlines()
+    assert not any(line.startswith("no learning signal") for line in lines)
     sft = smoke_run / "sft" / "policy.safetensors"
     saved = TrainerCheckpoints(smoke_run / "checkpoints", keep=3).saved()
     moved = moved_tensors(sft, saved[0].policy_path)
@@ -154,3 +157,22 @@ def test_wilson_intervals_are_the_textbook_ones() -> None:
     assert wilson_interval(50, 50) == pytest.approx((0.9287, 1.0), abs=1e-4)
     with pytest.raises(ValueError, match="episodes"):
         wilson_interval(0, 0)
+
+
+def test_the_summary_says_when_iterations_changed_nothing(tmp_path: Path) -> None:
+    """Iterations without a group of differing rewards are counted in the end summary; when that is all of them
+    the summary says the policy never changed and what to start from instead."""
+    from ript_fast.train.run_summary import end_summary
+
+    def summary(informative: list[int]) -> list[str]:
+        records = [{"iteration": 0, "eval_success": 0.0, "eval_episodes": 10}]
+        records += [{"iteration": i + 1, "informative_groups": n} for i, n in enumerate(informative)]
+        (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        return end_summary(tmp_path, tmp_path / "policy.safetensors", "metaworld/reach-v3", 10).splitlines()
+
+    assert not any(line.startswith("no learning signal") for line in summary([3, 1, 2]))
+    assert "no learning signal in 2 of 3 iterations (every group's K rewards equal: no change)" in summary([0, 4, 0])
+    assert summary([0, 0])[-2] == (
+        "no learning signal in 2 of 2 iterations (every group's K rewards equal: no change); the policy never "
+        "changed: start from one that succeeds sometimes (more demos, a stronger prior)"
+    )

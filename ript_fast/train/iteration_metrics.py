@@ -19,12 +19,15 @@ def iteration_record(
     update: dict[str, float],
     update_seconds: float,
     kept_rollouts: int,
+    informative_groups: int,
     group_size: int,
     dist: Dist,
 ) -> dict[str, Any]:
     """The iteration's metrics (everything but its number, step totals and learning rate, which the trainer
     adds). Train success counts every rollout run, rejected groups included; `train_reward` is the mean reward
-    the update saw the rollouts as (the success rate under the default reward)."""
+    the update saw the rollouts as (the success rate under the default reward); `informative_groups` counts the
+    trained groups whose K rewards differ (all of the kept ones with dynamic sampling; without it, the groups
+    that carried a gradient)."""
     totals = dist.sum(
         {
             "rollouts_run": stats.rollouts_run,
@@ -33,6 +36,7 @@ def iteration_record(
             "groups_tried": stats.groups_tried,
             "groups_rejected": stats.groups_rejected,
             "groups_kept": kept_rollouts // group_size,
+            "groups_informative": informative_groups,
             "rounds": stats.rounds,
             "cap_hit": float(stats.cap_hit),
             "env_steps": timing.env_steps,
@@ -52,6 +56,7 @@ def iteration_record(
         "train_rollouts": int(totals["rollouts_run"]),
         "rejected_groups": int(totals["groups_rejected"]),
         "kept_groups": int(totals["groups_kept"]),
+        "informative_groups": int(totals["groups_informative"]),
         "reject_rate": totals["groups_rejected"] / max(totals["groups_tried"], 1),
         "rounds": totals["rounds"] / world,
         "sampling_cap_hit": totals["cap_hit"] > 0,

@@ -143,6 +143,7 @@ class RiptTrainer:
         self.objective = wrap_ddp(PPOObjective(policy, self.settings), self.dist, policy.device)
         self.iteration = 0
         self.total_env_steps = 0
+        self._told_no_signal = False
 
     # ---- the loop ---------------------------------------------------------------------------------------------
     def train(self) -> list[dict[str, Any]]:
@@ -161,6 +162,7 @@ class RiptTrainer:
             while self.iteration < self.config.iterations:
                 self.iteration += 1
                 records.append(self.step())
+                self._tell_if_no_signal(records[-1])
                 with safe_section():  # Ctrl-C waits for the iteration's record and checkpoint to be written
                     self._call("on_log", records[-1])
                     self._call("on_iteration_end")
@@ -193,9 +195,11 @@ class RiptTrainer:
             raise NonFiniteActionError(f"iteration {self.iteration}, rank {self.dist.rank}: {err}") from None
         batch = self._same_size_on_every_rank(batch)
         update: dict[str, float] = {}
+        informative = 0  # groups whose K rewards differ (all-equal ones have zero advantages: no gradient)
         t0 = time.perf_counter()
         if batch is not None:
             advantages = ops.rloo_advantage(batch.rewards.view(-1, k)).flatten()  # Eq. 5
+            informative = int((advantages.view(-1, k) != 0).any(dim=1).sum())
             # The shuffle is the same on every rank (same seed, same local size): minibatch j of the job is
             # the union of every rank's minibatch j.
             generator = torch.Generator().manual_seed(_derive_seed(self.seed, self.iteration, salt=1))
@@ -206,7 +210,7 @@ class RiptTrainer:
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
             self.scheduler.step()
         kept = len(batch) if batch is not None else 0
-        record = iteration_record(stats, timing, update, update_seconds, kept, k, self.dist)
+        record = iteration_record(stats, timing, update, update_seconds, kept, informative, k, self.dist)
         self.total_env_steps += record["env_steps"]
         record = {"iteration": self.iteration, **record, "total_env_steps": self.total_env_steps}
         record["lr"] = self.scheduler.get_last_lr()[0]
@@ -214,6 +218,25 @@ class RiptTrainer:
             record.update(self.evaluate())
         record["seconds"] = time.perf_counter() - start
         return record
+
+    def _tell_if_no_signal(self, record: dict[str, Any]) -> None:
+        """Warns (once per trainer) when an iteration had no group with differing rewards, so the policy did not
+        change: a run from a policy that never succeeds otherwise spends its whole budget showing a flat curve."""
+        if record["informative_groups"] or self._told_no_signal or not self.dist.is_main:
+            return
+        self._told_no_signal = True
+        why = (
+            f"none of its {record['train_rollouts']} rollouts succeeded"
+            if record["train_success"] == 0
+            else "every context's K rewards were equal"
+        )
+        warnings.warn(
+            f"RIPT iteration {record['iteration']}: no group had a learning signal ({why}), so the policy did not "
+            "change. RIPT learns from contexts where some of the K rollouts succeed and some fail: start from a "
+            "policy that succeeds sometimes (more demos, a longer SFT, a stronger prior).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def _collect(self, group_rows: np.ndarray, seed: int) -> tuple[RolloutBatch, RolloutTiming]:
         """K rollouts of each context (rows of the context dataset), group-major, in one engine batch."""

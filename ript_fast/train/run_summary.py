@@ -53,11 +53,26 @@ def end_summary(out: Path, final: Path, env: str, episodes: int) -> str:
         best = _best(history)
         if best is not None:
             lines.append(f"best evaluation: iteration {best['iteration']} ({best['eval_success']:.1%})")
+    idle = _no_signal_line(history)
+    if idle:
+        lines.append(idle)
     lines.append(
         f"policy: {final} (folder with model card: {out / 'policy'}); best: "
         f"{out / 'best.safetensors'}; curves: {out / 'success.png'}; metrics: {out / 'metrics.jsonl'}"
     )
     return "\n".join(lines)
+
+
+def _no_signal_line(history: list[dict[str, Any]]) -> str | None:
+    """How many iterations changed nothing (no group with differing rewards): what a flat curve means."""
+    done = [r for r in history if "informative_groups" in r]
+    idle = [r for r in done if r["informative_groups"] == 0]
+    if not idle:
+        return None
+    line = f"no learning signal in {len(idle)} of {len(done)} iterations (every group's K rewards equal: no change)"
+    if len(idle) == len(done):
+        line += "; the policy never changed: start from one that succeeds sometimes (more demos, a stronger prior)"
+    return line
 
 
 def _describe(score: EvalScore) -> str:
