@@ -199,7 +199,7 @@ class RiptTrainer:
         t0 = time.perf_counter()
         if batch is not None:
             advantages = ops.rloo_advantage(batch.rewards.view(-1, k)).flatten()  # Eq. 5
-            informative = int((advantages.view(-1, k) != 0).any(dim=1).sum())
+            informative = int(ops.informative_groups(batch.rewards.view(-1, k)).sum())
             # The shuffle is the same on every rank (same seed, same local size): minibatch j of the job is
             # the union of every rank's minibatch j.
             generator = torch.Generator().manual_seed(_derive_seed(self.seed, self.iteration, salt=1))
