@@ -176,3 +176,24 @@ def test_the_summary_says_when_iterations_changed_nothing(tmp_path: Path) -> Non
         "no learning signal in 2 of 2 iterations (every group's K rewards equal: no change); the policy never "
         "changed: start from one that succeeds sometimes (more demos, a stronger prior)"
     )
+
+
+def test_the_cli_prints_our_warnings_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Under `ript-fast`, a warning raised from ript_fast (e.g. an iteration without a learning signal) is one
+    `ript-fast train: warning: ...` line; another library's goes to the display it had before."""
+    import os
+    import warnings
+
+    from ript_fast.cli import _warnings_as_lines
+
+    ours = os.path.join(os.sep, "site-packages", "ript_fast", "train", "ript_run.py")
+    before: list[tuple[str, str]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, category, filename, *rest: before.append((str(message), filename))
+        with _warnings_as_lines("ript-fast train:"):
+            warnings.warn_explicit("RIPT iteration 1: no group had a learning signal", RuntimeWarning, ours, 142)
+            warnings.warn_explicit("something else", UserWarning, "/site-packages/torch/nn.py", 7)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["ript-fast train: warning: RIPT iteration 1: no group had a learning signal"]
+    assert before == [("something else", "/site-packages/torch/nn.py")]

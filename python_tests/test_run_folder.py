@@ -288,7 +288,8 @@ def test_a_signal_stops_at_a_safe_point_and_the_run_resumes_exactly(
         time.sleep(0.05)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    lines = err.decode().strip().splitlines()
+    # the tiny run's first iterations may have no learning signal: that warning is a line of its own
+    lines = [line for line in err.decode().strip().splitlines() if not line.startswith("ript-fast train: warning: ")]
     assert proc.returncode == code, err.decode()[-2000:]
     assert len(lines) == 1 and f"resume with `ript-fast train --resume {run}`" in lines[0], lines
     result = subprocess.run(train_cmd(init, run, True), capture_output=True, timeout=900)

@@ -6,12 +6,15 @@ User mistakes (bad config, missing file) end with one clear line on stderr and e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
 import textwrap
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -282,6 +285,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(prefix: str) -> Iterator[None]:
+    """Our own warnings (e.g. an iteration without a learning signal) as one line each, `<prefix> warning: ...`,
+    rather than Python's file:line format with a source line; other libraries' warnings keep their format."""
+    shown = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if f"{os.sep}ript_fast{os.sep}" in filename:
+            print(f"{prefix} warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ript_fast.train.hub import HubError
     from ript_fast.train.interrupts import RunInterrupted, stop_on_signals
@@ -296,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     prefix = f"ript-fast {args.command}:"
     try:
-        with stop_on_signals():
+        with stop_on_signals(), _warnings_as_lines(prefix):
             return int(args.func(args) or 0)
     except UsageError as err:
         print(f"{prefix} error: {err}", file=sys.stderr)
