@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -32,9 +33,14 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+def lines_besides_warnings(err: str) -> list[str]:
+    """stderr's lines other than `ript-fast <command>: warning: ...` ones (a tiny run's first iterations may have
+    no learning signal, which the CLI prints as a line of its own)."""
+    return [line for line in err.strip().splitlines() if not re.match(r"ript-fast \S+: warning: ", line)]
+
+
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
-    """The one error line (a tiny run's no-learning-signal warning is a line of its own)."""
-    lines = [line for line in capsys.readouterr().err.strip().splitlines() if ": warning: " not in line]
+    lines = lines_besides_warnings(capsys.readouterr().err)
     assert len(lines) == 1, lines
     return lines[0]
 
@@ -289,8 +295,7 @@ def test_a_signal_stops_at_a_safe_point_and_the_run_resumes_exactly(
         time.sleep(0.05)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    # the tiny run's first iterations may have no learning signal: that warning is a line of its own
-    lines = [line for line in err.decode().strip().splitlines() if not line.startswith("ript-fast train: warning: ")]
+    lines = lines_besides_warnings(err.decode())
     assert proc.returncode == code, err.decode()[-2000:]
     assert len(lines) == 1 and f"resume with `ript-fast train --resume {run}`" in lines[0], lines
     result = subprocess.run(train_cmd(init, run, True), capture_output=True, timeout=900)
