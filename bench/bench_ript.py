@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -182,6 +183,15 @@ def sweep(args: argparse.Namespace, key: str, values: list[str], label: str) -> 
     return runs
 
 
+def is_ript_run(folder: Path) -> bool:
+    """A RIPT run folder (its records have iterations), not a pretraining or stage-2 SFT folder beside it."""
+    metrics = folder / "metrics.jsonl"
+    if not metrics.exists():
+        return False
+    with metrics.open() as f:
+        return "iteration" in json.loads(f.readline() or "{}")
+
+
 def summarize(run: Path) -> dict:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [(r["iteration"], r["eval_success"]) for r in records if r.get("eval_success") is not None]
@@ -242,7 +252,15 @@ def ml45_report(runs: list[Path]) -> None:
         print(f"| {task} | {first:.1f} | " + " | ".join(last) + " |")
 
 
+def task_of(run_name: str) -> str:
+    """The MetaWorld task a run folder is named after (`<task><tag>__<variant>`); '' for a multi-task run."""
+    match = re.match(r"[a-z0-9-]+-v\d+", run_name)
+    return match.group(0) if match else ""
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Held-out success against iteration with 95% Wilson bands: one panel per task when the runs span several
+    (ten curves on one axis hide which run is which), the same colour for the same variant in every panel."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,20 +268,47 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     from ript_fast.train.binomial import wilson_interval
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    panels: dict[str, list[dict]] = {}
     for r in rows:
-        xs, ys = zip(*r["curve"], strict=True) if r["curve"] else ((), ())
-        line = ax.plot(xs, ys, marker="o", label=r["run"], linestyle="--" if "no-dynamic" in r["run"] else "-")[0]
-        if all(r["episodes"]):  # 95% Wilson band of each evaluation
-            bands = [wilson_interval(round(y * n), n) for y, n in zip(ys, r["episodes"], strict=True)]
-            ax.fill_between(xs, *zip(*bands, strict=True), color=line.get_color(), alpha=0.12, linewidth=0)
-    ax.axhline(TARGET, color="gray", linewidth=0.8)
-    ax.set_xlabel("RIPT iteration")
-    ax.set_ylabel("held-out success rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+        panels.setdefault(task_of(r["run"]) if len(rows) > 1 else "", []).append(r)
+    if len(panels) == 1:
+        panels = {"": rows}
+    cols = min(len(panels), 3)
+    grid = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(
+        grid,
+        cols,
+        figsize=(7 if cols == 1 else 4.6 * cols, 4.5 if grid == 1 else 3.6 * grid),
+        dpi=100,
+        squeeze=False,
+        sharey=True,
+    )
+    variants: list[str] = []
+    for ax, (task, runs) in zip(axes.flat, panels.items(), strict=False):
+        for r in runs:
+            label = r["run"][len(task) :].strip("_").replace("__", " ") if task else r["run"]
+            if label not in variants:
+                variants.append(label)
+            xs, ys = zip(*r["curve"], strict=True) if r["curve"] else ((), ())
+            style = "--" if "no-dynamic" in r["run"] else "-"
+            line = ax.plot(
+                xs, ys, marker="o", markersize=3, label=label, linestyle=style, color=f"C{variants.index(label) % 10}"
+            )[0]
+            if all(r["episodes"]):  # 95% Wilson band of each evaluation
+                bands = [wilson_interval(round(y * n), n) for y, n in zip(ys, r["episodes"], strict=True)]
+                ax.fill_between(xs, *zip(*bands, strict=True), color=line.get_color(), alpha=0.12, linewidth=0)
+        ax.axhline(TARGET, color="gray", linewidth=0.8)
+        ax.set_xlabel("RIPT iteration")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(task or title, fontsize=10 if task else None)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out success rate")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    if len(panels) > 1:
+        fig.suptitle(f"{title} (bands: 95% Wilson intervals)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -315,7 +360,7 @@ def main() -> None:
     elif args.experiment == "noise":
         runs = sweep(args, "contexts.noise_std", args.stds, "noise")
     else:
-        runs = args.runs or sorted(p for p in args.out.iterdir() if (p / "metrics.jsonl").exists())
+        runs = args.runs or sorted(p for p in args.out.iterdir() if is_ript_run(p))
     report(runs, args.out, f"RIPT {args.experiment}")
     multi = [r for r in runs if r.name.startswith("ML45") and (r / "metrics.jsonl").exists()]
     if multi:
