@@ -270,8 +270,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     panels: dict[str, list[dict]] = {}
     for r in rows:
-        panels.setdefault(task_of(r["run"]) if len(rows) > 1 else "", []).append(r)
-    if len(panels) == 1:
+        panels.setdefault(task_of(r["run"]), []).append(r)
+    if len(panels) == 1:  # one task: one axis, the runs named in full
         panels = {"": rows}
     cols = min(len(panels), 3)
     grid = (len(panels) + cols - 1) // cols
