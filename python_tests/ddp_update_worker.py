@@ -19,7 +19,7 @@ sys.path.insert(
 from ppo_fixtures import frozen_batch, oft_policy, perturb, sgd, smoke_policy
 
 from ript_fast import ops
-from ript_fast.train.distributed import Dist
+from ript_fast.train.distributed import Dist, exit_process
 from ript_fast.train.ppo import PPOObjective, PPOSettings, minibatch_schedule, ppo_update
 
 K, ROLLOUTS, MINIBATCH, EPOCHS = 4, 16, 8, 2
@@ -45,6 +45,7 @@ def main(out: str, variant: str, oft_folder: str | None) -> None:
         torch.save({n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}, out)
     tdist.barrier()  # nobody tears the group down while a peer is still in a collective
     tdist.destroy_process_group()
+    exit_process(0)  # as `ript-fast` does under torchrun: no interpreter finalization racing gloo's threads
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,24 @@ def test_torchrun_train_end_to_end(tmp_path: Path) -> None:
         assert r["rollouts"] == 4  # B over the job: B / 2 from each rank
         assert r["env_steps"] > 0 and 0.0 <= r["eval_success"] <= 1.0
     assert (out / "policy.safetensors").is_file() and (out / "success.png").is_file()
+
+
+def test_rank_exit_keeps_output_and_code() -> None:
+    """A rank ends without interpreter finalization (gloo's threads can abort it, `exit_process`), yet what
+    it printed, unflushed, and its exit code must come through."""
+    code = "import sys; from ript_fast.train.distributed import exit_process; "
+    code += "sys.stdout.write('out'); sys.stderr.write('err'); exit_process(3)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "out", "err")
+
+
+def test_cli_rank_exits_with_the_commands_code(tmp_path: Path) -> None:
+    """Under torchrun (WORLD_SIZE > 1) `ript-fast` leaves through `exit_process` with the command's code and its
+    one error line."""
+    missing = tmp_path / "missing.yaml"
+    env = {**os.environ, "WORLD_SIZE": "2"}
+    cmd = [RIPT_FAST, "train", "--config", str(missing)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ript-fast train: error: no config file {missing}")

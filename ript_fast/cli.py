@@ -312,6 +312,17 @@ def _warnings_as_lines(prefix: str) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command and returns its exit code; a rank of a torchrun job exits here instead (see
+    `exit_process`: returning would let the interpreter's finalization race gloo's threads)."""
+    from ript_fast.train.distributed import exit_process, in_torchrun_job
+
+    code = _run_command(argv)
+    if in_torchrun_job():
+        exit_process(code)
+    return code
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
     from ript_fast.train.hub import HubError
     from ript_fast.train.interrupts import RunInterrupted, stop_on_signals
     from ript_fast.train.rollout import NonFiniteActionError
